@@ -1,0 +1,132 @@
+"""Terrain class definitions: names, RGB colours and id remapping.
+
+Read from ``config/classes.yaml`` so that training, the nodes, reports and RViz
+colouring agree on what each class id means.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import yaml
+
+from dice_seg_ros.resources import DEFAULT_CLASSES, resource_path
+
+DEFAULT_IGNORE_INDEX = 255
+
+
+@dataclass(frozen=True)
+class ClassSet:
+    """An ordered list of classes; class id ``i`` is ``names[i]``.
+
+    Attributes:
+        names: class names, index = class id.
+        colors: ``(C, 3)`` uint8 RGB colour per class id.
+        drivable: whether each class id is drivable terrain.
+        ignore_index: label value that marks unlabeled pixels (not a class).
+
+    """
+
+    names: tuple[str, ...]
+    colors: np.ndarray
+    drivable: tuple[bool, ...]
+    ignore_index: int = DEFAULT_IGNORE_INDEX
+
+    @property
+    def num_classes(self) -> int:
+        """Number of classes C (ids 0..C-1)."""
+        return len(self.names)
+
+    def palette(self) -> np.ndarray:
+        """Return a ``(256, 3)`` uint8 lookup table: id -> RGB, unknown ids black."""
+        lut = np.zeros((256, 3), dtype=np.uint8)
+        lut[: self.num_classes] = self.colors
+        return lut
+
+    def index(self, name: str) -> int:
+        """Return the class id of ``name``; raise ValueError for an unknown name."""
+        try:
+            return self.names.index(name)
+        except ValueError:
+            raise ValueError(
+                f"unknown class {name!r}; known classes: {list(self.names)}") from None
+
+
+def load_classes(path: str | Path | None = None) -> ClassSet:
+    """Read a classes YAML file (default: the shipped ``config/classes.yaml``).
+
+    Raises:
+        FileNotFoundError: if the file does not exist.
+        ValueError: if ids are not 0..C-1 in order, colours are not RGB triples in
+            0..255, names repeat, or the ignore index collides with a class id.
+
+    """
+    path = Path(path) if path is not None else resource_path(DEFAULT_CLASSES)
+    if not path.is_file():
+        raise FileNotFoundError(f"classes file not found: {path}")
+    with open(path, encoding="utf-8") as stream:
+        doc = yaml.safe_load(stream)
+    if not isinstance(doc, dict) or not isinstance(doc.get("classes"), list):
+        raise ValueError(f"{path}: expected a mapping with a 'classes' list")
+    entries = doc["classes"]
+    if not entries:
+        raise ValueError(f"{path}: 'classes' is empty")
+    names, colors, drivable = [], [], []
+    for expected_id, entry in enumerate(entries):
+        if entry.get("id") != expected_id:
+            raise ValueError(
+                f"{path}: class ids must be 0..C-1 in order; entry {expected_id} "
+                f"has id {entry.get('id')!r}")
+        color = entry.get("color")
+        if (not isinstance(color, list) or len(color) != 3
+                or not all(isinstance(c, int) and 0 <= c <= 255 for c in color)):
+            raise ValueError(
+                f"{path}: class {entry.get('name')!r} color must be [R, G, B] in "
+                f"0..255, got {color!r}")
+        names.append(str(entry["name"]))
+        colors.append(color)
+        drivable.append(bool(entry.get("drivable", False)))
+    if len(set(names)) != len(names):
+        raise ValueError(f"{path}: class names repeat: {names}")
+    ignore_index = int(doc.get("ignore_index", DEFAULT_IGNORE_INDEX))
+    if ignore_index < len(names):
+        raise ValueError(
+            f"{path}: ignore_index {ignore_index} collides with a class id "
+            f"(0..{len(names) - 1})")
+    return ClassSet(tuple(names), np.asarray(colors, dtype=np.uint8),
+                    tuple(drivable), ignore_index)
+
+
+def load_remap(path: str | Path) -> dict[int, int]:
+    """Read a remapping YAML ``{source_id: target_id}`` (target may be 255 = ignore).
+
+    Raises:
+        FileNotFoundError: if the file does not exist.
+        ValueError: if a key or value is not an integer in 0..255.
+
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"remap file not found: {path}")
+    with open(path, encoding="utf-8") as stream:
+        doc = yaml.safe_load(stream) or {}
+    mapping = doc.get("remap", doc) if isinstance(doc, dict) else None
+    if not isinstance(mapping, dict):
+        raise ValueError(f"{path}: expected a mapping of source id -> target id")
+    out = {}
+    for src, dst in mapping.items():
+        if not (isinstance(src, int) and isinstance(dst, int)
+                and 0 <= src <= 255 and 0 <= dst <= 255):
+            raise ValueError(f"{path}: remap entry {src!r}: {dst!r} is not two ids in 0..255")
+        out[src] = dst
+    return out
+
+
+def remap_lut(mapping: dict[int, int], default: int = DEFAULT_IGNORE_INDEX) -> np.ndarray:
+    """Return a 256-entry uint8 lookup table applying ``mapping``; others -> ``default``."""
+    lut = np.full(256, default, dtype=np.uint8)
+    for src, dst in mapping.items():
+        lut[src] = dst
+    return lut

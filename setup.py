@@ -1,0 +1,56 @@
+"""Install dice_seg_ros with pip (any Python) or colcon (a ROS 2 workspace)."""
+
+from glob import glob
+
+from setuptools import find_packages, setup
+
+PACKAGE = "dice_seg_ros"
+
+setup(
+    name=PACKAGE,
+    version="0.1.0",
+    description="Dice-trained terrain segmentation for ROS 2: node, online Dice "
+                "monitor and ROS-free bag evaluation",
+    license="Apache-2.0",
+    python_requires=">=3.10",
+    packages=find_packages(exclude=["test", "test.*", "benchmarks"]),
+    data_files=[
+        ("share/ament_index/resource_index/packages", [f"resource/{PACKAGE}"]),
+        (f"share/{PACKAGE}", ["package.xml"]),
+        (f"share/{PACKAGE}/launch", glob("launch/*.launch.py")),
+        (f"share/{PACKAGE}/config", glob("config/*.yaml")),
+        (f"share/{PACKAGE}/rviz", glob("rviz/*.rviz")),
+        (f"share/{PACKAGE}/models", glob("models/*.onnx") + glob("models/*.pt")),
+    ],
+    # ROS packages (rclpy, message_filters, ...) are declared in package.xml and
+    # come from the ROS installation; they must never be pip requirements.
+    install_requires=[
+        "numpy>=1.24",
+        "opencv-python-headless>=4.8",
+        "onnxruntime>=1.17",
+        "rosbags>=0.10",
+        "tqdm>=4.60",
+        "matplotlib>=3.7",
+        "pyyaml>=6.0",
+    ],
+    extras_require={
+        "train": ["torch>=2.1", "onnx>=1.15", "onnxscript>=0.1"],
+        "gpu": ["onnxruntime-gpu>=1.17"],
+        "test": [
+            "pytest>=7",
+            "flake8>=6",
+            "flake8-docstrings>=1.7",
+            "scikit-learn>=1.3",
+            "monai>=1.3",
+            "colcon-common-extensions>=0.3",
+        ],
+    },
+    zip_safe=True,
+    entry_points={
+        "console_scripts": [
+            "dice-seg = dice_seg_ros.cli:main",
+            "segmentation_node = dice_seg_ros.segmentation_node:main",
+            "dice_monitor_node = dice_seg_ros.dice_monitor_node:main",
+        ],
+    },
+)
