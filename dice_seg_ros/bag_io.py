@@ -1,0 +1,310 @@
+"""Read and write rosbag2 files (sqlite3 and MCAP) without ROS, via ``rosbags``.
+
+Messages are (de)serialised with the ROS 2 Jazzy typestore, so bags written here
+open in ``ros2 bag``, Foxglove and RViz, and bags recorded on a robot read here.
+Stamps are integer nanoseconds throughout.
+"""
+
+from __future__ import annotations
+
+import bisect
+from dataclasses import dataclass, field
+from functools import lru_cache
+from pathlib import Path
+from typing import Any, Generic, Iterable, Iterator, NamedTuple, TypeVar
+
+from rosbags.rosbag2 import Reader, ReaderError, StoragePlugin, Writer, WriterError
+from rosbags.serde import SerdeError
+from rosbags.typesys import Stores, get_typestore
+from rosbags.typesys.store import Typestore
+
+from dice_seg_ros.errors import BagError
+
+IMAGE_TYPE = "sensor_msgs/msg/Image"
+COMPRESSED_TYPE = "sensor_msgs/msg/CompressedImage"
+CAMERA_INFO_TYPE = "sensor_msgs/msg/CameraInfo"
+IMAGE_TYPES = (IMAGE_TYPE, COMPRESSED_TYPE)
+
+STORAGES = {"mcap": StoragePlugin.MCAP, "sqlite3": StoragePlugin.SQLITE3}
+
+T = TypeVar("T")
+
+
+@lru_cache(maxsize=1)
+def typestore() -> Typestore:
+    """Return the shared ROS 2 Jazzy type store, built once (it takes ~100 ms)."""
+    return get_typestore(Stores.ROS2_JAZZY)
+
+
+def msg_class(msgtype: str) -> type:
+    """Return the typestore class of ``msgtype``, e.g. ``sensor_msgs/msg/Image``."""
+    return typestore().types[msgtype]
+
+
+def make_header(stamp_ns: int, frame_id: str) -> Any:
+    """Build a ``std_msgs/msg/Header`` for a stamp in nanoseconds."""
+    time_cls = msg_class("builtin_interfaces/msg/Time")
+    sec, nanosec = divmod(int(stamp_ns), 1_000_000_000)
+    return msg_class("std_msgs/msg/Header")(stamp=time_cls(sec=sec, nanosec=nanosec),
+                                            frame_id=frame_id)
+
+
+def header_stamp_ns(msg: Any) -> int:
+    """Return ``msg.header.stamp`` in nanoseconds."""
+    stamp = msg.header.stamp
+    return int(stamp.sec) * 1_000_000_000 + int(stamp.nanosec)
+
+
+class BagMessage(NamedTuple):
+    """One deserialised message: topic, type, bag log time (ns) and message."""
+
+    topic: str
+    msgtype: str
+    log_time_ns: int
+    msg: Any
+
+
+class BagReader:
+    """Read a rosbag2 directory (sqlite3 or MCAP) or a bare ``.mcap``/``.db3`` file.
+
+    Use as a context manager. Raises FileNotFoundError for a missing path and
+    BagError (naming the path) for a bag that cannot be opened.
+    """
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        if not self.path.exists():
+            raise FileNotFoundError(f"bag not found: {self.path}")
+        try:
+            self._reader = Reader(self.path)
+            self._reader.open()
+        except (ReaderError, FileNotFoundError, OSError, ValueError, KeyError) as exc:
+            raise BagError(f"cannot open bag {self.path}: {exc}") from exc
+
+    def __enter__(self) -> "BagReader":
+        """Return the open reader."""
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        """Close the bag."""
+        self.close()
+
+    def close(self) -> None:
+        """Close the bag (idempotent)."""
+        if self._reader.is_open:
+            self._reader.close()
+
+    def topics(self) -> dict[str, str]:
+        """Return ``{topic: message type}`` for every topic in the bag."""
+        return {topic: info.msgtype or "<mixed types>"
+                for topic, info in self._reader.topics.items()}
+
+    def message_count(self, topic: str) -> int:
+        """Return the number of messages on ``topic`` (from the bag's index)."""
+        return self._reader.topics[topic].msgcount
+
+    def check_topic(self, topic: str, expected: Iterable[str]) -> str:
+        """Return the type of ``topic`` after checking it exists with an expected type.
+
+        Raises:
+            BagError: listing the bag's topics if ``topic`` is absent, or naming
+                the topic, the expected and the actual type.
+
+        """
+        topics = self.topics()
+        if topic not in topics:
+            listing = ", ".join(f"{name} [{kind}]" for name, kind in sorted(topics.items()))
+            raise BagError(f"topic {topic!r} not in bag {self.path}; "
+                           f"the bag has: {listing or 'no topics'}")
+        expected = tuple(expected)
+        if topics[topic] not in expected:
+            raise BagError(f"topic {topic!r} in bag {self.path} has type {topics[topic]}, "
+                           f"expected {' or '.join(expected)}")
+        return topics[topic]
+
+    def messages(self, topics: Iterable[str]) -> Iterator[BagMessage]:
+        """Yield the messages on ``topics`` in bag (log time) order, deserialised.
+
+        Raises:
+            BagError: naming the topic and log time of a message that cannot be
+                read or deserialised (corrupt or truncated bag).
+
+        """
+        wanted = set(topics)
+        connections = [c for c in self._reader.connections if c.topic in wanted]
+        store = typestore()
+        where = "start of bag"
+        try:
+            for connection, log_time, raw in self._reader.messages(connections=connections):
+                where = f"{connection.topic} at log time {log_time} ns"
+                msg = store.deserialize_cdr(raw, connection.msgtype)
+                yield BagMessage(connection.topic, connection.msgtype, log_time, msg)
+        except (SerdeError, ReaderError, ValueError, IndexError, OSError) as exc:
+            raise BagError(f"corrupt message in bag {self.path} ({where}): "
+                           f"{type(exc).__name__}: {exc}") from exc
+
+
+class BagWriter:
+    """Write a rosbag2 bag directory in MCAP (default) or sqlite3 storage.
+
+    Use as a context manager; on an exception inside the block the bag is still
+    closed so that everything written so far stays readable.
+    """
+
+    def __init__(self, path: str | Path, storage: str = "mcap") -> None:
+        if storage not in STORAGES:
+            raise ValueError(f"unknown bag storage {storage!r}; choose from {sorted(STORAGES)}")
+        self.path = Path(path)
+        self._connections: dict[str, Any] = {}
+        try:
+            self._writer = Writer(self.path, version=Writer.VERSION_LATEST,
+                                  storage_plugin=STORAGES[storage])
+            self._writer.open()
+        except WriterError as exc:
+            raise BagError(f"cannot create bag {self.path}: {exc}") from exc
+
+    def __enter__(self) -> "BagWriter":
+        """Return the open writer."""
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        """Close the bag, writing its metadata."""
+        self.close()
+
+    def close(self) -> None:
+        """Close the bag (idempotent)."""
+        if self._writer.storage is not None:
+            self._writer.close()
+
+    def add_topic(self, topic: str, msgtype: str) -> None:
+        """Register ``topic`` with message type ``msgtype`` (once per topic)."""
+        if topic not in self._connections:
+            self._connections[topic] = self._writer.add_connection(
+                topic, msgtype, typestore=typestore())
+
+    def write(self, topic: str, log_time_ns: int, msg: Any) -> None:
+        """Serialise ``msg`` and write it on ``topic`` (registered on first use)."""
+        self.add_topic(topic, msg.__msgtype__)
+        self.write_raw(topic, log_time_ns, typestore().serialize_cdr(msg, msg.__msgtype__))
+
+    def write_raw(self, topic: str, log_time_ns: int, data: bytes) -> None:
+        """Write already serialised bytes on a registered ``topic``."""
+        if topic not in self._connections:
+            raise BagError(f"topic {topic!r} was not added to bag {self.path}")
+        self._writer.write(self._connections[topic], int(log_time_ns), data)
+
+
+class Pair(NamedTuple, Generic[T]):
+    """An image matched with its label; stamps in ns."""
+
+    image_stamp_ns: int
+    label_stamp_ns: int
+    image: T
+    label: T
+
+
+@dataclass
+class _Pending(Generic[T]):
+    """Items of one stream waiting for a partner, kept sorted by stamp."""
+
+    stamps: list[int] = field(default_factory=list)
+    items: list[T] = field(default_factory=list)
+    watermark: int = -(2 ** 63)
+
+    def add(self, stamp: int, item: T) -> None:
+        index = bisect.bisect_right(self.stamps, stamp)
+        self.stamps.insert(index, stamp)
+        self.items.insert(index, item)
+        self.watermark = max(self.watermark, stamp)
+
+    def remove(self, indices: set[int]) -> None:
+        self.stamps = [s for i, s in enumerate(self.stamps) if i not in indices]
+        self.items = [x for i, x in enumerate(self.items) if i not in indices]
+
+
+class StampPairer(Generic[T]):
+    """Pair images with labels by header stamp, streaming, with a bounded buffer.
+
+    Each image is matched to the unused label nearest in stamp, at most
+    ``max_offset_ms`` away (an exact stamp is simply the nearest). Each label is
+    used at most once. A match is final once both streams have moved past the
+    window of both items, so later messages cannot offer a closer partner; stamps
+    may arrive out of order within that window. Items that find no partner are
+    counted in ``unpaired_images`` / ``unpaired_labels``, never silently lost.
+    When more than ``max_pending`` items of one stream wait (e.g. the label
+    topic went silent), the buffer is settled early to bound memory.
+    """
+
+    def __init__(self, max_offset_ms: float = 20.0, max_pending: int = 64) -> None:
+        if max_offset_ms < 0:
+            raise ValueError(f"max_offset_ms must be >= 0, got {max_offset_ms}")
+        self.max_offset_ns = int(round(max_offset_ms * 1e6))
+        self.max_pending = max_pending
+        self.unpaired_images = 0
+        self.unpaired_labels = 0
+        self.paired = 0
+        self._images: _Pending[T] = _Pending()
+        self._labels: _Pending[T] = _Pending()
+
+    def add_image(self, stamp_ns: int, image: T) -> list[Pair[T]]:
+        """Add an image; return the pairs that became final."""
+        self._images.add(int(stamp_ns), image)
+        return self._settle(force=len(self._images.stamps) > self.max_pending)
+
+    def add_label(self, stamp_ns: int, label: T) -> list[Pair[T]]:
+        """Add a label; return the pairs that became final."""
+        self._labels.add(int(stamp_ns), label)
+        return self._settle(force=len(self._labels.stamps) > self.max_pending)
+
+    def flush(self) -> list[Pair[T]]:
+        """Match everything still waiting (end of bag); return the final pairs."""
+        return self._settle(force=True)
+
+    @property
+    def pending(self) -> int:
+        """Number of images and labels still waiting for a partner."""
+        return len(self._images.stamps) + len(self._labels.stamps)
+
+    def _candidates(self) -> list[tuple[int, int, int]]:
+        """Return ``(|dt| ns, image index, label index)`` within the window, nearest first."""
+        out = []
+        labels = self._labels.stamps
+        for i, stamp in enumerate(self._images.stamps):
+            lo = bisect.bisect_left(labels, stamp - self.max_offset_ns)
+            hi = bisect.bisect_right(labels, stamp + self.max_offset_ns)
+            out.extend((abs(labels[j] - stamp), i, j) for j in range(lo, hi))
+        out.sort()
+        return out
+
+    def _settle(self, force: bool) -> list[Pair[T]]:
+        """Commit matches that no later message can improve; drop hopeless items."""
+        # An item is settled once the other stream has passed beyond its window:
+        # streams arrive (nearly) in stamp order, so no closer partner can come.
+        image_done = self._labels.watermark - self.max_offset_ns
+        label_done = self._images.watermark - self.max_offset_ns
+        used_images: set[int] = set()
+        used_labels: set[int] = set()
+        matches = []
+        for _, i, j in self._candidates():
+            if i in used_images or j in used_labels:
+                continue
+            # Greedy nearest-first matching; a tentative match still reserves both
+            # items, so neither is dropped as unpaired while it may yet be final.
+            used_images.add(i)
+            used_labels.add(j)
+            if force or (self._images.stamps[i] < image_done
+                         and self._labels.stamps[j] < label_done):
+                matches.append((i, j))
+        pairs = [Pair(self._images.stamps[i], self._labels.stamps[j],
+                      self._images.items[i], self._labels.items[j]) for i, j in matches]
+        drop_images = {i for i, s in enumerate(self._images.stamps)
+                       if i not in used_images and (force or s < image_done)}
+        drop_labels = {j for j, s in enumerate(self._labels.stamps)
+                       if j not in used_labels and (force or s < label_done)}
+        self.paired += len(pairs)
+        self.unpaired_images += len(drop_images)
+        self.unpaired_labels += len(drop_labels)
+        self._images.remove(drop_images | {i for i, _ in matches})
+        self._labels.remove(drop_labels | {j for _, j in matches})
+        pairs.sort(key=lambda pair: pair.image_stamp_ns)
+        return pairs

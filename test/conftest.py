@@ -1,0 +1,73 @@
+"""Shared fixtures: tiny ROS messages, tiny labeled bags, tiny ONNX models."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+# Keep the suite light on the shared 2-core CI machines.
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+
+SMALL_W, SMALL_H = 160, 120
+
+
+def image_msg(array: np.ndarray, stamp_ns: int, encoding: str = "rgb8",
+              frame_id: str = "camera_optical_frame"):
+    """Return a rosbags sensor_msgs/msg/Image holding ``array`` (uint8, HxW or HxWx3)."""
+    from dice_seg_ros.bag_io import make_header, msg_class
+
+    array = np.ascontiguousarray(array, dtype=np.uint8)
+    height, width = array.shape[:2]
+    channels = 1 if array.ndim == 2 else array.shape[2]
+    return msg_class("sensor_msgs/msg/Image")(
+        header=make_header(stamp_ns, frame_id), height=height, width=width,
+        encoding=encoding, is_bigendian=0, step=width * channels,
+        data=array.reshape(-1))
+
+
+def shipped_model_or_skip(name: str = "models/terrain_seg.onnx") -> Path:
+    """Return the shipped model path, or skip while it has not landed yet."""
+    from dice_seg_ros.resources import resource_path
+
+    try:
+        return resource_path(name)
+    except FileNotFoundError as exc:
+        pytest.skip(f"shipped model not present yet ({exc})")
+
+
+@pytest.fixture(scope="session")
+def tiny_onnx_model(tmp_path_factory) -> Path:
+    """Write a 1x1-conv ONNX segmenter (6 classes, 64x48 input) with ModelMeta attached.
+
+    The conv maps RGB to class logits with fixed weights, so its argmax is a
+    known function of colour: useful to test pre/post-processing exactly.
+    """
+    onnx = pytest.importorskip("onnx")
+    from onnx import TensorProto, helper
+
+    from dice_seg_ros.classes import load_classes
+    from dice_seg_ros.model_meta import ONNX_META_KEY, ModelMeta
+
+    names = load_classes().names
+    meta = ModelMeta(input_width=64, input_height=48, mean=(0.5, 0.5, 0.5),
+                     std=(0.25, 0.25, 0.25), class_names=names, arch="tiny_conv")
+    rng = np.random.default_rng(0)
+    weight = rng.normal(size=(len(names), 3, 1, 1)).astype(np.float32)
+    bias = rng.normal(scale=0.1, size=len(names)).astype(np.float32)
+    graph = helper.make_graph(
+        [helper.make_node("Conv", ["input", "w", "b"], ["logits"])],
+        "tiny",
+        [helper.make_tensor_value_info("input", TensorProto.FLOAT, ["N", 3, "H", "W"])],
+        [helper.make_tensor_value_info("logits", TensorProto.FLOAT,
+                                       ["N", len(names), "H", "W"])],
+        [helper.make_tensor("w", TensorProto.FLOAT, weight.shape, weight.ravel()),
+         helper.make_tensor("b", TensorProto.FLOAT, bias.shape, bias)])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    helper.set_model_props(model, {ONNX_META_KEY: meta.to_json()})
+    path = tmp_path_factory.mktemp("models") / "tiny.onnx"
+    onnx.save(model, path)
+    return path
