@@ -1,0 +1,214 @@
+"""Parameter specifications of the two nodes, in one place and without ROS.
+
+The nodes declare their ROS parameters from these specs, the YAML files in
+``config/`` list exactly these names with these defaults, and the tests check
+both. ``validate`` gives the reason a value is rejected, which the nodes return
+from their set-parameters callback.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Mapping, Sequence
+
+SEGMENTATION_NODE = "segmentation_node"
+MONITOR_NODE = "dice_monitor_node"
+
+# ``providers: [auto]`` rather than an empty list: ROS 2 parameter YAML cannot
+# carry an empty array, and an empty Python list has no element type to declare.
+AUTO_PROVIDERS = ("auto",)
+
+
+@dataclass(frozen=True)
+class ParamSpec:
+    """One ROS parameter: name, default, meaning and allowed values.
+
+    Attributes:
+        name: parameter name.
+        default: default value; its Python type is the parameter type
+            (bool, int, float, str or tuple of str for a string array).
+        description: what it means, with units.
+        value_range: inclusive ``(low, high)`` for numbers, or None.
+        choices: allowed values of a string parameter, or None for any.
+        read_only: True when the value cannot change after the node starts.
+        exclusive_low: True when ``low`` itself is not allowed (e.g. EMA alpha > 0).
+
+    """
+
+    name: str
+    default: Any
+    description: str
+    value_range: tuple[float, float] | None = None
+    choices: tuple[str, ...] | None = None
+    read_only: bool = True
+    exclusive_low: bool = False
+
+    @property
+    def type_name(self) -> str:
+        """Return the ROS parameter type name: bool, integer, double, string, string_array."""
+        return _type_name(self.default)
+
+
+def _type_name(value: Any) -> str:
+    """Map a Python value to its ROS parameter type name."""
+    if isinstance(value, bool):
+        return "bool"
+    if isinstance(value, int):
+        return "integer"
+    if isinstance(value, float):
+        return "double"
+    if isinstance(value, str):
+        return "string"
+    if isinstance(value, (list, tuple)) and all(isinstance(v, str) for v in value):
+        return "string_array"
+    raise TypeError(f"unsupported parameter value {value!r}")
+
+
+QOS_CHOICES = ("best_effort", "reliable")
+
+SEGMENTATION_PARAMS: tuple[ParamSpec, ...] = (
+    ParamSpec("model_path", "",
+              "ONNX (.onnx) or PyTorch (.pt) model file; empty = the shipped model"),
+    ParamSpec("backend", "ort", "inference back end: ort (ONNX Runtime) or torch",
+              choices=("ort", "torch")),
+    ParamSpec("device", "auto", "where to run the network: cuda, cpu, or auto (GPU if present)",
+              choices=("cuda", "cpu", "auto")),
+    ParamSpec("providers", AUTO_PROVIDERS,
+              "ONNX Runtime execution providers in priority order, e.g. "
+              "[CUDAExecutionProvider, CPUExecutionProvider]; [auto] = chosen from device"),
+    ParamSpec("input_width", 0, "network input width in pixels; 0 = the model's own",
+              value_range=(0, 8192)),
+    ParamSpec("input_height", 0, "network input height in pixels; 0 = the model's own",
+              value_range=(0, 8192)),
+    ParamSpec("classes_file", "", "classes YAML (names, colours); empty = the shipped one"),
+    ParamSpec("overlay_alpha", 0.5,
+              "weight of the colour mask in ~/overlay (0 = camera only, 1 = mask only)",
+              value_range=(0.0, 1.0), read_only=False),
+    ParamSpec("use_compressed", False,
+              "subscribe to image/compressed (CompressedImage) instead of image (Image)"),
+    ParamSpec("qos_reliability", "best_effort",
+              "reliability of the image subscription: best_effort (sensor data) or reliable",
+              choices=QOS_CHOICES),
+    ParamSpec("qos_depth", 1, "queue depth of the image subscription, in messages",
+              value_range=(1, 100)),
+    ParamSpec("publish_color", True, "publish ~/mask_color (rgb8 class colours)",
+              read_only=False),
+    ParamSpec("publish_overlay", True, "publish ~/overlay (rgb8 camera/mask blend)",
+              read_only=False),
+    ParamSpec("publish_confidence", False,
+              "publish ~/confidence (32FC1 top-class probability)", read_only=False),
+    ParamSpec("min_fps", 5.0, "frame rate in Hz under which /diagnostics reports WARN",
+              value_range=(0.0, 1000.0), read_only=False),
+    ParamSpec("diagnostics_period_s", 1.0, "period of /diagnostics messages, in seconds",
+              value_range=(0.1, 60.0)),
+)
+
+MONITOR_PARAMS: tuple[ParamSpec, ...] = (
+    ParamSpec("classes_file", "", "classes YAML (names, colours); empty = the shipped one"),
+    ParamSpec("label_format", "ids",
+              "labels topic content: ids (mono8 class ids) or color (rgb8 class colours)",
+              choices=("ids", "color")),
+    ParamSpec("sync_slop_s", 0.05,
+              "largest stamp difference, in seconds, for a mask and a label to pair",
+              value_range=(0.0, 10.0)),
+    ParamSpec("sync_queue_size", 30, "messages per topic kept while waiting for a partner",
+              value_range=(1, 10000)),
+    ParamSpec("qos_reliability", "reliable",
+              "reliability of the mask and labels subscriptions: best_effort or reliable",
+              choices=QOS_CHOICES),
+    ParamSpec("qos_depth", 30, "queue depth of the mask and labels subscriptions",
+              value_range=(1, 10000)),
+    ParamSpec("window_size", 30, "frames in the sliding-window Dice", value_range=(1, 100000)),
+    ParamSpec("ema_alpha", 0.1, "weight of the newest frame in the per-class Dice EMA",
+              value_range=(0.0, 1.0), exclusive_low=True),
+    ParamSpec("warn_below", 0.6, "window mean Dice under which /diagnostics reports WARN",
+              value_range=(0.0, 1.0), read_only=False),
+    ParamSpec("error_below", 0.3, "window mean Dice under which /diagnostics reports ERROR",
+              value_range=(0.0, 1.0), read_only=False),
+    ParamSpec("diagnostics_period_s", 1.0, "period of /diagnostics messages, in seconds",
+              value_range=(0.1, 60.0)),
+    ParamSpec("report_dir", "dice_seg_report",
+              "folder for report.json, per_frame.csv and plots, written on shutdown and by "
+              "~/save_report; empty = no report on shutdown", read_only=False),
+)
+
+NODE_PARAMS: dict[str, tuple[ParamSpec, ...]] = {
+    SEGMENTATION_NODE: SEGMENTATION_PARAMS,
+    MONITOR_NODE: MONITOR_PARAMS,
+}
+
+
+def spec_map(specs: Sequence[ParamSpec]) -> dict[str, ParamSpec]:
+    """Return the specs keyed by parameter name."""
+    return {spec.name: spec for spec in specs}
+
+
+def defaults(specs: Sequence[ParamSpec]) -> dict[str, Any]:
+    """Return ``{name: default}``, string arrays as lists (as YAML and rclpy give them)."""
+    return {spec.name: list(spec.default) if isinstance(spec.default, tuple) else spec.default
+            for spec in specs}
+
+
+def _type_matches(spec: ParamSpec, value: Any) -> bool:
+    """Return True if ``value`` has the parameter's type (ints are accepted for doubles)."""
+    kind = spec.type_name
+    if kind == "double":
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    try:
+        return _type_name(value) == kind
+    except TypeError:
+        return False
+
+
+def _range_reason(spec: ParamSpec, value: float) -> str | None:
+    """Return why a number lies outside the spec's range, or None."""
+    low, high = spec.value_range
+    if value < low or value > high or (spec.exclusive_low and value == low):
+        opening = "(" if spec.exclusive_low else "["
+        return f"{spec.name}={value!r} is outside {opening}{low}, {high}]"
+    return None
+
+
+def _providers_reason(value: Sequence[str]) -> str | None:
+    """Return why a providers list is invalid, or None."""
+    if list(value) == list(AUTO_PROVIDERS):
+        return None
+    bad = [v for v in value if not v.endswith("ExecutionProvider")]
+    if not value or bad:
+        return (f"providers={list(value)!r}: expected [auto] or ONNX Runtime provider names "
+                f"ending in 'ExecutionProvider' (bad: {bad or 'empty list'})")
+    return None
+
+
+def validate(spec: ParamSpec, value: Any) -> str | None:
+    """Return the reason ``value`` is not allowed for ``spec``, or None if it is."""
+    if not _type_matches(spec, value):
+        return (f"{spec.name}={value!r} has type {type(value).__name__}; "
+                f"expected {spec.type_name}")
+    if spec.value_range is not None:
+        return _range_reason(spec, value)
+    if spec.choices is not None and value not in spec.choices:
+        return f"{spec.name}={value!r} is not one of {list(spec.choices)}"
+    if spec.name == "providers":
+        return _providers_reason(value)
+    return None
+
+
+def validate_all(specs: Sequence[ParamSpec], values: Mapping[str, Any]) -> str | None:
+    """Check each value and the relations between them; return the first reason or None.
+
+    ``values`` holds the full set of parameter values after the change, so that
+    relations such as ``error_below <= warn_below`` are checked on the result.
+    """
+    by_name = spec_map(specs)
+    for name, value in values.items():
+        if name not in by_name:
+            return f"unknown parameter {name!r}; known: {sorted(by_name)}"
+        reason = validate(by_name[name], value)
+        if reason:
+            return reason
+    if "warn_below" in values and "error_below" in values:
+        if values["error_below"] > values["warn_below"]:
+            return (f"error_below={values['error_below']} must not exceed "
+                    f"warn_below={values['warn_below']}")
+    return None

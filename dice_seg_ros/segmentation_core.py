@@ -1,0 +1,361 @@
+"""ROS-free core of the segmentation node: frame in, messages out.
+
+The node only moves messages between rclpy and this module, so everything here
+runs and is tested without ROS, with rosbags message classes standing in for
+rclpy's. Message classes are passed in, never imported: the same code builds
+``sensor_msgs/Image`` for rclpy and for rosbags.
+
+Frames go through a one-element *latest-frame slot*: the subscription callback
+overwrites whatever frame is still waiting and a single worker thread always
+takes the newest one, so a slow model never builds a queue and a published mask
+is at most one inference old. Overwritten frames are counted as dropped.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Any, Callable, Iterable, Mapping
+
+import numpy as np
+
+from dice_seg_ros.classes import ClassSet
+from dice_seg_ros.image_conversion import colorize, msg_to_rgb, numpy_to_image, overlay
+
+STAGES = ("decode", "pre", "infer", "post", "publish")
+
+LEVEL_OK = 0
+LEVEL_WARN = 1
+LEVEL_ERROR = 2
+LEVEL_STALE = 3
+
+
+@dataclass(frozen=True)
+class StatusData:
+    """Content of one ``diagnostic_msgs/DiagnosticStatus``, without ROS types.
+
+    Attributes:
+        name: status name shown by rqt_robot_monitor.
+        level: LEVEL_OK, LEVEL_WARN, LEVEL_ERROR or LEVEL_STALE.
+        message: one-line summary.
+        hardware_id: what the status is about (back end and device).
+        values: key-value details, values already formatted as strings.
+
+    """
+
+    name: str
+    level: int
+    message: str
+    hardware_id: str = ""
+    values: dict[str, str] = field(default_factory=dict)
+
+
+def _level_field(status_cls: type, level: int) -> Any:
+    """Return ``level`` as the message class stores it: bytes in rclpy, int in rosbags."""
+    return bytes([level]) if isinstance(status_cls.OK, bytes) else level
+
+
+def diagnostic_array(statuses: Iterable[StatusData], header: Any, array_cls: type,
+                     status_cls: type, key_value_cls: type) -> Any:
+    """Build a ``diagnostic_msgs/DiagnosticArray`` from StatusData with the given classes."""
+    return array_cls(header=header, status=[
+        status_cls(level=_level_field(status_cls, s.level), name=s.name, message=s.message,
+                   hardware_id=s.hardware_id,
+                   values=[key_value_cls(key=k, value=v) for k, v in s.values.items()])
+        for s in statuses])
+
+
+def format_value(value: float, digits: int = 3) -> str:
+    """Format a number for a diagnostics key-value ("nan" for NaN)."""
+    return "nan" if value != value else f"{value:.{digits}f}"
+
+
+@dataclass(frozen=True)
+class OutputFlags:
+    """Which optional outputs to compute for a frame (someone subscribes to them)."""
+
+    color: bool = False
+    overlay: bool = False
+    confidence: bool = False
+
+
+@dataclass
+class FrameResult:
+    """Messages made from one camera frame, each carrying the frame's header.
+
+    Attributes:
+        header: the input message's header (stamp and frame_id), unchanged.
+        mask: mono8 class-id image.
+        color: rgb8 class-colour image, or None when not requested.
+        overlay: rgb8 camera/colour blend, or None when not requested.
+        confidence: 32FC1 top-class probability, or None when not requested.
+        timings_ms: per-stage wall time in milliseconds (decode, pre, infer, post,
+            and publish once the worker has published).
+
+    """
+
+    header: Any
+    mask: Any
+    color: Any = None
+    overlay: Any = None
+    confidence: Any = None
+    timings_ms: dict[str, float] = field(default_factory=dict)
+
+
+def _ms_since(start: float) -> float:
+    """Return milliseconds elapsed since ``start`` (a time.perf_counter value)."""
+    return (time.perf_counter() - start) * 1000.0
+
+
+class FrameProcessor:
+    """Turn one Image/CompressedImage message into mask messages.
+
+    Args:
+        segmenter: an ``inference.Segmenter`` (or any object with ``meta`` and
+            ``segment(rgb, with_confidence)`` returning a Segmentation).
+        classes: class names and colours; must match the model's classes.
+        image_type: the ``sensor_msgs/Image`` class to build outputs with.
+        overlay_alpha: weight of the colour mask in the overlay, 0..1.
+
+    Raises:
+        ModelError: if the model's classes differ from ``classes``.
+
+    """
+
+    def __init__(self, segmenter: Any, classes: ClassSet, image_type: type,
+                 overlay_alpha: float = 0.5) -> None:
+        segmenter.meta.check_classes(classes.names, source="segmentation model")
+        self.segmenter = segmenter
+        self.classes = classes
+        self.image_type = image_type
+        self.overlay_alpha = overlay_alpha
+        self._palette = classes.palette()
+
+    def process(self, msg: Any, flags: OutputFlags) -> FrameResult:
+        """Decode, segment and convert one frame; ``timings_ms`` lacks only "publish".
+
+        Raises:
+            ImageEncodingError: if the message's encoding or size is unusable.
+
+        """
+        start = time.perf_counter()
+        rgb = msg_to_rgb(msg)
+        decode_ms = _ms_since(start)
+        seg = self.segmenter.segment(rgb, with_confidence=flags.confidence)
+        start = time.perf_counter()
+        result = self._messages(msg.header, rgb, seg, flags)
+        result.timings_ms = {"decode": decode_ms, **seg.timings_ms,
+                             "publish": _ms_since(start)}
+        return result
+
+    def _messages(self, header: Any, rgb: np.ndarray, seg: Any,
+                  flags: OutputFlags) -> FrameResult:
+        """Build the requested output messages with the input header."""
+        result = FrameResult(header=header,
+                             mask=numpy_to_image(seg.class_ids, "mono8", header, self.image_type))
+        if flags.color or flags.overlay:
+            color = colorize(seg.class_ids, self._palette)
+            if flags.color:
+                result.color = numpy_to_image(color, "rgb8", header, self.image_type)
+            if flags.overlay:
+                blend = overlay(rgb, color, self.overlay_alpha)
+                result.overlay = numpy_to_image(blend, "rgb8", header, self.image_type)
+        if flags.confidence and seg.confidence is not None:
+            result.confidence = numpy_to_image(seg.confidence.astype(np.float32), "32FC1",
+                                               header, self.image_type)
+        return result
+
+
+class LatestFrameSlot:
+    """A thread-safe slot holding only the newest unprocessed frame.
+
+    ``put`` replaces a waiting frame (counted in ``dropped``) instead of queueing
+    it, so the consumer always gets the newest frame.
+    """
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition()
+        self._item: Any = None
+        self._full = False
+        self._closed = False
+        self.dropped = 0
+
+    def put(self, item: Any) -> bool:
+        """Store ``item``; return True if it replaced (dropped) a waiting frame."""
+        with self._cond:
+            replaced = self._full
+            if replaced:
+                self.dropped += 1
+            self._item, self._full = item, True
+            self._cond.notify()
+            return replaced
+
+    def take(self, timeout: float | None = None) -> Any:
+        """Return the newest frame, waiting up to ``timeout`` s; None on timeout or close."""
+        with self._cond:
+            self._cond.wait_for(lambda: self._full or self._closed, timeout)
+            if not self._full:
+                return None
+            item, self._item, self._full = self._item, None, False
+            return item
+
+    @property
+    def closed(self) -> bool:
+        """True once ``close`` was called."""
+        return self._closed
+
+    def close(self) -> None:
+        """Wake any waiting ``take`` and make later ones return None at once."""
+        with self._cond:
+            self._closed = True
+            self._cond.notify_all()
+
+
+class PipelineStats:
+    """Frame rate and mean per-stage latency over recent frames.
+
+    Args:
+        fps_window_s: frames finished within this many seconds count towards fps.
+        latency_frames: number of recent frames averaged for latency.
+        clock: monotonic time source in seconds (injectable for tests).
+
+    """
+
+    def __init__(self, fps_window_s: float = 5.0, latency_frames: int = 30,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self._clock = clock
+        self._window_s = fps_window_s
+        self._done: deque[float] = deque()
+        self._timings: deque[dict[str, float]] = deque(maxlen=latency_frames)
+        self._lock = threading.Lock()
+        self.frames = 0
+
+    def record(self, timings_ms: Mapping[str, float]) -> None:
+        """Count one finished frame with its stage timings in milliseconds."""
+        with self._lock:
+            self._done.append(self._clock())
+            self._timings.append(dict(timings_ms))
+            self.frames += 1
+
+    def fps(self) -> float:
+        """Return finished frames per second over the last ``fps_window_s`` seconds.
+
+        Measured up to *now*, so the rate falls to 0 when frames stop coming.
+        """
+        with self._lock:
+            now = self._clock()
+            while self._done and now - self._done[0] > self._window_s:
+                self._done.popleft()
+            if len(self._done) < 2:
+                return 0.0
+            span = now - self._done[0]
+            return (len(self._done) - 1) / span if span > 0 else 0.0
+
+    def mean_latency_ms(self) -> dict[str, float]:
+        """Return the mean milliseconds per stage (and "total") over recent frames."""
+        with self._lock:
+            if not self._timings:
+                return {}
+            means = {stage: float(np.mean([t.get(stage, 0.0) for t in self._timings]))
+                     for stage in STAGES}
+        means["total"] = sum(means.values())
+        return means
+
+
+class SegmentationWorker:
+    """Run a FrameProcessor on the newest frame in a background thread.
+
+    Args:
+        processor: turns a frame message into a FrameResult.
+        publish: called with each FrameResult (in the worker thread).
+        flags: called before each frame to learn which outputs are wanted.
+        on_error: called with the exception when a frame cannot be processed.
+        stats: where finished frames are counted (a new PipelineStats if None).
+
+    """
+
+    def __init__(self, processor: FrameProcessor, publish: Callable[[FrameResult], None],
+                 flags: Callable[[], OutputFlags] = OutputFlags,
+                 on_error: Callable[[Exception], None] | None = None,
+                 stats: PipelineStats | None = None) -> None:
+        self.processor = processor
+        self._publish = publish
+        self._flags = flags
+        self._on_error = on_error
+        self.stats = stats if stats is not None else PipelineStats()
+        self.slot = LatestFrameSlot()
+        self.errors = 0
+        self.last_error: str | None = None
+        self._thread: threading.Thread | None = None
+
+    @property
+    def dropped(self) -> int:
+        """Frames overwritten in the slot before the model got to them."""
+        return self.slot.dropped
+
+    def submit(self, msg: Any) -> None:
+        """Offer a new frame (from the subscription callback); never blocks on the model."""
+        self.slot.put(msg)
+
+    def step(self, timeout: float | None = None) -> FrameResult | None:
+        """Process and publish the newest waiting frame; None if none came or it failed."""
+        msg = self.slot.take(timeout)
+        if msg is None:
+            return None
+        try:
+            result = self.processor.process(msg, self._flags())
+            start = time.perf_counter()
+            self._publish(result)
+        except Exception as exc:  # noqa: BLE001 - one bad frame must not stop the node
+            self.errors += 1
+            self.last_error = f"{type(exc).__name__}: {exc}"
+            if self._on_error is not None:
+                self._on_error(exc)
+            return None
+        result.timings_ms["publish"] += _ms_since(start)
+        self.last_error = None
+        self.stats.record(result.timings_ms)
+        return result
+
+    def start(self) -> None:
+        """Start the worker thread."""
+        self._thread = threading.Thread(target=self._run, name="segmentation_worker",
+                                        daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        """Process frames until ``stop``."""
+        while not self.slot.closed:
+            self.step(timeout=0.5)
+
+    def stop(self, timeout: float = 5.0) -> None:
+        """Stop the worker thread after the frame in progress (waits up to ``timeout`` s)."""
+        self.slot.close()
+        if self._thread is not None:
+            self._thread.join(timeout)
+            self._thread = None
+
+    def status(self, min_fps: float, name: str = "dice_seg_ros: segmentation") -> StatusData:
+        """Return the diagnostics status: fps, latency per stage, drops, back end."""
+        segmenter = self.processor.segmenter
+        fps = self.stats.fps()
+        latency = self.stats.mean_latency_ms()
+        values = {"backend": str(getattr(segmenter, "backend", "")),
+                  "device": str(getattr(segmenter, "device", "")),
+                  "fps": format_value(fps, 2), "min_fps": format_value(min_fps, 2),
+                  "frames": str(self.stats.frames), "dropped_frames": str(self.dropped),
+                  "errors": str(self.errors)}
+        values.update({f"latency_{stage}_ms": format_value(ms, 2)
+                       for stage, ms in latency.items()})
+        if self.last_error is not None:
+            level, message = LEVEL_ERROR, f"last frame failed: {self.last_error}"
+        elif self.stats.frames == 0:
+            level, message = LEVEL_WARN, "no image received yet"
+        elif fps < min_fps:
+            level, message = LEVEL_WARN, f"{fps:.1f} fps is under min_fps {min_fps:.1f}"
+        else:
+            level, message = LEVEL_OK, f"{fps:.1f} fps"
+        return StatusData(name=name, level=level, message=message,
+                          hardware_id=f"{values['backend']}:{values['device']}", values=values)
