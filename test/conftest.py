@@ -38,12 +38,13 @@ def shipped_model_or_skip(name: str = "models/terrain_seg.onnx") -> Path:
         pytest.skip(f"shipped model not present yet ({exc})")
 
 
-@pytest.fixture(scope="session")
-def tiny_onnx_model(tmp_path_factory) -> Path:
-    """Write a 1x1-conv ONNX segmenter (6 classes, 64x48 input) with ModelMeta attached.
+def write_tiny_onnx(path: Path, class_names=None, with_meta: bool = True,
+                    nan: bool = False, size: tuple[int, int] = (64, 48)) -> Path:
+    """Write a 1x1-conv ONNX segmenter (RGB -> class logits) with ModelMeta attached.
 
-    The conv maps RGB to class logits with fixed weights, so its argmax is a
-    known function of colour: useful to test pre/post-processing exactly.
+    The conv has fixed random weights, so its argmax is a known function of
+    colour: useful to test pre/post-processing exactly. ``nan`` makes every logit
+    NaN; ``with_meta=False`` leaves the metadata out.
     """
     onnx = pytest.importorskip("onnx")
     from onnx import TensorProto, helper
@@ -51,12 +52,12 @@ def tiny_onnx_model(tmp_path_factory) -> Path:
     from dice_seg_ros.classes import load_classes
     from dice_seg_ros.model_meta import ONNX_META_KEY, ModelMeta
 
-    names = load_classes().names
-    meta = ModelMeta(input_width=64, input_height=48, mean=(0.5, 0.5, 0.5),
+    names = tuple(class_names or load_classes().names)
+    meta = ModelMeta(input_width=size[0], input_height=size[1], mean=(0.5, 0.5, 0.5),
                      std=(0.25, 0.25, 0.25), class_names=names, arch="tiny_conv")
-    rng = np.random.default_rng(0)
-    weight = rng.normal(size=(len(names), 3, 1, 1)).astype(np.float32)
-    bias = rng.normal(scale=0.1, size=len(names)).astype(np.float32)
+    weight, bias = tiny_conv_weights(len(names))
+    if nan:
+        bias = np.full_like(bias, np.nan)
     graph = helper.make_graph(
         [helper.make_node("Conv", ["input", "w", "b"], ["logits"])],
         "tiny",
@@ -67,7 +68,21 @@ def tiny_onnx_model(tmp_path_factory) -> Path:
          helper.make_tensor("b", TensorProto.FLOAT, bias.shape, bias)])
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
     model.ir_version = 8
-    helper.set_model_props(model, {ONNX_META_KEY: meta.to_json()})
-    path = tmp_path_factory.mktemp("models") / "tiny.onnx"
+    if with_meta:
+        helper.set_model_props(model, {ONNX_META_KEY: meta.to_json()})
     onnx.save(model, path)
     return path
+
+
+def tiny_conv_weights(num_classes: int) -> tuple[np.ndarray, np.ndarray]:
+    """Return the fixed ``(C, 3, 1, 1)`` weights and ``(C,)`` bias of the tiny model."""
+    rng = np.random.default_rng(0)
+    weight = rng.normal(size=(num_classes, 3, 1, 1)).astype(np.float32)
+    bias = rng.normal(scale=0.1, size=num_classes).astype(np.float32)
+    return weight, bias
+
+
+@pytest.fixture(scope="session")
+def tiny_onnx_model(tmp_path_factory) -> Path:
+    """Write the tiny 6-class ONNX model once per session and return its path."""
+    return write_tiny_onnx(tmp_path_factory.mktemp("models") / "tiny.onnx")

@@ -1,0 +1,214 @@
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from conftest import shipped_model_or_skip, tiny_conv_weights, write_tiny_onnx
+
+from dice_seg_ros.errors import ModelError
+from dice_seg_ros.inference import (Segmenter, argmax_channels, postprocess, preprocess,
+                                    softmax_max)
+from dice_seg_ros.model_meta import ModelMeta
+
+RNG = np.random.default_rng(7)
+
+
+@pytest.fixture(scope="module")
+def tiny(tiny_onnx_model):
+    return Segmenter(tiny_onnx_model, device="cpu", threads=1)
+
+
+def _meta(**kwargs):
+    base = dict(input_width=4, input_height=2, mean=(0.1, 0.2, 0.3), std=(0.5, 0.25, 0.2),
+                class_names=("a", "b"), arch="x")
+    base.update(kwargs)
+    return ModelMeta(**base)
+
+
+def test_preprocess_matches_formula():
+    image = RNG.integers(0, 256, (2, 4, 3), dtype=np.uint8)
+    meta = _meta()
+    out = preprocess([image, image[::-1]], meta, (4, 2))
+    expected = (image / 255.0 - np.array(meta.mean)) / np.array(meta.std)
+    assert out.shape == (2, 3, 2, 4) and out.dtype == np.float32
+    np.testing.assert_allclose(out[0], expected.transpose(2, 0, 1), rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(out[1], expected[::-1].transpose(2, 0, 1), rtol=1e-5,
+                               atol=1e-5)
+
+
+def test_preprocess_resizes_and_honours_bgr():
+    image = np.zeros((20, 40, 3), np.uint8)
+    image[..., 0] = 255
+    out = preprocess([image], _meta(color_order="bgr", mean=(0, 0, 0), std=(1, 1, 1)), (4, 2))
+    assert out.shape == (1, 3, 2, 4)
+    np.testing.assert_allclose(out[0, 2], 1.0)
+    np.testing.assert_allclose(out[0, :2], 0.0)
+
+
+def test_argmax_and_confidence_match_numpy():
+    logits = RNG.normal(size=(3, 5, 7, 9)).astype(np.float32)
+    logits[0, 2, 0, 0] = logits[0, 4, 0, 0] = 9.0  # a tie goes to the lower id
+    ids, best = argmax_channels(logits)
+    np.testing.assert_array_equal(ids, np.argmax(logits, axis=1))
+    np.testing.assert_array_equal(best, logits.max(axis=1))
+    softmax = np.exp(logits) / np.exp(logits).sum(axis=1, keepdims=True)
+    np.testing.assert_allclose(softmax_max(logits, best), softmax.max(axis=1), rtol=1e-5)
+
+
+def test_postprocess_resizes_back_nearest():
+    logits = np.zeros((1, 2, 2, 2), np.float32)
+    logits[0, 1, 0, 1] = 1.0  # top-right pixel is class 1
+    ((ids, conf),) = postprocess(logits, [(4, 6)], True, "m")
+    assert ids.shape == conf.shape == (4, 6) and ids.dtype == np.uint8
+    np.testing.assert_array_equal(ids[:2, 3:], 1)
+    assert ids.sum() == 6
+    assert conf.dtype == np.float32 and np.all((conf >= 0.5) & (conf <= 1.0))
+
+
+def test_nan_logits_raise_model_error(tmp_path):
+    logits = np.zeros((2, 3, 4, 4), np.float32)
+    logits[1, 2, 3, 3] = np.nan
+    with pytest.raises(ModelError, match=r"my\.onnx.*NaN.*\[1\]"):
+        postprocess(logits, [(4, 4), (4, 4)], False, "my.onnx")
+    segmenter = Segmenter(write_tiny_onnx(tmp_path / "nan.onnx", nan=True), device="cpu")
+    with pytest.raises(ModelError, match="nan.onnx"):
+        segmenter.segment(np.zeros((8, 8, 3), np.uint8))
+
+
+@pytest.mark.parametrize("shape", [(1, 1, 3), (333, 517, 3), (3000, 4000, 3), (48, 64, 3)])
+def test_output_matches_input_size(tiny, shape):
+    image = RNG.integers(0, 256, shape, dtype=np.uint8)
+    result = tiny.segment(image, with_confidence=True)
+    assert result.class_ids.shape == result.confidence.shape == shape[:2]
+    assert result.class_ids.dtype == np.uint8 and result.class_ids.max() < 6
+    assert set(result.timings_ms) == {"pre", "infer", "post"}
+    assert all(v >= 0 for v in result.timings_ms.values())
+
+
+def test_tiny_model_segments_colour_as_its_weights_say(tiny):
+    # A uniform image: every pixel's class is argmax(W @ normalised colour + b).
+    colours = RNG.integers(0, 256, (20, 3))
+    weight, bias = tiny_conv_weights(6)
+    images = [np.full((30, 50, 3), c, np.uint8) for c in colours]
+    results = tiny.segment_batch(images)
+    for colour, result in zip(colours, results):
+        normalised = (colour / 255.0 - 0.5) / 0.25
+        expected = np.argmax(weight[:, :, 0, 0] @ normalised + bias)
+        assert np.all(result.class_ids == expected)
+
+
+def test_batch_equals_single(tiny):
+    images = [RNG.integers(0, 256, (h, w, 3), dtype=np.uint8) for h, w in
+              [(48, 64), (120, 160), (31, 17)]]
+    batch = tiny.segment_batch(images, with_confidence=True)
+    for image, result in zip(images, batch):
+        single = tiny.segment(image, with_confidence=True)
+        np.testing.assert_array_equal(result.class_ids, single.class_ids)
+        np.testing.assert_allclose(result.confidence, single.confidence, rtol=1e-5)
+    assert tiny.segment_batch([]) == []
+
+
+@pytest.mark.parametrize("bad", [np.zeros((4, 4), np.uint8), np.zeros((4, 4, 4), np.uint8),
+                                 np.zeros((4, 4, 3), np.float32), np.zeros((0, 4, 3), np.uint8),
+                                 [[1, 2, 3]]])
+def test_bad_image_is_value_error(tiny, bad):
+    with pytest.raises(ValueError, match="uint8"):
+        tiny.segment(bad)
+
+
+def test_attributes(tiny):
+    assert tiny.backend == "ort" and tiny.device == "CPUExecutionProvider"
+    assert tiny.meta.num_classes == 6 and tiny.input_size == (64, 48)
+
+
+def test_input_size_override(tiny_onnx_model):
+    segmenter = Segmenter(tiny_onnx_model, device="cpu", input_size=(32, 16))
+    assert segmenter.segment(np.zeros((10, 12, 3), np.uint8)).class_ids.shape == (10, 12)
+    with pytest.raises(ValueError, match="input_size"):
+        Segmenter(tiny_onnx_model, device="cpu", input_size=(0, 16))
+
+
+def test_unavailable_providers_are_skipped(tiny_onnx_model):
+    segmenter = Segmenter(tiny_onnx_model, providers=["NoSuchExecutionProvider",
+                                                      "CPUExecutionProvider"])
+    assert segmenter.device == "CPUExecutionProvider"
+
+
+def test_explicit_cuda_without_gpu_is_an_error(tiny_onnx_model):
+    import onnxruntime
+
+    if "CUDAExecutionProvider" in onnxruntime.get_available_providers():
+        pytest.skip("this machine has a CUDA provider")
+    with pytest.raises(ValueError, match="cuda"):
+        Segmenter(tiny_onnx_model, device="cuda")
+
+
+def test_missing_model_file(tmp_path):
+    with pytest.raises(ModelError, match="absent.onnx"):
+        Segmenter(tmp_path / "absent.onnx")
+
+
+def test_corrupt_onnx(tmp_path):
+    path = tmp_path / "corrupt.onnx"
+    path.write_bytes(b"\x08\x07garbage" * 50)
+    with pytest.raises(ModelError, match="corrupt.onnx"):
+        Segmenter(path, device="cpu")
+
+
+def test_onnx_without_metadata(tmp_path):
+    path = write_tiny_onnx(tmp_path / "nometa.onnx", with_meta=False)
+    with pytest.raises(ModelError, match="nometa.onnx.*metadata"):
+        Segmenter(path, device="cpu")
+
+
+def test_class_list_mismatch(tmp_path):
+    path = write_tiny_onnx(tmp_path / "five.onnx", class_names=["a", "b", "c", "d", "e"])
+    with pytest.raises(ModelError, match="five.onnx.*5 classes"):
+        Segmenter(path, device="cpu")
+
+
+def test_torch_backend_needs_sibling_checkpoint(tiny_onnx_model):
+    with pytest.raises(ModelError, match="tiny.pt"):
+        Segmenter(tiny_onnx_model, backend="torch")
+
+
+def test_unknown_backend_and_device(tiny_onnx_model):
+    with pytest.raises(ValueError, match="backend"):
+        Segmenter(tiny_onnx_model, backend="tf")
+    with pytest.raises(ValueError, match="device"):
+        Segmenter(tiny_onnx_model, device="tpu")
+
+
+# ---- the shipped model ---------------------------------------------------------------------
+
+
+def test_backends_agree_on_shipped_model():
+    pytest.importorskip("torch")
+    import torch
+
+    from dice_seg_ros.data.synthetic import generate_scene
+
+    torch.set_num_threads(2)
+    shipped_model_or_skip("models/terrain_seg.onnx")
+    shipped_model_or_skip("models/terrain_seg.pt")
+    ort_seg = Segmenter(device="cpu", threads=2)
+    torch_seg = Segmenter(backend="torch", device="cpu", threads=2)
+    assert torch_seg.meta == ort_seg.meta and torch_seg.device == "cpu"
+    images = [generate_scene(seed, 320, 240)[0] for seed in range(3)]
+    agree = total = 0
+    for a, b in zip(ort_seg.segment_batch(images), torch_seg.segment_batch(images)):
+        agree += int((a.class_ids == b.class_ids).sum())
+        total += a.class_ids.size
+    assert agree / total > 0.999
+
+
+def test_shipped_model_is_accurate_on_generated_scenes():
+    shipped_model_or_skip()
+    from dice_seg_ros.data.synthetic import generate_scene
+    from dice_seg_ros.metrics import ConfusionMatrix
+
+    segmenter = Segmenter(device="cpu", threads=2)
+    matrix = ConfusionMatrix(segmenter.meta.num_classes)
+    for seed in range(1000, 1004):
+        image, labels = generate_scene(seed, 320, 240)
+        matrix.update(segmenter.segment(image).class_ids, labels)
+    assert matrix.mean_dice() > 0.5
