@@ -1,0 +1,191 @@
+"""Dice monitor core without ROS: rosbags mask/label pairs in, metrics and messages out."""
+
+import json
+
+import numpy as np
+import pytest
+from rosbags.typesys import Stores, get_typestore
+
+from dice_seg_ros.classes import load_classes
+from dice_seg_ros.errors import ImageEncodingError
+from dice_seg_ros.image_conversion import numpy_to_image
+from dice_seg_ros.metrics import DiceTracker, nanmean
+from dice_seg_ros.monitor_core import DICE_ROWS, MonitorCore, stamp_to_ns
+from dice_seg_ros.segmentation_core import (LEVEL_ERROR, LEVEL_OK, LEVEL_STALE, LEVEL_WARN,
+                                            diagnostic_array)
+
+TS = get_typestore(Stores.ROS2_JAZZY)
+Image = TS.types["sensor_msgs/msg/Image"]
+Header = TS.types["std_msgs/msg/Header"]
+Time = TS.types["builtin_interfaces/msg/Time"]
+Float32 = TS.types["std_msgs/msg/Float32"]
+F32Array = TS.types["std_msgs/msg/Float32MultiArray"]
+Layout = TS.types["std_msgs/msg/MultiArrayLayout"]
+Dim = TS.types["std_msgs/msg/MultiArrayDimension"]
+CLASSES = load_classes()
+C = CLASSES.num_classes
+
+
+def roundtrip(msg, typename):
+    return TS.deserialize_cdr(TS.serialize_cdr(msg, typename), typename)
+
+
+def header(index):
+    return Header(stamp=Time(sec=100 + index, nanosec=5000), frame_id="camera")
+
+
+def pair_arrays(index, noise=0.2, size=(24, 32)):
+    rng = np.random.default_rng(index)
+    target = rng.integers(0, C, size, dtype=np.uint8)
+    target[0, :4] = CLASSES.ignore_index
+    pred = target.copy()
+    flip = rng.random(size) < noise
+    pred[flip] = rng.integers(0, C, int(flip.sum()), dtype=np.uint8)
+    pred[0, :4] = 0
+    return pred, target
+
+
+def pair_msgs(index, label_format="ids", **kw):
+    pred, target = pair_arrays(index, **kw)
+    mask = numpy_to_image(pred, "mono8", header(index), Image)
+    if label_format == "color":
+        label = numpy_to_image(CLASSES.palette()[target], "rgb8", header(index), Image)
+    else:
+        label = numpy_to_image(target, "mono8", header(index), Image)
+    return (roundtrip(mask, "sensor_msgs/msg/Image"), roundtrip(label, "sensor_msgs/msg/Image"))
+
+
+@pytest.mark.parametrize("label_format", ["ids", "color"])
+def test_scores_equal_dice_tracker(label_format):
+    core = MonitorCore(CLASSES, label_format=label_format, window_size=3, ema_alpha=0.3)
+    reference = DiceTracker(C, CLASSES.ignore_index, window_size=3, ema_alpha=0.3)
+    for index in range(6):
+        scores = core.score_pair(*pair_msgs(index, label_format))
+        expected = reference.update(*pair_arrays(index), stamp_ns=stamp_to_ns(header(index)))
+        np.testing.assert_array_equal(scores.dice, expected.dice)
+        np.testing.assert_array_equal(scores.iou, expected.iou)
+        assert scores.stamp_ns == (100 + index) * 10**9 + 5000
+    table = core.dice_table()
+    np.testing.assert_allclose(table[0], reference.frames[-1].dice, rtol=1e-6)
+    np.testing.assert_allclose(table[1], reference.window_dice(), rtol=1e-6)
+    np.testing.assert_allclose(table[2], reference.cumulative.dice(), rtol=1e-6)
+    np.testing.assert_allclose(table[3], reference.ema_dice(), rtol=1e-6)
+    assert core.mean_dice_msg(Float32).data == pytest.approx(nanmean(reference.window_dice()))
+    assert core.scored == 6
+
+
+def test_unpaired_counts_received_minus_paired():
+    core = MonitorCore(CLASSES)
+    for _ in range(5):
+        core.count("mask")
+    for _ in range(4):
+        core.count("labels")
+    for index in range(3):
+        core.score_pair(*pair_msgs(index))
+    assert core.unpaired == 5 + 4 - 2 * 3
+    status = core.status()
+    assert status.values["unpaired"] == "3" and status.values["received_mask"] == "5"
+
+
+def test_dice_message_layout_names_rows_and_classes():
+    core = MonitorCore(CLASSES)
+    core.score_pair(*pair_msgs(0))
+    msg = roundtrip(core.dice_msg(F32Array, Layout, Dim), "std_msgs/msg/Float32MultiArray")
+    rows, cols = msg.layout.dim
+    assert rows.label.split(",") == list(DICE_ROWS) and rows.size == 4
+    assert cols.label.split(",") == list(CLASSES.names) and cols.size == C
+    assert rows.stride == 4 * C and cols.stride == C
+    data = np.asarray(msg.data).reshape(4, C)
+    np.testing.assert_allclose(data, core.dice_table(), equal_nan=True)
+
+
+def test_status_levels_follow_thresholds():
+    core = MonitorCore(CLASSES, warn_below=0.6, error_below=0.3)
+    assert core.status().level == LEVEL_STALE
+    core.score_pair(*pair_msgs(0, noise=0.0))
+    good = core.status()
+    assert good.level == LEVEL_OK
+    assert good.values["dice_window/grass"] == "1.000"
+    assert {f"dice_{row}/{name}" for row in DICE_ROWS for name in CLASSES.names} <= set(
+        good.values)
+    core.warn_below = 1.01
+    assert core.status().level == LEVEL_WARN and "warn_below" in core.status().message
+    core.error_below = 1.01
+    assert core.status().level == LEVEL_ERROR
+
+
+def test_low_dice_is_an_error_status():
+    core = MonitorCore(CLASSES, warn_below=0.6, error_below=0.3)
+    core.score_pair(*pair_msgs(1, noise=1.0))
+    status = core.status()
+    assert status.level == LEVEL_ERROR and "error_below" in status.message
+    array = diagnostic_array([status], header(0), TS.types["diagnostic_msgs/msg/DiagnosticArray"],
+                             TS.types["diagnostic_msgs/msg/DiagnosticStatus"],
+                             TS.types["diagnostic_msgs/msg/KeyValue"])
+    back = roundtrip(array, "diagnostic_msgs/msg/DiagnosticArray")
+    keys = {kv.key for kv in back.status[0].values}
+    assert back.status[0].level == LEVEL_ERROR and "dice_window/water" in keys
+
+
+def test_size_mismatch_names_both_sizes():
+    core = MonitorCore(CLASSES)
+    mask, _ = pair_msgs(0)
+    _, label = pair_msgs(0, size=(12, 16))
+    with pytest.raises(ValueError, match="32x24.*16x12"):
+        core.score_pair(mask, label)
+    assert core.errors == 1 and core.status().level == LEVEL_ERROR
+    core.score_pair(*pair_msgs(1))
+    assert core.last_error is None and core.scored == 1
+
+
+def test_colour_mask_is_refused():
+    core = MonitorCore(CLASSES)
+    _, label = pair_msgs(0)
+    rgb_mask = numpy_to_image(np.zeros((24, 32, 3), np.uint8), "rgb8", header(0), Image)
+    with pytest.raises(ImageEncodingError, match="rgb8"):
+        core.score_pair(rgb_mask, label)
+
+
+def test_unknown_label_ids_are_refused():
+    core = MonitorCore(CLASSES)
+    mask, _ = pair_msgs(0)
+    label = numpy_to_image(np.full((24, 32), 17, np.uint8), "mono8", header(0), Image)
+    with pytest.raises(ValueError, match="17"):
+        core.score_pair(mask, label)
+
+
+def test_bad_label_format_is_refused():
+    with pytest.raises(ValueError, match="label_format"):
+        MonitorCore(CLASSES, label_format="rgb")
+
+
+def test_pairs_per_second_uses_clock():
+    now = [10.0]
+    core = MonitorCore(CLASSES, clock=lambda: now[0])
+    for index in range(5):
+        core.score_pair(*pair_msgs(index))
+        now[0] += 0.25
+    assert core.pairs_per_second() == pytest.approx(4.0)
+
+
+def test_report_needs_a_pair(tmp_path):
+    with pytest.raises(ValueError, match="no mask/label pair"):
+        MonitorCore(CLASSES).write_report(tmp_path)
+
+
+def test_report_matches_tracker(tmp_path):
+    pytest.importorskip("matplotlib")
+    core = MonitorCore(CLASSES)
+    core.count("mask")
+    for index in range(4):
+        core.count("mask")
+        core.count("labels")
+        core.score_pair(*pair_msgs(index))
+    core.write_report(tmp_path / "report")
+    report = json.loads((tmp_path / "report" / "report.json").read_text())
+    assert report["frames"] == 4 and report["unpaired"] == 1
+    cumulative = core.tracker.cumulative.dice()
+    for class_id, name in enumerate(CLASSES.names):
+        assert report["dice"][name] == pytest.approx(cumulative[class_id])
+    for name in ("per_frame.csv", "dice_over_time.png", "confusion_matrix.png"):
+        assert (tmp_path / "report" / name).is_file()
