@@ -1,4 +1,4 @@
-"""Dice-family segmentation losses (torch): Dice, generalised Dice, Tversky, Jaccard, focal, Dice+CE.
+"""Dice-family segmentation losses (torch): Dice, generalised Dice, Tversky, Jaccard, focal, CE.
 
 Every overlap loss (Dice, Jaccard, Tversky, focal Tversky, generalised Dice) is a function of three
 per-image, per-class sums over the pixels (or voxels) that are not ignored:
@@ -7,29 +7,29 @@ per-image, per-class sums over the pixels (or voxels) that are not ignored:
 - ``prediction``   = sum(p), or sum(p ** 2) with ``squared_pred``
 - ``target``       = sum(g), or sum(g ** 2) with ``squared_pred``
 
-where ``p`` is the predicted probability of the class and ``g`` the target (0/1, or soft). One function,
-:func:`overlap_sums`, computes them for every mode; the losses differ only in the formula applied
-to those (B, C) sums, so the per-pixel work and memory are shared and identical.
+where ``p`` is the predicted probability of the class and ``g`` the target (0/1, or soft). One
+function, :func:`overlap_sums`, computes them for every mode; the losses differ only in the formula
+applied to those (B, C) sums, so the per-pixel work and memory are shared and identical.
 
 Modes (argument ``mode``):
 
-- ``"multiclass"``: logits (B, C, *spatial) with C >= 2, softmax over channels; target holds integer
-  class ids 0..C-1, shaped (B, *spatial) or (B, 1, *spatial). The target is never expanded to a
-  one-hot tensor: per-class sums are gathered/scattered from the ids directly. With
-  ``from_logits=True`` a fused autograd function computes the softmax in chunks of pixels and keeps
-  only the (B, C) sums, so forward + backward hold little more than the logits' gradient.
-- ``"binary"``: logits (B, 1, *spatial), sigmoid; target (B, *spatial) or (B, 1, *spatial) with values
-  in [0, 1] (0/1 for hard labels).
-- ``"multilabel"``: logits (B, C, *spatial), independent sigmoid per channel; target float in [0, 1]
-  shaped like the logits.
+- ``"multiclass"``: logits (B, C, *spatial) with C >= 2, softmax over channels; target holds
+  integer class ids 0..C-1, shaped (B, *spatial) or (B, 1, *spatial). The target is never
+  expanded to a one-hot tensor: per-class sums are gathered/scattered from the ids directly. With
+  ``from_logits=True`` a fused autograd function computes the softmax in chunks of pixels and
+  keeps only the (B, C) sums, so forward + backward hold little more than the logits' gradient.
+- ``"binary"``: logits (B, 1, *spatial), sigmoid; target (B, *spatial) or (B, 1, *spatial) with
+  values in [0, 1] (0/1 for hard labels).
+- ``"multilabel"``: logits (B, C, *spatial), independent sigmoid per channel; target float in
+  [0, 1] shaped like the logits.
 
 ``spatial`` is 2D (H, W) or 3D (D, H, W). Sums are accumulated in float32 (float64 for float64
 inputs), and autocast is switched off inside the losses, so fp16/bf16 logits give finite losses.
 
 With ``ignore_index=None`` the overlap losses equal MONAI's (``DiceLoss(to_onehot_y=True,
 softmax=True)`` for multiclass, ``DiceLoss(sigmoid=True)`` for binary/multilabel, and likewise
-``GeneralizedDiceLoss``, ``TverskyLoss``, ``DiceLoss(jaccard=True)``) in value and gradient; the tests
-check this to 1e-6 in float64.
+``GeneralizedDiceLoss``, ``TverskyLoss``, ``DiceLoss(jaccard=True)``) in value and gradient; the
+tests check this to 1e-6 in float64.
 """
 
 from __future__ import annotations
@@ -43,8 +43,8 @@ from torch import nn
 
 MODES = ("binary", "multiclass", "multilabel")
 REDUCTIONS = ("mean", "sum", "none")
-LOSS_NAMES = ("dice", "dice_ce", "generalized_dice", "tversky", "focal_tversky", "jaccard", "focal",
-              "ce")
+LOSS_NAMES = ("dice", "dice_ce", "generalized_dice", "tversky", "focal_tversky", "jaccard",
+              "focal", "ce")
 
 # Logits elements (B * C * pixels) per chunk of the fused softmax path: small enough that a chunk's
 # temporaries stay in the CPU's L2 cache, large enough that the Python loop costs little.
@@ -54,7 +54,7 @@ _LOG_EPS = 1e-7
 
 
 class OverlapSums(NamedTuple):
-    """Per-class sums over the non-ignored pixels; each tensor is (B, C), or (C,) when summed over B.
+    """Per-class sums over the non-ignored pixels; each is (B, C), or (C,) when summed over B.
 
     Attributes:
         intersection: sum(p * g).
@@ -79,7 +79,8 @@ def _check_non_negative(**values: float) -> None:
             raise ValueError(f"{name} must be >= 0, got {value}")
 
 
-def _weights_buffer(name: str, weights: Sequence[float] | torch.Tensor | None) -> torch.Tensor | None:
+def _weights_buffer(name: str,
+                    weights: Sequence[float] | torch.Tensor | None) -> torch.Tensor | None:
     """Turn per-class weights into a 1-D float tensor, rejecting negative or non-finite entries."""
     if weights is None:
         return None
@@ -111,7 +112,8 @@ def _check_logits(logits: torch.Tensor, mode: str, from_logits: bool, validate: 
     if validate:
         bad = int((~torch.isfinite(logits)).sum())
         if bad:
-            raise ValueError(f"logits contain {bad} NaN or inf value(s) (shape {tuple(logits.shape)})")
+            raise ValueError(f"logits contain {bad} NaN or inf value(s) "
+                             f"(shape {tuple(logits.shape)})")
         if not from_logits and (logits.min() < 0 or logits.max() > 1):
             raise ValueError("from_logits=False needs probabilities in [0, 1], got values in "
                              f"[{float(logits.min())}, {float(logits.max())}]")
@@ -246,7 +248,7 @@ def _chunks(flat: torch.Tensor) -> list[tuple[int, int]]:
 
 def _multiclass_prob_sums(probs: torch.Tensor, ids: torch.Tensor, mask: torch.Tensor | None,
                           squared: bool) -> tuple[torch.Tensor, torch.Tensor]:
-    """Intersection and prediction sums from probabilities (B, C, N) and ids (B, N), via autograd."""
+    """Compute intersection and prediction sums from probs (B, C, N) and ids (B, N) by autograd."""
     hit = probs.gather(1, ids.unsqueeze(1)).squeeze(1)
     powered = probs * probs if squared else probs
     if mask is not None:
@@ -258,7 +260,7 @@ def _multiclass_prob_sums(probs: torch.Tensor, ids: torch.Tensor, mask: torch.Te
 
 def _class_counts(ids: torch.Tensor, mask: torch.Tensor | None, channels: int,
                   dtype: torch.dtype) -> torch.Tensor:
-    """Number of non-ignored pixels of each class per image, (B, C), from ids (B, N)."""
+    """Count the non-ignored pixels of each class per image, (B, C), from ids (B, N)."""
     weights = mask if mask is not None else torch.ones(ids.shape, dtype=dtype, device=ids.device)
     counts = torch.zeros(ids.shape[0], channels, dtype=dtype, device=ids.device)
     return counts.scatter_add_(1, ids, weights)
@@ -267,11 +269,11 @@ def _class_counts(ids: torch.Tensor, mask: torch.Tensor | None, channels: int,
 def overlap_sums(logits: torch.Tensor, target: torch.Tensor, mode: str = "multiclass", *,
                  from_logits: bool = True, ignore_index: int | None = None,
                  squared_pred: bool = False, validate: bool = False) -> OverlapSums:
-    """Per-image, per-class intersection, prediction and target sums: the core of every overlap loss.
+    """Compute per-image, per-class intersection, prediction and target sums (every overlap loss).
 
     Args:
         logits: (B, C, *spatial) scores (or probabilities when ``from_logits=False``).
-        target: class ids (multiclass) or 0..1 values (binary/multilabel); see the module docstring.
+        target: class ids (multiclass) or 0..1 values (binary/multilabel); see the module doc.
         mode: "binary", "multiclass" or "multilabel".
         from_logits: apply softmax (multiclass) or sigmoid (binary/multilabel) to ``logits`` first.
         ignore_index: target value whose pixels drop out of every sum, as if cropped away.
@@ -307,7 +309,7 @@ def overlap_sums(logits: torch.Tensor, target: torch.Tensor, mode: str = "multic
 
 
 def _safe_ratio(numerator: torch.Tensor, denominator: torch.Tensor) -> torch.Tensor:
-    """numerator / denominator, defined as 1 (perfect agreement) where the denominator is 0.
+    """Divide, defining the ratio as 1 (perfect agreement) where the denominator is 0.
 
     The denominator is 0 only for an empty class with ``smooth_dr=0``; without this guard the loss
     would be 0/0 = NaN there and the NaN would spread through the gradient.
@@ -318,7 +320,7 @@ def _safe_ratio(numerator: torch.Tensor, denominator: torch.Tensor) -> torch.Ten
 
 
 def _safe_pow(base: torch.Tensor, exponent: float) -> torch.Tensor:
-    """base ** exponent for base >= 0 with a finite gradient at 0 even when exponent < 1."""
+    """Raise base >= 0 to a power, with a finite gradient at 0 even when exponent < 1."""
     tiny = torch.finfo(base.dtype).tiny
     powered = base.clamp_min(tiny) ** exponent
     return torch.where(base > 0, powered, torch.zeros_like(powered) if exponent > 0 else
@@ -393,38 +395,52 @@ class _OverlapLoss(nn.Module):
         return _reduce(loss, self.reduction)
 
 
-_SHARED_ARGS_DOC = """
-    Args:
-        mode: ``"multiclass"`` (softmax over C >= 2 channels, target = int class ids (B, *spatial)
-            or (B, 1, *spatial)), ``"binary"`` (1 channel, sigmoid, target 0/1 of shape
-            (B, *spatial) or (B, 1, *spatial)) or ``"multilabel"`` (C channels, independent
-            sigmoids, target 0/1 float shaped like the logits).
-        from_logits: if True (default) the input holds raw scores and softmax/sigmoid is applied;
-            if False it already holds probabilities.
-        include_background: if False, channel 0 is left out of the loss (not of the softmax). Use
-            it when a large background class swamps small foreground classes. No effect in
-            binary mode, whose single channel is the foreground.
-        ignore_index: target value (e.g. 255) whose pixels drop out of every sum, exactly as if
-            they were cropped away. None: every pixel counts.
-        smooth_nr: small constant added to the numerator; keeps the loss of a class absent from
-            both target and prediction at 0 rather than 1.
-        smooth_dr: small constant added to the denominator, against division by zero.
-        batch: if True, sum over the batch before the ratio (one score per class for the whole
-            batch); if False, one score per image and class, averaged by ``reduction``.
-        class_weights: optional non-negative weight per class (length C, background included
+# Documentation of the arguments shared by the overlap losses, appended to each class docstring by
+# _with_shared_args so that the text exists once.
+_SHARED_ARGS = {
+    "mode": """``"multiclass"`` (softmax over C >= 2 channels, target = int class ids
+            (B, *spatial) or (B, 1, *spatial)), ``"binary"`` (1 channel, sigmoid, target 0/1 of
+            shape (B, *spatial) or (B, 1, *spatial)) or ``"multilabel"`` (C channels, independent
+            sigmoids, target 0/1 float shaped like the logits).""",
+    "from_logits": """if True (default) the input holds raw scores and softmax/sigmoid is
+            applied; if False it already holds probabilities.""",
+    "include_background": """if False, channel 0 is left out of the loss (not of the softmax).
+            Use it when a large background class swamps small foreground classes. No effect in
+            binary mode, whose single channel is the foreground.""",
+    "ignore_index": """target value (e.g. 255) whose pixels drop out of every sum, exactly as
+            if they were cropped away. None: every pixel counts.""",
+    "smooth_nr": """small constant added to the numerator; keeps the loss of a class absent
+            from both target and prediction at 0 rather than 1.""",
+    "smooth_dr": "small constant added to the denominator, against division by zero.",
+    "batch": """if True, sum over the batch before the ratio (one score per class for the
+            whole batch); if False, one score per image and class, averaged by ``reduction``.""",
+    "class_weights": """optional non-negative weight per class (length C, background included
             even when ``include_background=False``); multiplies each class's loss before the
-            reduction (the mean stays a plain mean over images and classes, as in MONAI).
-        reduction: ``"mean"`` (default), ``"sum"``, or ``"none"`` (a (B, C') tensor, or (C',)
-            with ``batch=True``, C' = classes kept).
-        validate: if True, raise ValueError when the input holds NaN or inf (or, with
+            reduction (the mean stays a plain mean over images and classes, as in MONAI).""",
+    "reduction": """``"mean"`` (default), ``"sum"``, or ``"none"`` (a (B, C') tensor, or (C',)
+            with ``batch=True``, C' = classes kept).""",
+    "validate": """if True, raise ValueError when the input holds NaN or inf (or, with
             ``from_logits=False``, values outside [0, 1]). Off by default because it costs a
-            device-to-host sync per call; the training utilities switch it on.
-
+            device-to-host sync per call; the training utilities switch it on.""",
+}
+_TARGET_CHECKS = """
     Target checks (shape, dtype, class ids in 0..C-1 besides ``ignore_index``, binary values in
     [0, 1]) always run and raise ValueError naming the offending shape or values.
 """
 
 
+def _with_shared_args(*skip: str):
+    """Class decorator: append the shared argument docs (minus ``skip``) to the docstring."""
+    def decorate(cls: type) -> type:
+        lines = [f"        {name}: {text}" for name, text in _SHARED_ARGS.items()
+                 if name not in skip]
+        cls.__doc__ = (cls.__doc__.rstrip() + "\n\n    Shared arguments:\n" + "\n".join(lines)
+                       + "\n" + _TARGET_CHECKS)
+        return cls
+    return decorate
+
+
+@_with_shared_args()
 class DiceLoss(_OverlapLoss):
     """Soft Dice loss (Milletari et al., 2016, V-Net), one score per image and class.
 
@@ -436,7 +452,9 @@ class DiceLoss(_OverlapLoss):
     ``smooth_nr == smooth_dr``; 1 - smooth_nr/smooth_dr in general); absent from the target but
     predicted, loss close to 1. When the denominator is exactly 0 (only with ``smooth_dr=0``) the
     ratio is defined as 1, so the loss is never NaN.
-    """ + _SHARED_ARGS_DOC + """        squared_pred: square predictions and targets in the denominator.
+
+    Specific arguments:
+        squared_pred: square predictions and targets in the denominator.
         log_loss: return ``-log(Dice)`` (Dice clamped at 1e-7) instead of ``1 - Dice``.
     """
 
@@ -458,13 +476,16 @@ class DiceLoss(_OverlapLoss):
         return 1 - dice
 
 
+@_with_shared_args()
 class JaccardLoss(_OverlapLoss):
     """Soft Jaccard (IoU) loss: ``1 - (I + smooth_nr) / (P + G - I + smooth_dr)``.
 
     I, P, G are the intersection, prediction and target sums (squared with ``squared_pred``). This
     equals MONAI's ``DiceLoss(jaccard=True)`` with twice our smoothing constants, since MONAI
     writes the ratio as ``(2I + s) / (2(P + G - I) + s)``.
-    """ + _SHARED_ARGS_DOC + """        squared_pred: use sums of squares for P and G.
+
+    Specific arguments:
+        squared_pred: use sums of squares for P and G.
     """
 
     def __init__(self, mode: str = "multiclass", from_logits: bool = True,
@@ -481,6 +502,7 @@ class JaccardLoss(_OverlapLoss):
         return 1 - _safe_ratio(sums.intersection + self.smooth_nr, union + self.smooth_dr)
 
 
+@_with_shared_args()
 class TverskyLoss(_OverlapLoss):
     """Tversky loss (Salehi et al., 2017): Dice with separate weights for FP and FN.
 
@@ -488,7 +510,9 @@ class TverskyLoss(_OverlapLoss):
     TP = sum(p*g), FP = sum(p*(1-g)) = P - TP, FN = sum((1-p)*g) = G - TP, as MONAI's
     ``TverskyLoss``. alpha = beta = 0.5 gives Dice (up to smoothing); beta > alpha penalises
     missed pixels more, which favours recall of rare classes.
-    """ + _SHARED_ARGS_DOC + """        alpha: weight of false positives (>= 0).
+
+    Specific arguments:
+        alpha: weight of false positives (>= 0).
         beta: weight of false negatives (>= 0).
     """
 
@@ -517,6 +541,7 @@ class TverskyLoss(_OverlapLoss):
         return 1 - self.tversky_index(sums)
 
 
+@_with_shared_args()
 class FocalTverskyLoss(TverskyLoss):
     """Focal Tversky loss (Abraham & Khan, 2019): ``(1 - Tversky index) ** gamma``.
 
@@ -524,7 +549,9 @@ class FocalTverskyLoss(TverskyLoss):
     itself, so the default 0.75 is the paper's setting, as are alpha = 0.3 and beta = 0.7.
     gamma < 1 boosts the gradient of classes that are already fairly well segmented less than
     that of hard ones; the gradient stays finite when the Tversky loss is 0.
-    """ + _SHARED_ARGS_DOC + """        alpha: weight of false positives (>= 0).
+
+    Specific arguments:
+        alpha: weight of false positives (>= 0).
         beta: weight of false negatives (>= 0).
         gamma: exponent applied to the Tversky loss (> 0).
     """
@@ -546,6 +573,7 @@ class FocalTverskyLoss(TverskyLoss):
         return _safe_pow((1 - self.tversky_index(sums)).clamp_min(0), self.gamma)
 
 
+@_with_shared_args("class_weights")
 class GeneralizedDiceLoss(_OverlapLoss):
     """Generalised Dice loss (Sudre et al., 2017), one score per image over all classes.
 
@@ -556,10 +584,9 @@ class GeneralizedDiceLoss(_OverlapLoss):
     loss is 1 - smooth_nr / smooth_dr (0 with the defaults). With ``batch=True`` the sums and the
     weights are taken over the whole batch. ``reduction="none"`` gives a (B,) tensor, or (1,) with
     ``batch=True``.
-    """ + _SHARED_ARGS_DOC.replace("""        class_weights: optional non-negative weight per class (length C, background included
-            even when ``include_background=False``); multiplies each class's loss before the
-            reduction (the mean stays a plain mean over images and classes, as in MONAI).
-""", "")
+
+    ``class_weights`` is not accepted (the weights come from the target).
+    """
 
     def __init__(self, mode: str = "multiclass", from_logits: bool = True,
                  include_background: bool = True, ignore_index: int | None = None,
@@ -620,7 +647,8 @@ class FocalLoss(nn.Module):
             class_alpha = _weights_buffer("alpha", alpha)
         elif alpha is not None:
             if isinstance(alpha, Sequence) or not 0 <= float(alpha) <= 1:
-                raise ValueError(f"alpha for mode {mode!r} must be a float in [0, 1], got {alpha!r}")
+                raise ValueError(f"alpha for mode {mode!r} must be a float in [0, 1], "
+                                 f"got {alpha!r}")
             self.binary_alpha = float(alpha)
         self.register_buffer("alpha", class_alpha)
 
@@ -738,7 +766,7 @@ class DiceCELoss(nn.Module):
         return total.sum() / count.sum().clamp_min(torch.finfo(count.dtype).tiny)
 
     def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        """Combined loss of ``logits`` (B, C, *spatial) against ``target``."""
+        """Return the combined loss of ``logits`` (B, C, *spatial) against ``target``."""
         dice = self.dice(logits, target)
         return self.lambda_dice * dice + self.lambda_ce * self.cross_entropy(logits, target)
 
