@@ -1,0 +1,1 @@
+"""Training data: generated terrain scenes, real-dataset loaders, augmentation (numpy only)."""
