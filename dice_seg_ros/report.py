@@ -1,0 +1,161 @@
+"""Write an evaluation report: JSON summary, per-frame CSV and two plots.
+
+Used by ``dice-seg eval`` and the Dice monitor node, so both report the same
+figures from the same :class:`~dice_seg_ros.metrics.DiceTracker`. Plots use
+matplotlib's object API with the Agg canvas (no pyplot global state, no
+display), so they can be written from a ROS callback thread.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+from dice_seg_ros.metrics import DiceTracker
+
+REPORT_JSON = "report.json"
+PER_FRAME_CSV = "per_frame.csv"
+DICE_PLOT = "dice_over_time.png"
+CONFUSION_PLOT = "confusion_matrix.png"
+
+
+def _clean(value: Any) -> Any:
+    """Return ``value`` as plain JSON: NaN/inf become null, numpy types become Python."""
+    if isinstance(value, dict):
+        return {str(k): _clean(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple, np.ndarray)):
+        return [_clean(v) for v in value]
+    if isinstance(value, (np.integer, bool)):
+        return value if isinstance(value, bool) else int(value)
+    if isinstance(value, (float, np.floating)):
+        return float(value) if math.isfinite(value) else None
+    return value
+
+
+def summary(tracker: DiceTracker, class_names: Sequence[str], *, unpaired: int, fps: float,
+            latency_ms: dict[str, float], extra: dict[str, Any] | None = None) -> dict:
+    """Return the report dictionary (JSON-ready: NaN -> None).
+
+    Keys: frames, unpaired, classes, dice and iou (class name -> cumulative
+    score, None for a class never seen), mean_dice, mean_iou, fps, latency_ms
+    (stage -> mean ms per frame), confusion_matrix (rows = label, cols =
+    prediction, pixels), then ``extra`` (which may override any of them).
+    """
+    names = list(class_names)
+    if len(names) != tracker.num_classes:
+        raise ValueError(f"{len(names)} class names {names} for a tracker of "
+                         f"{tracker.num_classes} classes")
+    cumulative = tracker.cumulative
+    report = {
+        "frames": len(tracker.frames),
+        "unpaired": int(unpaired),
+        "classes": names,
+        "dice": dict(zip(names, cumulative.dice())),
+        "iou": dict(zip(names, cumulative.iou())),
+        "mean_dice": cumulative.mean_dice(),
+        "mean_iou": cumulative.mean_iou(),
+        "fps": fps,
+        "latency_ms": dict(latency_ms),
+        "confusion_matrix": cumulative.matrix,
+    }
+    report.update(extra or {})
+    return _clean(report)
+
+
+def write_per_frame_csv(path: Path, tracker: DiceTracker, class_names: Sequence[str]) -> None:
+    """Write one row per frame: index, stamp (ns), mean Dice/IoU, per-class Dice and IoU."""
+    with open(path, "w", newline="", encoding="utf-8") as stream:
+        writer = csv.writer(stream)
+        writer.writerow(["frame", "stamp_ns", "mean_dice", "mean_iou"]
+                        + [f"dice_{n}" for n in class_names] + [f"iou_{n}" for n in class_names])
+        for index, frame in enumerate(tracker.frames):
+            scores = [frame.mean_dice, frame.mean_iou, *frame.dice, *frame.iou]
+            writer.writerow([index, "" if frame.stamp_ns is None else frame.stamp_ns]
+                            + [f"{v:.6f}" for v in scores])
+
+
+def plot_dice_over_time(path: Path, tracker: DiceTracker, class_names: Sequence[str],
+                        colors: np.ndarray | None = None) -> None:
+    """Plot per-class Dice per frame (gaps where a class is absent) and the mean."""
+    from matplotlib.figure import Figure
+
+    figure = Figure(figsize=(9, 4.5), layout="constrained")
+    axes = figure.add_subplot()
+    frames = list(tracker.frames)
+    if frames:
+        x = np.arange(len(frames))
+        dice = np.array([f.dice for f in frames])
+        for c, name in enumerate(class_names):
+            color = None if colors is None else np.asarray(colors[c]) / 255.0
+            axes.plot(x, dice[:, c], label=name, color=color, linewidth=1.2, marker=".",
+                      markersize=3)
+        axes.plot(x, [f.mean_dice for f in frames], label="mean", color="black", linewidth=2.2)
+    else:
+        axes.text(0.5, 0.5, "no frames evaluated", ha="center", va="center",
+                  transform=axes.transAxes)
+    axes.set(xlabel="frame", ylabel="Dice", ylim=(-0.02, 1.02), title="Dice per frame")
+    axes.grid(alpha=0.3)
+    if frames:
+        axes.legend(loc="center left", bbox_to_anchor=(1.0, 0.5), fontsize="small")
+    figure.savefig(path, dpi=110)
+
+
+def plot_confusion(path: Path, matrix: np.ndarray, class_names: Sequence[str]) -> None:
+    """Plot the row-normalised confusion matrix (rows = label), annotated in percent."""
+    from matplotlib.figure import Figure
+
+    totals = matrix.sum(axis=1, keepdims=True)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        normalised = np.where(totals > 0, matrix / np.maximum(totals, 1), np.nan)
+    size = 1.0 + 0.8 * len(class_names)
+    figure = Figure(figsize=(size + 1.5, size), layout="constrained")
+    axes = figure.add_subplot()
+    image = axes.imshow(normalised, cmap="Blues", vmin=0.0, vmax=1.0)
+    figure.colorbar(image, ax=axes, label="fraction of label pixels")
+    ticks = np.arange(len(class_names))
+    axes.set_xticks(ticks, labels=class_names, rotation=45, ha="right")
+    axes.set_yticks(ticks, labels=class_names)
+    axes.set(xlabel="predicted", ylabel="label", title="Confusion matrix (row-normalised)")
+    for (row, col), value in np.ndenumerate(normalised):
+        text = "-" if np.isnan(value) else f"{100 * value:.1f}"
+        axes.text(col, row, text, ha="center", va="center", fontsize=8,
+                  color="white" if value > 0.6 else "black")
+    figure.savefig(path, dpi=110)
+
+
+def write_report(out_dir: str | Path, tracker: DiceTracker, class_names: Sequence[str], *,
+                 unpaired: int, fps: float, latency_ms: dict[str, float],
+                 extra: dict[str, Any] | None = None,
+                 colors: np.ndarray | None = None) -> dict[str, Path]:
+    """Write report.json, per_frame.csv, dice_over_time.png and confusion_matrix.png.
+
+    Args:
+        out_dir: directory to write into (created if needed).
+        tracker: the scores of every evaluated frame.
+        class_names: class name per class id.
+        unpaired: images plus labels that found no partner.
+        fps: frames evaluated per second (wall clock).
+        latency_ms: mean milliseconds per frame of each stage.
+        extra: more JSON keys (e.g. bag, model, stopped_by); may override.
+        colors: optional ``(C, 3)`` uint8 class colours for the Dice plot.
+
+    Returns:
+        ``{"report", "per_frame", "dice_over_time", "confusion_matrix"}`` -> path.
+
+    """
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    paths = {"report": out / REPORT_JSON, "per_frame": out / PER_FRAME_CSV,
+             "dice_over_time": out / DICE_PLOT, "confusion_matrix": out / CONFUSION_PLOT}
+    data = summary(tracker, class_names, unpaired=unpaired, fps=fps, latency_ms=latency_ms,
+                   extra=extra)
+    paths["report"].write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
+    write_per_frame_csv(paths["per_frame"], tracker, class_names)
+    plot_dice_over_time(paths["dice_over_time"], tracker, class_names, colors)
+    plot_confusion(paths["confusion_matrix"], tracker.cumulative.matrix, class_names)
+    return paths

@@ -1,0 +1,69 @@
+from __future__ import annotations
+
+import csv
+import json
+
+import numpy as np
+import pytest
+
+from dice_seg_ros.metrics import DiceTracker
+from dice_seg_ros.report import write_report
+
+NAMES = ["sky", "grass", "trail"]
+
+
+def _tracker():
+    tracker = DiceTracker(3, ignore_index=255)
+    target = np.array([[0, 0, 1, 1], [2, 2, 255, 1]], np.uint8)
+    tracker.update(np.where(target == 255, 0, target), target, stamp_ns=100)  # perfect
+    pred = np.array([[0, 1, 1, 1], [1, 1, 0, 1]], np.uint8)
+    tracker.update(pred, target, stamp_ns=200)                   # trail all missed
+    tracker.update(np.zeros((2, 2), np.uint8), np.zeros((2, 2), np.uint8), stamp_ns=300)
+    return tracker
+
+
+def test_report_files_and_json(tmp_path):
+    tracker = _tracker()
+    paths = write_report(tmp_path / "out", tracker, NAMES, unpaired=2, fps=12.5,
+                         latency_ms={"decode": 1.0, "infer": 5.0},
+                         extra={"stopped_by": None, "bag": "x"})
+    assert set(paths) == {"report", "per_frame", "dice_over_time", "confusion_matrix"}
+    for path in paths.values():
+        assert path.is_file() and path.stat().st_size > 0
+    assert paths["dice_over_time"].read_bytes()[:4] == b"\x89PNG"
+    report = json.loads(paths["report"].read_text())
+    assert report["frames"] == 3 and report["unpaired"] == 2 and report["fps"] == 12.5
+    assert report["classes"] == NAMES and report["bag"] == "x" and report["stopped_by"] is None
+    expected = tracker.cumulative.dice()
+    assert report["dice"] == pytest.approx(dict(zip(NAMES, expected)))
+    assert report["dice"]["trail"] == pytest.approx(2 / 3)  # 2 TP of 2+4 pred/label pixels
+    assert report["mean_dice"] == pytest.approx(np.mean(expected))
+    assert report["iou"]["sky"] == pytest.approx(tracker.cumulative.iou()[0])
+    assert np.array(report["confusion_matrix"]).sum() == 7 + 7 + 4
+    assert report["latency_ms"] == {"decode": 1.0, "infer": 5.0}
+
+
+def test_per_frame_csv(tmp_path):
+    tracker = _tracker()
+    paths = write_report(tmp_path, tracker, NAMES, unpaired=0, fps=1.0, latency_ms={})
+    rows = list(csv.DictReader(paths["per_frame"].open()))
+    assert [r["stamp_ns"] for r in rows] == ["100", "200", "300"]
+    assert float(rows[0]["mean_dice"]) == 1.0
+    assert float(rows[1]["dice_trail"]) == 0.0
+    assert rows[2]["dice_grass"] == "nan"  # absent class: NaN, not 0 or 1
+    assert float(rows[2]["dice_sky"]) == 1.0
+
+
+def test_empty_tracker_gives_nulls_not_nan(tmp_path):
+    paths = write_report(tmp_path, DiceTracker(3), NAMES, unpaired=4, fps=0.0, latency_ms={})
+    text = paths["report"].read_text()
+    assert "NaN" not in text
+    report = json.loads(text)
+    assert report["frames"] == 0 and report["mean_dice"] is None
+    assert report["dice"] == {"sky": None, "grass": None, "trail": None}
+    assert paths["confusion_matrix"].stat().st_size > 0
+
+
+def test_class_name_count_must_match(tmp_path):
+    with pytest.raises(ValueError, match="2 class names"):
+        write_report(tmp_path, DiceTracker(3), NAMES[:2], unpaired=0, fps=0.0, latency_ms={})
