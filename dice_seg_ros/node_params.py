@@ -207,6 +207,11 @@ def validate_all(specs: Sequence[ParamSpec], values: Mapping[str, Any]) -> str |
         reason = validate(by_name[name], value)
         if reason:
             return reason
+    if "input_width" in values and "input_height" in values:
+        size = (values["input_width"], values["input_height"])
+        if any(size) and not all(size):
+            return (f"input_width={size[0]} and input_height={size[1]}: set both "
+                    "(pixels) or leave both 0 for the model's own size")
     if "warn_below" in values and "error_below" in values:
         if values["error_below"] > values["warn_below"]:
             return (f"error_below={values['error_below']} must not exceed "
