@@ -83,6 +83,7 @@ def plot_dice_over_time(path: Path, tracker: DiceTracker, class_names: Sequence[
                         colors: np.ndarray | None = None) -> None:
     """Plot per-class Dice per frame (gaps where a class is absent) and the mean."""
     from matplotlib.figure import Figure
+    from matplotlib.ticker import MaxNLocator
 
     figure = Figure(figsize=(9, 4.5), layout="constrained")
     axes = figure.add_subplot()
@@ -99,6 +100,7 @@ def plot_dice_over_time(path: Path, tracker: DiceTracker, class_names: Sequence[
         axes.text(0.5, 0.5, "no frames evaluated", ha="center", va="center",
                   transform=axes.transAxes)
     axes.set(xlabel="frame", ylabel="Dice", ylim=(-0.02, 1.02), title="Dice per frame")
+    axes.xaxis.set_major_locator(MaxNLocator(integer=True))
     axes.grid(alpha=0.3)
     if frames:
         axes.legend(loc="center left", bbox_to_anchor=(1.0, 0.5), fontsize="small")
