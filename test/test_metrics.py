@@ -3,6 +3,7 @@ import warnings
 import numpy as np
 import pytest
 
+from dice_seg_ros import metrics
 from dice_seg_ros.metrics import (ConfusionMatrix, DiceTracker, FrameScores, confusion_matrix,
                                   dice_per_class, iou_per_class)
 
@@ -72,13 +73,20 @@ def test_matches_sklearn():
     assert np.isnan(dice[4]) and np.isnan(iou[4]) and f1[4] == 0
 
 
-def test_large_uint8_chunked_path_matches_generic():
+def test_uint8_chunked_path_matches_generic(monkeypatch):
+    monkeypatch.setattr(metrics, "_CHUNK", 1000)  # several histogram calls per frame
     rng = np.random.default_rng(3)
-    pred, target = random_pair(rng, (700, 900), 20, np.uint8, 255)  # > one 2**18 chunk
+    pred, target = random_pair(rng, (70, 90), 20, np.uint8, 255)
     fast = confusion_matrix(pred, target, 20, 255)
     generic = confusion_matrix(pred.astype(np.int64), target.astype(np.int64), 20, 255)
     np.testing.assert_array_equal(fast, generic)
     assert fast.sum() == np.count_nonzero(target != 255)
+
+
+def test_counts_exact_beyond_float32_precision():
+    n = (1 << 24) + 3  # float32 cannot hold 2**24 + 1 exactly
+    zeros = np.zeros(n, np.uint8)
+    assert confusion_matrix(zeros, zeros, 2)[0, 0] == n
 
 
 def test_all_absent_gives_nan_without_warnings():
