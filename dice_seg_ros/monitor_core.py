@@ -216,4 +216,4 @@ class MonitorCore:
                  "errors": self.errors}
         return write_report(Path(out_dir), self.tracker, list(self.classes.names),
                             unpaired=self.unpaired, fps=self.pairs_per_second(),
-                            latency_ms=latency, extra=extra)
+                            latency_ms=latency, extra=extra, colors=self.classes.colors)
