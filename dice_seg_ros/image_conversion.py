@@ -15,6 +15,7 @@ conversions go straight to OpenCV's SIMD code.
 from __future__ import annotations
 
 import array
+import functools
 from typing import Any
 
 import cv2
@@ -326,7 +327,7 @@ def numpy_to_compressed(rgb: np.ndarray, header: Any, msg_type: type, fmt: str =
 
 
 def _full_palette(palette: np.ndarray) -> np.ndarray:
-    """Return ``palette`` as a (256, 3) uint8 table, padding missing ids with black."""
+    """Return ``palette`` as a (256, 3) uint8 table, ids beyond a shorter one black."""
     palette = np.asarray(palette)
     if palette.ndim != 2 or palette.shape[1] != 3 or palette.shape[0] > 256:
         raise ValueError(f"palette must be (N<=256, 3) RGB, got shape {palette.shape}")
@@ -345,9 +346,12 @@ def colorize(class_ids: np.ndarray, palette: np.ndarray) -> np.ndarray:
     if class_ids.ndim != 2 or class_ids.dtype != np.uint8:
         raise ValueError(
             f"class ids must be an (H, W) uint8 array, got {class_ids.shape} {class_ids.dtype}")
-    # np.take on a 256-row table is a gather with no bounds surprises (ids are
-    # uint8); measured faster than palette[class_ids] fancy indexing.
-    return np.take(_full_palette(palette), class_ids, axis=0)
+    table = _full_palette(palette)
+    # One SIMD table lookup per channel, then interleave: measured several times
+    # faster than gathering RGB rows (palette[ids], np.take), which index through
+    # an intp copy of the ids; see benchmarks/bench_conversion.py.
+    channels = [cv2.LUT(class_ids, np.ascontiguousarray(table[:, c])) for c in range(3)]
+    return cv2.merge(channels)
 
 
 def overlay(rgb: np.ndarray, color_mask: np.ndarray, alpha: float) -> np.ndarray:
@@ -372,40 +376,53 @@ def _pack_rgb(rgb: np.ndarray) -> np.ndarray:
     Adding an alpha byte with cvtColor gives 4 contiguous bytes per pixel that a
     uint32 view reads in one go, instead of three strided shift-and-or passes.
     """
-    rgba = cv2.cvtColor(np.ascontiguousarray(rgb).reshape(-1, 1, 3), cv2.COLOR_RGB2RGBA)
-    return rgba.reshape(-1).view("<u4").reshape(rgb.shape[:-1])
+    rgba = cv2.cvtColor(rgb, cv2.COLOR_RGB2RGBA)
+    return rgba.view("<u4")[..., 0]
+
+
+@functools.lru_cache(maxsize=4)
+def _color_lut(color_bytes: bytes, unknown: int) -> np.ndarray:
+    """Return a read-only 2**24-entry uint8 table: packed 24-bit RGB -> class id.
+
+    Cached per colour list: building the 16 MiB table costs a few ms, a lookup
+    through it well under one per frame, and a dataset's colour list never changes.
+    """
+    colors = np.frombuffer(color_bytes, dtype=np.uint8).reshape(1, -1, 3)
+    keys = _pack_rgb(colors)[0] & 0xFFFFFF
+    if np.unique(keys).size != keys.size:
+        raise ValueError(f"colors repeat, so ids are ambiguous: {colors[0].tolist()}")
+    lut = np.full(1 << 24, unknown, dtype=np.uint8)
+    lut[keys] = np.arange(keys.size)
+    lut.flags.writeable = False
+    return lut
 
 
 def color_to_ids(rgb: np.ndarray, colors: np.ndarray, unknown: int = 255) -> np.ndarray:
     """Map an ``(H, W, 3)`` uint8 RGB label image to ``(H, W)`` uint8 class ids.
 
     Pixel colour ``colors[i]`` becomes id ``i``; any other colour becomes
-    ``unknown``.  One pass: colours are packed to 24-bit keys and looked up by
-    binary search (no per-class loop).
+    ``unknown``.  Each pixel is packed to a 24-bit key and looked up in one table
+    (no per-class loop: 6x faster than one for 6 classes, and flat in C).
 
     Raises:
-        ValueError: not an (H, W, 3) uint8 image, malformed ``colors``, or a colour
-            listed twice (ambiguous).
+        ValueError: not an (H, W, 3) uint8 image, malformed ``colors``, ``unknown``
+            outside 0..255, or a colour listed twice (ambiguous).
 
     """
     rgb = np.asarray(rgb)
-    colors = np.asarray(colors, dtype=np.uint8)
+    colors = np.asarray(colors)
     if rgb.ndim != 3 or rgb.shape[2] != 3 or rgb.dtype != np.uint8:
         raise ValueError(f"expected an (H, W, 3) uint8 RGB image, got {rgb.shape} {rgb.dtype}")
-    if colors.ndim != 2 or colors.shape[1] != 3 or not 1 <= colors.shape[0] <= 255:
-        raise ValueError(f"colors must be (C, 3) RGB with 1 <= C <= 255, got {colors.shape}")
-    keys = _pack_rgb(colors[None])[0]
-    order = np.argsort(keys, kind="stable")
-    sorted_keys = keys[order]
-    if np.any(sorted_keys[1:] == sorted_keys[:-1]):
-        raise ValueError(f"colors repeat, so ids are ambiguous: {colors.tolist()}")
-    pixel_keys = _pack_rgb(rgb)
-    slot = np.searchsorted(sorted_keys, pixel_keys)
-    np.minimum(slot, len(sorted_keys) - 1, out=slot)
-    found = sorted_keys[slot] == pixel_keys
-    ids = order.astype(np.uint8)[slot]
-    ids[~found] = unknown
-    return ids
+    if (colors.ndim != 2 or colors.shape[1] != 3 or not 1 <= colors.shape[0] <= 255
+            or colors.min() < 0 or colors.max() > 255):
+        raise ValueError(
+            f"colors must be (C, 3) RGB in 0..255 with 1 <= C <= 255, got {colors.tolist()}")
+    if not 0 <= unknown <= 255:
+        raise ValueError(f"unknown id must be in 0..255, got {unknown!r}")
+    lut = _color_lut(colors.astype(np.uint8).tobytes(), int(unknown))
+    keys = _pack_rgb(rgb)
+    np.bitwise_and(keys, 0xFFFFFF, out=keys)
+    return np.take(lut, keys)
 
 
 def _id_values_error(values: np.ndarray, classes: ClassSet) -> ValueError:

@@ -329,9 +329,16 @@ def test_color_to_ids_inverts_colorize():
     np.testing.assert_array_equal(color_to_ids(color[:, ::2], classes.colors), want[:, ::2])
 
 
-def test_color_to_ids_rejects_duplicates():
+def test_color_to_ids_rejects():
+    image = np.zeros((2, 2, 3), np.uint8)
     with pytest.raises(ValueError, match="repeat"):
-        color_to_ids(np.zeros((2, 2, 3), np.uint8), np.array([[1, 2, 3], [1, 2, 3]]))
+        color_to_ids(image, np.array([[1, 2, 3], [1, 2, 3]]))
+    with pytest.raises(ValueError, match="256"):
+        color_to_ids(image, np.array([[1, 2, 256]]))
+    with pytest.raises(ValueError, match="unknown"):
+        color_to_ids(image, np.array([[1, 2, 3]]), unknown=300)
+    with pytest.raises(ValueError, match="uint8"):
+        color_to_ids(image.astype(np.int32), np.array([[1, 2, 3]]))
 
 
 def test_labels_to_ids_formats(header):
