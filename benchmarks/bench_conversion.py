@@ -74,7 +74,8 @@ def bench_size(width: int, height: int, repeats: int) -> None:
             msg = image_msg(pixels, encoding, pad)
             report(f"image_to_rgb {encoding} step pad {pad}",
                    median_ms(lambda m=msg: image_to_rgb(m), repeats), floor)
-    report("colorize (cv2.LUT per channel, used)", median_ms(lambda: colorize(ids, palette), repeats), floor)
+    report("colorize (cv2.LUT per channel, used)",
+           median_ms(lambda: colorize(ids, palette), repeats), floor)
     report("  alt: palette[ids] fancy indexing", median_ms(lambda: palette[ids], repeats), floor)
     report("  alt: np.take(palette, ids, axis=0)",
            median_ms(lambda: np.take(palette, ids, axis=0), repeats), floor)
@@ -97,7 +98,7 @@ def bench_size(width: int, height: int, repeats: int) -> None:
            floor)
     report("  alt: array.array('B', rgb.tobytes())",
            median_ms(lambda: array.array("B", rgb.tobytes()), repeats), floor)
-    report("  alt: rgb.tobytes() (rclpy then checks each byte)",
+    report("  alt: rgb.tobytes() (then rclpy checks each byte)",
            median_ms(lambda: rgb.tobytes(), repeats), floor)
     report("color_to_ids (24-bit key table, used)",
            median_ms(lambda: color_to_ids(color, classes.colors), repeats), floor)
