@@ -28,8 +28,8 @@ from typing import Any
 import numpy as np
 from tqdm import tqdm
 
-from dice_seg_ros.bag_io import (IMAGE_TYPE, IMAGE_TYPES, BagReader, BagWriter, StampPairer,
-                                 header_stamp_ns, msg_class)
+from dice_seg_ros.bag_io import (IMAGE_TYPE, IMAGE_TYPES, BagReader, BagWriter, Pair,
+                                 StampPairer, header_stamp_ns, msg_class)
 from dice_seg_ros.classes import ClassSet, load_classes
 from dice_seg_ros.errors import DiceSegError
 from dice_seg_ros.image_conversion import (colorize, labels_to_ids, msg_to_rgb,
@@ -166,10 +166,11 @@ class Replay:
 
     def finish_batch(self) -> None:
         """Segment, score and record the queued frames."""
-        frames, self.batch = self.batch, []
-        if not frames:
+        if not self.batch:
             return
-        results = self.segmenter.segment_batch([f.rgb for f in frames])
+        # Dequeue only after inference: frames of an interrupted batch stay queued.
+        results = self.segmenter.segment_batch([f.rgb for f in self.batch])
+        frames, self.batch = self.batch, []
         for frame, result in zip(frames, results):
             for stage, ms in result.timings_ms.items():
                 self.clock.add(stage, ms)
@@ -195,20 +196,39 @@ class ReplayResult:
     error: BaseException | None
 
 
+def _score_pairs(replay: Replay, pairs: list[Pair]) -> None:
+    """Decode paired messages and queue them for segmentation."""
+    for pair in pairs:
+        replay.add(replay.decode(pair.image_stamp_ns, pair.image, pair.label))
+
+
 def _stream(reader: BagReader, replay: Replay, pairer: StampPairer) -> None:
-    """Feed every image/label message through pairing into ``replay``."""
+    """Feed every image/label message through pairing into ``replay``, to the end."""
     for message in reader.messages([replay.image_topic, replay.label_topic]):
         stamp = header_stamp_ns(message.msg)
         item = (message.log_time_ns, message.msg)
         if message.topic == replay.image_topic:
-            pairs = pairer.add_image(stamp, item)
+            _score_pairs(replay, pairer.add_image(stamp, item))
         else:
-            pairs = pairer.add_label(stamp, item)
-        for pair in pairs:
-            replay.add(replay.decode(pair.image_stamp_ns, pair.image, pair.label))
-    for pair in pairer.flush():
-        replay.add(replay.decode(pair.image_stamp_ns, pair.image, pair.label))
+            _score_pairs(replay, pairer.add_label(stamp, item))
+    _score_pairs(replay, pairer.flush())
     replay.finish_batch()
+
+
+def _salvage(replay: Replay, pairer: StampPairer) -> int:
+    """After a stop, score every pair already read; return how many could not be."""
+    failed = 0
+    for pair in pairer.flush():
+        try:
+            _score_pairs(replay, [pair])
+        except (DiceSegError, ValueError):
+            failed += 1
+    queued = len(replay.batch)
+    try:
+        replay.finish_batch()
+    except (DiceSegError, ValueError):
+        failed += queued
+    return failed
 
 
 def evaluate_bag(bag: str | Path, image_topic: str, label_topic: str, out_dir: str | Path,
@@ -246,18 +266,17 @@ def evaluate_bag(bag: str | Path, image_topic: str, label_topic: str, out_dir: s
         replay = Replay(segmenter, classes, label_format, image_topic, label_topic, output,
                         batch_size, bar)
         pairer: StampPairer = StampPairer(max_offset_ms)
-        stopped_by, error = None, None
+        stopped_by, error, not_evaluated = None, None, 0
         start = time.perf_counter()
         try:
-            try:
-                _stream(reader, replay, pairer)
-            except KeyboardInterrupt:
-                stopped_by = "interrupted (Ctrl-C)"
-            except (DiceSegError, ValueError) as exc:
-                stopped_by, error = f"{type(exc).__name__}: {exc}", exc
-            # Frames decoded before a stop are still scored (a failed batch is
-            # already dequeued, so this never repeats the failure).
-            replay.finish_batch()
+            _stream(reader, replay, pairer)
+        except KeyboardInterrupt:
+            stopped_by = "interrupted (Ctrl-C)"
+        except (DiceSegError, ValueError) as exc:
+            stopped_by, error = f"{type(exc).__name__}: {exc}", exc
+        try:
+            if stopped_by is not None:
+                not_evaluated = _salvage(replay, pairer)
         finally:
             bar.close()
             if output is not None:
@@ -271,7 +290,7 @@ def evaluate_bag(bag: str | Path, image_topic: str, label_topic: str, out_dir: s
         "label_topic": label_topic,
         "unpaired_images": pairer.unpaired_images,
         "unpaired_labels": pairer.unpaired_labels,
-        "pending_at_stop": pairer.pending,
+        "not_evaluated": not_evaluated,
         "model": segmenter.source,
         "backend": segmenter.backend,
         "device": segmenter.device,

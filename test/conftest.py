@@ -86,3 +86,21 @@ def tiny_conv_weights(num_classes: int) -> tuple[np.ndarray, np.ndarray]:
 def tiny_onnx_model(tmp_path_factory) -> Path:
     """Write the tiny 6-class ONNX model once per session and return its path."""
     return write_tiny_onnx(tmp_path_factory.mktemp("models") / "tiny.onnx")
+
+
+@pytest.fixture(scope="session")
+def small_bag(tmp_path_factory) -> Path:
+    """Write a 4-frame 160x120 labeled MCAP bag (``dice-seg make-bag`` layout) once."""
+    from dice_seg_ros.synthetic_bag import write_synthetic_bag
+
+    path = tmp_path_factory.mktemp("bags") / "small"
+    return write_synthetic_bag(path, frames=4, width=SMALL_W, height=SMALL_H, seed=3,
+                               progress=False)
+
+
+@pytest.fixture(scope="session")
+def tiny_segmenter(tiny_onnx_model):
+    """Return a CPU, single-thread Segmenter on the tiny ONNX model."""
+    from dice_seg_ros.inference import Segmenter
+
+    return Segmenter(tiny_onnx_model, device="cpu", threads=1)
