@@ -168,7 +168,12 @@ def image_to_rgb(msg: Any) -> np.ndarray:
         return _gray16_to_rgb(pixels)
     if encoding == "32FC1":
         return _float_to_rgb(pixels)
-    return cv2.cvtColor(pixels, _TO_RGB[encoding])
+    try:
+        return cv2.cvtColor(pixels, _TO_RGB[encoding])
+    except cv2.error as exc:  # e.g. yuv422 needs an even width
+        raise ImageEncodingError(
+            f"OpenCV cannot convert {encoding} image {msg.width}x{msg.height} to RGB: "
+            f"{str(exc).strip().splitlines()[-1]}") from exc
 
 
 def _compression(format_field: str) -> str:

@@ -189,6 +189,17 @@ def test_bad_images_raise(rgb, field, value, match):
         image_to_rgb(msg)
 
 
+def test_odd_width_yuv422_raises():
+    with pytest.raises(ImageEncodingError, match="yuv422 image 3x4"):
+        image_to_rgb(make_image(np.zeros((4, 3, 2), np.uint8), "yuv422"))
+
+
+def test_read_only_padded_view_feeds_opencv(rgb):
+    view = image_to_rgb(make_image(rgb, "rgb8", pad=5, data_kind="bytes"))
+    np.testing.assert_array_equal(overlay(view, view, 0.5), rgb)
+    assert cv2.resize(view, (3, 2)).shape == (2, 3, 3)
+
+
 ROUND_TRIP = [
     ("mono8", np.uint8, ()), ("8UC1", np.uint8, ()), ("16UC1", np.uint16, ()),
     ("mono16", np.uint16, ()), ("32FC1", np.float32, ()), ("rgb8", np.uint8, (3,)),
