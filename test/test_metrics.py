@@ -89,6 +89,13 @@ def test_counts_exact_beyond_float32_precision():
     assert confusion_matrix(zeros, zeros, 2)[0, 0] == n
 
 
+@pytest.mark.parametrize("dtype", [np.uint8, np.int64])
+def test_empty_frame_counts_nothing(dtype):
+    empty = np.zeros((0, 4), dtype)
+    assert confusion_matrix(empty, empty, 3).sum() == 0
+    assert np.isnan(dice_per_class(empty, empty, 3)).all()
+
+
 def test_all_absent_gives_nan_without_warnings():
     cm = ConfusionMatrix(3, ignore_index=255)
     cm.update(np.zeros((2, 2), np.uint8), np.full((2, 2), 255, np.uint8))
