@@ -367,6 +367,11 @@ def run(args: argparse.Namespace) -> int:
                           label_format=args.label_format, max_offset_ms=args.max_offset_ms,
                           batch_size=args.batch_size, output_bag=not args.no_output_bag,
                           progress=not args.no_progress)
+    return print_result(result)
+
+
+def print_result(result: ReplayResult) -> int:
+    """Print the summary; return 0, or 130 after Ctrl-C; re-raise the error that stopped it."""
     print(format_summary(result))
     if result.error is not None:
         raise result.error
