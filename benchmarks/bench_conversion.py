@@ -6,15 +6,18 @@ array must do.  Ratios below 1 mean the conversion produced no new array (a
 zero-copy view).  Also prints the alternatives behind the module's design
 choices (colorize gather, overlay blend, rclpy data assignment, colour lookup).
 
+Timed round-robin against the floor like bench_metrics.py (whose helpers this
+script imports, so run it as a file from any directory).
+
 Run: ``python benchmarks/bench_conversion.py [--repeats N]``
 """
 
 import argparse
 import array
-import timeit
 
 import cv2
 import numpy as np
+from bench_metrics import interleaved_ms, print_table
 from rosbags.typesys import get_typestore, Stores
 
 from dice_seg_ros.classes import load_classes
@@ -36,12 +39,6 @@ class RclpyLikeImage:
         return {}
 
 
-def median_ms(func, repeats: int) -> float:
-    """Median wall time of ``func()`` in milliseconds over ``repeats`` calls."""
-    func()
-    return float(np.median(timeit.repeat(func, number=1, repeat=repeats))) * 1e3
-
-
 def image_msg(pixels: np.ndarray, encoding: str, pad: int) -> object:
     """Build an Image whose rows carry ``pad`` bytes of padding."""
     height, width = pixels.shape[:2]
@@ -51,9 +48,19 @@ def image_msg(pixels: np.ndarray, encoding: str, pad: int) -> object:
                  is_bigendian=0, step=rows.shape[1], data=rows.reshape(-1))
 
 
-def report(name: str, ms: float, floor: float) -> None:
-    """Print one timing and its ratio to the floor."""
-    print(f"  {name:44s} {ms:8.3f} ms  {ms / floor:6.2f}x floor")
+def integer_blend(rgb: np.ndarray, color: np.ndarray) -> np.ndarray:
+    """Blend half and half in uint16 arithmetic (the alternative to cv2.addWeighted)."""
+    mixed = rgb.astype(np.uint16) * 128
+    mixed += color.astype(np.uint16) * 128
+    return (mixed >> 8).astype(np.uint8)
+
+
+def per_class_ids(color: np.ndarray, colors: np.ndarray) -> np.ndarray:
+    """Colour label -> ids with one np.all pass per class (the alternative to color_to_ids)."""
+    out = np.full(color.shape[:2], 255, np.uint8)
+    for class_id, rgb_value in enumerate(colors):
+        out[np.all(color == rgb_value, axis=-1)] = class_id
+    return out
 
 
 def bench_size(width: int, height: int, repeats: int) -> None:
@@ -65,51 +72,30 @@ def bench_size(width: int, height: int, repeats: int) -> None:
     ids = np.repeat(rng.integers(0, classes.num_classes, (height, width // 16),
                                  dtype=np.uint8), 16, axis=1)
     color = colorize(ids, palette)
-    floor = median_ms(lambda: np.copy(rgb), repeats)
-    print(f"\n{width}x{height} (median of {repeats}); floor np.copy of {rgb.nbytes} bytes: "
-          f"{floor:.3f} ms")
     bgr = cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR)
+    floor = f"floor: np.copy of {rgb.nbytes} bytes"
+    funcs = {floor: lambda: np.copy(rgb)}
     for encoding, pixels in (("rgb8", rgb), ("bgr8", bgr)):
         for pad in (0, 64):
             msg = image_msg(pixels, encoding, pad)
-            report(f"image_to_rgb {encoding} step pad {pad}",
-                   median_ms(lambda m=msg: image_to_rgb(m), repeats), floor)
-    report("colorize (cv2.LUT per channel, used)",
-           median_ms(lambda: colorize(ids, palette), repeats), floor)
-    report("  alt: palette[ids] fancy indexing", median_ms(lambda: palette[ids], repeats), floor)
-    report("  alt: np.take(palette, ids, axis=0)",
-           median_ms(lambda: np.take(palette, ids, axis=0), repeats), floor)
-    report("overlay (cv2.addWeighted, used)",
-           median_ms(lambda: overlay(rgb, color, 0.5), repeats), floor)
-
-    def integer_blend() -> np.ndarray:
-        weight = 128
-        mixed = rgb.astype(np.uint16) * (256 - weight)
-        mixed += color.astype(np.uint16) * weight
-        return (mixed >> 8).astype(np.uint8)
-
-    report("  alt: uint16 integer blend", median_ms(integer_blend, repeats), floor)
-    report("numpy_to_image mono8 mask, rosbags",
-           median_ms(lambda: numpy_to_image(ids, "mono8", HEADER, Image), repeats), floor)
-    report("numpy_to_image rgb8, rosbags",
-           median_ms(lambda: numpy_to_image(rgb, "rgb8", HEADER, Image), repeats), floor)
-    report("numpy_to_image rgb8, rclpy-like (frombytes)",
-           median_ms(lambda: numpy_to_image(rgb, "rgb8", HEADER, RclpyLikeImage), repeats),
-           floor)
-    report("  alt: array.array('B', rgb.tobytes())",
-           median_ms(lambda: array.array("B", rgb.tobytes()), repeats), floor)
-    report("  alt: rgb.tobytes() (then rclpy checks each byte)",
-           median_ms(lambda: rgb.tobytes(), repeats), floor)
-    report("color_to_ids (24-bit key table, used)",
-           median_ms(lambda: color_to_ids(color, classes.colors), repeats), floor)
-
-    def per_class_loop() -> np.ndarray:
-        out = np.full(color.shape[:2], 255, np.uint8)
-        for class_id, rgb_value in enumerate(classes.colors):
-            out[np.all(color == rgb_value, axis=-1)] = class_id
-        return out
-
-    report("  alt: per-class np.all loop", median_ms(per_class_loop, repeats), floor)
+            funcs[f"image_to_rgb {encoding} step pad {pad}"] = lambda m=msg: image_to_rgb(m)
+    funcs.update({
+        "colorize (cv2.LUT per channel, used)": lambda: colorize(ids, palette),
+        "  alt: palette[ids] fancy indexing": lambda: palette[ids],
+        "  alt: np.take(palette, ids, axis=0)": lambda: np.take(palette, ids, axis=0),
+        "overlay (cv2.addWeighted, used)": lambda: overlay(rgb, color, 0.5),
+        "  alt: uint16 integer blend": lambda: integer_blend(rgb, color),
+        "numpy_to_image mono8 mask, rosbags": lambda: numpy_to_image(ids, "mono8", HEADER, Image),
+        "numpy_to_image rgb8, rosbags": lambda: numpy_to_image(rgb, "rgb8", HEADER, Image),
+        "numpy_to_image rgb8, rclpy-like (frombytes)":
+            lambda: numpy_to_image(rgb, "rgb8", HEADER, RclpyLikeImage),
+        "  alt: array.array('B', rgb.tobytes())": lambda: array.array("B", rgb.tobytes()),
+        "  alt: rgb.tobytes() (rclpy then checks bytes)": lambda: rgb.tobytes(),
+        "color_to_ids (24-bit key table, used)": lambda: color_to_ids(color, classes.colors),
+        "  alt: per-class np.all loop": lambda: per_class_ids(color, classes.colors),
+    })
+    print_table(f"{width}x{height}, median [min] of {repeats} rounds:",
+                interleaved_ms(funcs, repeats), floor)
 
 
 def main() -> None:

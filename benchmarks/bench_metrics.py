@@ -12,11 +12,17 @@ floor.  Two data sets: uniform random ids (no spatial structure) and blocky
 "scene-like" masks where the prediction agrees with the target on ~90% of pixels
 (long runs of one bin, the case real masks present).
 
+Timing: every candidate runs once per round, round-robin, so the floor and
+the candidates see the same load on a shared machine; the script prints the
+median (and, in brackets, the minimum) over rounds and ratios of each.
+
 Run: ``python benchmarks/bench_metrics.py [--repeats N]``
 """
 
 import argparse
-import timeit
+import gc
+import time
+from collections.abc import Callable
 
 import numpy as np
 
@@ -25,10 +31,35 @@ from dice_seg_ros.metrics import DiceTracker, confusion_matrix, dice_per_class
 WIDTH, HEIGHT, CLASSES = 1920, 1080, 20
 
 
-def median_ms(func, repeats: int) -> float:
-    """Median wall time of ``func()`` in milliseconds over ``repeats`` calls."""
-    func()
-    return float(np.median(timeit.repeat(func, number=1, repeat=repeats))) * 1e3
+def interleaved_ms(funcs: dict[str, Callable[[], object]],
+                   repeats: int) -> dict[str, tuple[float, float]]:
+    """Time each function once per round, ``repeats`` rounds; return {name: (median, min)} ms."""
+    samples: dict[str, list[float]] = {name: [] for name in funcs}
+    for func in funcs.values():
+        func()  # warm-up: first-call allocations and imports are not what we measure
+    gc.disable()  # as timeit does: a collection would land on whichever call triggers it
+    try:
+        for _ in range(repeats):
+            for name, func in funcs.items():
+                start = time.perf_counter()
+                func()
+                samples[name].append((time.perf_counter() - start) * 1e3)
+    finally:
+        gc.enable()
+    return {name: (float(np.median(v)), float(np.min(v))) for name, v in samples.items()}
+
+
+def print_table(title: str, timings: dict[str, tuple[float, float]], floor: str,
+                baseline: str | None = None) -> None:
+    """Print median [min] ms per entry with its ratio to ``floor`` (and to ``baseline``)."""
+    print(f"\n{title}")
+    floor_med, floor_min = timings[floor]
+    for name, (med, low) in timings.items():
+        line = (f"  {name:46s} {med:8.3f} ms [{low:8.3f}]  "
+                f"{med / floor_med:6.2f}x floor [{low / floor_min:5.2f}x]")
+        if baseline is not None and list(timings).index(name) > list(timings).index(baseline):
+            line += f"  {timings[baseline][0] / med:5.2f}x faster than {baseline}"
+        print(line)
 
 
 def random_masks(rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
@@ -50,27 +81,21 @@ def scene_masks(rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
 
 def bench(name: str, pred: np.ndarray, target: np.ndarray, repeats: int) -> None:
     """Print timings and ratios for one pair of masks."""
-    floor = median_ms(lambda: pred.sum(dtype=np.uint64) + target.sum(dtype=np.uint64),
-                      repeats)
-    bandwidth = median_ms(lambda: (pred.max(), target.max()), repeats)
-    naive = median_ms(lambda: np.bincount(target.astype(np.int64).ravel() * CLASSES
-                                          + pred.ravel(), minlength=CLASSES * CLASSES),
-                      repeats)
-    matrix = median_ms(lambda: confusion_matrix(pred, target, CLASSES, 255), repeats)
-    dice = median_ms(lambda: dice_per_class(pred, target, CLASSES, 255), repeats)
     tracker = DiceTracker(CLASSES, 255)
-    tracked = median_ms(lambda: tracker.update(pred, target), repeats)
-    print(f"\n{name} masks {WIDTH}x{HEIGHT}, {CLASSES} classes (median of {repeats}):")
-    print(f"  floor: sum both masks (uint64)      {floor:7.2f} ms")
-    print(f"  bandwidth: max of both masks        {bandwidth:7.2f} ms")
-    print(f"  naive int64 bincount baseline       {naive:7.2f} ms  "
-          f"({naive / floor:.2f}x floor)")
-    print(f"  confusion_matrix                    {matrix:7.2f} ms  "
-          f"({matrix / floor:.2f}x floor)")
-    print(f"  dice_per_class                      {dice:7.2f} ms  "
-          f"({dice / floor:.2f}x floor, {naive / dice:.2f}x faster than naive)")
-    print(f"  DiceTracker.update (dice+iou+EMA)   {tracked:7.2f} ms  "
-          f"({tracked / floor:.2f}x floor)")
+    timings = interleaved_ms({
+        "floor: sum both masks (uint64)":
+            lambda: pred.sum(dtype=np.uint64) + target.sum(dtype=np.uint64),
+        "bandwidth: max of both masks": lambda: (pred.max(), target.max()),
+        "naive int64 bincount":
+            lambda: np.bincount(target.astype(np.int64).ravel() * CLASSES + pred.ravel(),
+                                minlength=CLASSES * CLASSES),
+        "confusion_matrix": lambda: confusion_matrix(pred, target, CLASSES, 255),
+        "dice_per_class": lambda: dice_per_class(pred, target, CLASSES, 255),
+        "DiceTracker.update (dice, iou, window, EMA)": lambda: tracker.update(pred, target),
+    }, repeats)
+    print_table(f"{name} masks {WIDTH}x{HEIGHT}, {CLASSES} classes, median [min] of "
+                f"{repeats} rounds:", timings, "floor: sum both masks (uint64)",
+                "naive int64 bincount")
 
 
 def main() -> None:
