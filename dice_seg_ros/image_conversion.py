@@ -154,7 +154,7 @@ def image_to_rgb(msg: Any) -> np.ndarray:
     flicker from frame to frame: mono16/16UC1 keep the high byte (value / 256);
     32FC1 maps [0, 1] to 0..255, clipping outside values and NaN to 0; alpha is
     dropped; Bayer is demosaiced bilinearly; yuv422 (UYVY) and yuv422_yuy2 (YUYV)
-    use OpenCV's BT.601 conversion.
+    use OpenCV's BT.601 video-range conversion.
 
     Raises:
         ImageEncodingError: as :func:`image_to_numpy`.
