@@ -40,7 +40,10 @@ from dice_seg_ros.report import write_report
 
 OUTPUT_BAG = "output_bag"
 OVERLAY_ALPHA = 0.5
-STAGES = ("decode", "pre", "infer", "post", "write")
+# Per-frame stages in report.json "latency_ms": read = bag read + CDR deserialise
+# (image and label), decode = image message -> RGB, labels = label message -> ids
+# with validation, pre/infer/post = Segmenter, write = output bag.
+STAGES = ("read", "decode", "labels", "pre", "infer", "post", "write")
 
 
 def output_topics(image_topic: str) -> dict[str, str]:
@@ -145,6 +148,7 @@ class Replay:
             rgb = msg_to_rgb(image_msg)
         except ValueError as exc:
             raise type(exc)(f"{self.image_topic} at stamp {image_stamp} ns: {exc}") from exc
+        decoded = time.perf_counter()
         label_stamp = header_stamp_ns(label[1])
         try:
             labels = labels_to_ids(label[1], self.label_format, self.classes)
@@ -155,7 +159,8 @@ class Replay:
                 f"label {self.label_topic} at stamp {label_stamp} ns is "
                 f"{labels.shape[1]}x{labels.shape[0]} px but image {self.image_topic} at "
                 f"stamp {image_stamp} ns is {rgb.shape[1]}x{rgb.shape[0]} px")
-        self.clock.add("decode", (time.perf_counter() - start) * 1000.0)
+        self.clock.add("decode", (decoded - start) * 1000.0)
+        self.clock.add("labels", (time.perf_counter() - decoded) * 1000.0)
         return Frame(image_stamp, log_time, image_msg, rgb, labels)
 
     def add(self, frame: Frame) -> None:
@@ -204,7 +209,13 @@ def _score_pairs(replay: Replay, pairs: list[Pair]) -> None:
 
 def _stream(reader: BagReader, replay: Replay, pairer: StampPairer) -> None:
     """Feed every image/label message through pairing into ``replay``, to the end."""
-    for message in reader.messages([replay.image_topic, replay.label_topic]):
+    messages = reader.messages([replay.image_topic, replay.label_topic])
+    while True:
+        start = time.perf_counter()
+        message = next(messages, None)
+        replay.clock.add("read", (time.perf_counter() - start) * 1000.0)
+        if message is None:
+            break
         stamp = header_stamp_ns(message.msg)
         item = (message.log_time_ns, message.msg)
         if message.topic == replay.image_topic:

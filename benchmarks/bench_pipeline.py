@@ -1,0 +1,95 @@
+"""Segmentation pipeline timings: per-stage latency and bag replay throughput.
+
+1. Per-stage latency (decode, pre, infer, post; median ms) of the shipped model
+   through ONNX Runtime on CPU at 640x480 and 1280x720, and the overhead ratio
+   (decode + pre + post) / infer -- the goal is < 0.20: the code around the
+   network should cost a fifth of the network or less. Decode is an rgb8
+   ``sensor_msgs/Image`` (and, for reference, a JPEG CompressedImage).
+2. Replay throughput of ``dice-seg eval`` (frames per second over a generated
+   640x480 bag, without the output bag and with it) at batch 1, 4 and 8, as a
+   ratio against batch 1 measured in the same run.
+
+Run: ``python benchmarks/bench_pipeline.py [--model M] [--threads 2] [--frames 24]``
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+from dice_seg_ros.bag_io import make_header, msg_class
+from dice_seg_ros.data.synthetic import generate_scene
+from dice_seg_ros.image_conversion import msg_to_rgb, numpy_to_compressed, numpy_to_image
+from dice_seg_ros.inference import Segmenter
+from dice_seg_ros.replay import evaluate_bag
+from dice_seg_ros.synthetic_bag import IMAGE_TOPIC, LABEL_TOPIC, write_synthetic_bag
+
+SIZES = ((640, 480), (1280, 720))
+
+
+def median_ms(func, repeats: int) -> float:
+    """Median wall time of ``func()`` in milliseconds over ``repeats`` calls."""
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        func()
+        times.append((time.perf_counter() - start) * 1000.0)
+    return statistics.median(times)
+
+
+def stage_latency(segmenter: Segmenter, width: int, height: int, repeats: int) -> None:
+    """Print median ms per stage at one camera resolution and the overhead ratio."""
+    rgb, _ = generate_scene(1, width, height)
+    header = make_header(0, "camera")
+    raw = numpy_to_image(rgb, "rgb8", header, msg_class("sensor_msgs/msg/Image"))
+    jpeg = numpy_to_compressed(rgb, header, msg_class("sensor_msgs/msg/CompressedImage"))
+    decode = median_ms(lambda: msg_to_rgb(raw), repeats)
+    decode_jpeg = median_ms(lambda: msg_to_rgb(jpeg), repeats)
+    segmenter.segment(rgb)  # warm-up: first ORT run allocates
+    runs = [segmenter.segment(rgb).timings_ms for _ in range(repeats)]
+    stage = {k: statistics.median(r[k] for r in runs) for k in ("pre", "infer", "post")}
+    overhead = decode + stage["pre"] + stage["post"]
+    print(f"{width}x{height}: decode {decode:.2f} (jpeg {decode_jpeg:.2f})  "
+          f"pre {stage['pre']:.2f}  infer {stage['infer']:.2f}  post {stage['post']:.2f} ms"
+          f"  -> (decode+pre+post)/infer = {overhead / stage['infer']:.3f} (goal < 0.20)")
+
+
+def throughput(segmenter: Segmenter, bag: Path, frames: int) -> None:
+    """Print replay fps at batch 1, 4, 8 without and with the output bag."""
+    with tempfile.TemporaryDirectory() as tmp:
+        for output_bag in (False, True):
+            base = None
+            for batch in (1, 4, 8):
+                result = evaluate_bag(bag, IMAGE_TOPIC, LABEL_TOPIC, Path(tmp) / f"b{batch}",
+                                      segmenter, batch_size=batch, output_bag=output_bag,
+                                      progress=False)
+                fps = result.report["fps"]
+                base = base or fps
+                stages = ", ".join(f"{k} {v:.1f}" for k, v in result.report["latency_ms"].items())
+                state = "on " if output_bag else "off"
+                print(f"replay {frames} frames 640x480, output bag {state} batch {batch}: "
+                      f"{fps:5.1f} fps  x{fps / base:.2f} vs batch 1   (ms/frame: {stages})")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", type=Path, default=None, help="default: the shipped model")
+    parser.add_argument("--threads", type=int, default=2, help="ONNX Runtime threads")
+    parser.add_argument("--repeats", type=int, default=20)
+    parser.add_argument("--frames", type=int, default=24, help="frames in the replay bag")
+    args = parser.parse_args()
+    segmenter = Segmenter(args.model, device="cpu", threads=args.threads)
+    print(f"model {segmenter.source}: input {segmenter.input_size[0]}x"
+          f"{segmenter.input_size[1]}, {segmenter.device}, {args.threads} threads")
+    for width, height in SIZES:
+        stage_latency(segmenter, width, height, args.repeats)
+    with tempfile.TemporaryDirectory() as tmp:
+        bag = write_synthetic_bag(Path(tmp) / "bag", args.frames, 640, 480, progress=False)
+        throughput(segmenter, bag, args.frames)
+
+
+if __name__ == "__main__":
+    main()
