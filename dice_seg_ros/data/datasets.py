@@ -1,0 +1,235 @@
+"""Real labeled image sets on disk: a generic folder layout, RUGD and RELLIS-3D.
+
+Every loader yields ``(rgb, class_ids)`` pairs in the project's classes
+(``config/classes.yaml``): raw label values (ids, or RGB colours decoded to the
+dataset's ids) go through a remap table read from YAML. A raw value that the
+remap does not list, or a remapped id outside the class list, is an error
+naming the file and the values rather than silently becoming "ignore".
+
+Layouts:
+  * folder: ``ROOT/images/NAME.(png|jpg)`` and ``ROOT/labels/NAME.png``;
+    labels are class ids, or RGB colours of a class file (``label_format``).
+  * rugd: ``ROOT/RUGD_frames-with-annotations/SEQ/NAME.png`` and colour-coded
+    ``ROOT/RUGD_annotations/SEQ/NAME.png`` (RUGD's 25-entry colour map).
+  * rellis: ``ROOT/**/pylon_camera_node/NAME.jpg`` and
+    ``ROOT/**/pylon_camera_node_label_id/NAME.png`` (RELLIS-3D ontology ids).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+import cv2
+import numpy as np
+
+from dice_seg_ros.classes import ClassSet, load_remap
+from dice_seg_ros.image_conversion import color_to_ids
+from dice_seg_ros.resources import resource_path
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
+FORMATS = ("folder", "rugd", "rellis")
+DEFAULT_REMAPS = {"rugd": "config/remap_rugd.yaml", "rellis": "config/remap_rellis.yaml"}
+
+# RUGD annotation colour map (RUGD_annotation-colormap.txt): id, name, RGB.
+RUGD_CLASSES = (
+    ("void", (0, 0, 0)), ("dirt", (108, 64, 20)), ("sand", (255, 229, 204)),
+    ("grass", (0, 102, 0)), ("tree", (0, 255, 0)), ("pole", (0, 153, 153)),
+    ("water", (0, 128, 255)), ("sky", (0, 0, 255)), ("vehicle", (255, 255, 0)),
+    ("container/generic-object", (255, 0, 127)), ("asphalt", (64, 64, 64)),
+    ("gravel", (255, 128, 0)), ("building", (255, 0, 0)), ("mulch", (153, 76, 0)),
+    ("rock-bed", (102, 102, 0)), ("log", (102, 0, 0)), ("bicycle", (0, 255, 128)),
+    ("person", (204, 153, 255)), ("fence", (102, 0, 204)), ("bush", (255, 153, 204)),
+    ("sign", (0, 102, 102)), ("rock", (153, 204, 255)), ("bridge", (102, 255, 255)),
+    ("concrete", (101, 101, 11)), ("picnic-table", (114, 85, 47)),
+)
+RUGD_COLORS = np.array([color for _, color in RUGD_CLASSES], np.uint8)
+# Marks a colour that is in no colour map; never a valid raw id (maps have < 255 entries).
+UNKNOWN_COLOR = 255
+
+
+@dataclass(frozen=True)
+class LabeledImage:
+    """One image file and its label file."""
+
+    image: Path
+    label: Path
+
+
+class LabeledImages:
+    """Image/label file pairs decoded to ``(rgb (H,W,3) uint8, class_ids (H,W) uint8)``.
+
+    Args:
+        pairs: the files, in a fixed order.
+        classes: the project's classes (ids 0..C-1 plus ``ignore_index``).
+        remap: raw label value -> project id (or ``classes.ignore_index``).
+        colors: for colour-coded labels, (K, 3) RGB where row k is raw id k;
+            None for id labels.
+
+    Raises:
+        ValueError: if ``pairs`` is empty or the remap targets a value that is
+            neither a class id nor the ignore index.
+
+    """
+
+    def __init__(self, pairs: Sequence[LabeledImage], classes: ClassSet,
+                 remap: dict[int, int], colors: np.ndarray | None = None,
+                 source: str = "dataset") -> None:
+        if not pairs:
+            raise ValueError(f"{source}: no labeled images found")
+        bad = sorted(v for v in set(remap.values())
+                     if v >= classes.num_classes and v != classes.ignore_index)
+        if bad:
+            raise ValueError(f"{source}: remap targets {bad} are not class ids "
+                             f"0..{classes.num_classes - 1} or ignore {classes.ignore_index}")
+        self.pairs = list(pairs)
+        self.classes = classes
+        self.colors = colors
+        self.lut = np.full(256, classes.ignore_index, np.uint8)
+        self.known = np.zeros(256, bool)
+        for src, dst in remap.items():
+            self.lut[src] = dst
+            self.known[src] = True
+        if colors is not None:
+            # Decoded colours outside the map are never a valid raw id.
+            self.known[UNKNOWN_COLOR] = False
+
+    def __len__(self) -> int:
+        """Number of labeled images."""
+        return len(self.pairs)
+
+    def __getitem__(self, index: int) -> tuple[np.ndarray, np.ndarray]:
+        """Return ``(rgb, class_ids)`` of pair ``index``; errors name the file."""
+        pair = self.pairs[index]
+        rgb = read_rgb(pair.image)
+        raw = self._raw_ids(pair.label)
+        if raw.shape != rgb.shape[:2]:
+            raise ValueError(
+                f"{pair.label}: label is {raw.shape[1]}x{raw.shape[0]} pixels but image "
+                f"{pair.image} is {rgb.shape[1]}x{rgb.shape[0]}")
+        unknown = np.unique(raw[~self.known[raw]])
+        if unknown.size:
+            what = "colours not in the colour map" if self.colors is not None else (
+                f"values not in the remap / class list (0..{self.classes.num_classes - 1}"
+                f", ignore {self.classes.ignore_index})")
+            raise ValueError(f"{pair.label}: label has {what}: {unknown.tolist()[:10]}")
+        return rgb, self.lut[raw]
+
+    def _raw_ids(self, path: Path) -> np.ndarray:
+        """Read a label file as raw ids (H, W) uint8 (colours decoded first)."""
+        if self.colors is None:
+            label = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
+            if label is None:
+                raise ValueError(f"{path}: cannot read label image")
+            if label.ndim != 2 or label.dtype != np.uint8:
+                raise ValueError(f"{path}: id labels must be single-channel 8-bit, got "
+                                 f"shape {label.shape} dtype {label.dtype}")
+            return label
+        return color_to_ids(read_rgb(path), self.colors, unknown=UNKNOWN_COLOR)
+
+
+def read_rgb(path: Path) -> np.ndarray:
+    """Read an image file as (H, W, 3) uint8 RGB; ValueError naming an unreadable file."""
+    bgr = cv2.imread(str(path), cv2.IMREAD_COLOR)
+    if bgr is None:
+        raise ValueError(f"{path}: cannot read image (missing, corrupt or unknown format)")
+    return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+
+
+def _images_in(folder: Path) -> list[Path]:
+    """Image files directly in ``folder`` (sorted)."""
+    return sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+
+
+def _require_dir(path: Path) -> Path:
+    """Return ``path`` or raise FileNotFoundError naming it."""
+    if not path.is_dir():
+        raise FileNotFoundError(f"dataset folder not found: {path}")
+    return path
+
+
+def _pair_by_stem(images: list[Path], label_dir: Path) -> list[LabeledImage]:
+    """Pair each image with ``label_dir/STEM.png``; FileNotFoundError if one is missing."""
+    pairs = []
+    for image in images:
+        label = label_dir / f"{image.stem}.png"
+        if not label.is_file():
+            raise FileNotFoundError(f"no label {label} for image {image}")
+        pairs.append(LabeledImage(image, label))
+    return pairs
+
+
+def identity_remap(classes: ClassSet) -> dict[int, int]:
+    """Remap that keeps class ids and the ignore index as they are."""
+    mapping = {i: i for i in range(classes.num_classes)}
+    mapping[classes.ignore_index] = classes.ignore_index
+    return mapping
+
+
+def folder_dataset(root: str | Path, classes: ClassSet, label_format: str = "ids",
+                   remap: dict[int, int] | None = None,
+                   colors: np.ndarray | None = None) -> LabeledImages:
+    """Open ``ROOT/images`` + ``ROOT/labels``.
+
+    Args:
+        root: dataset folder.
+        classes: the project's classes.
+        label_format: ``"ids"`` (8-bit id PNGs) or ``"color"`` (RGB PNGs).
+        remap: raw id -> project id; default: identity on the project's ids.
+        colors: colour map for ``"color"`` labels, row k = raw id k; default:
+            the project's class colours.
+
+    """
+    if label_format not in ("ids", "color"):
+        raise ValueError(f"label_format must be 'ids' or 'color', got {label_format!r}")
+    root = _require_dir(Path(root))
+    images = _images_in(_require_dir(root / "images"))
+    pairs = _pair_by_stem(images, _require_dir(root / "labels"))
+    if label_format == "color" and colors is None:
+        colors = classes.colors
+    remap = identity_remap(classes) if remap is None else remap
+    return LabeledImages(pairs, classes, remap, colors if label_format == "color" else None,
+                         source=str(root))
+
+
+def rugd_dataset(root: str | Path, classes: ClassSet,
+                 remap: dict[int, int] | None = None) -> LabeledImages:
+    """Open a RUGD tree (colour-coded annotations); remap default config/remap_rugd.yaml."""
+    root = _require_dir(Path(root))
+    frames = _require_dir(root / "RUGD_frames-with-annotations")
+    labels = _require_dir(root / "RUGD_annotations")
+    pairs = []
+    for label in sorted(labels.rglob("*.png")):
+        image = frames / label.relative_to(labels)
+        if not image.is_file():
+            raise FileNotFoundError(f"no image {image} for RUGD annotation {label}")
+        pairs.append(LabeledImage(image, label))
+    remap = load_remap(resource_path(DEFAULT_REMAPS["rugd"])) if remap is None else remap
+    return LabeledImages(pairs, classes, remap, RUGD_COLORS, source=str(root))
+
+
+def rellis_dataset(root: str | Path, classes: ClassSet,
+                   remap: dict[int, int] | None = None) -> LabeledImages:
+    """Open a RELLIS-3D image tree (id labels); remap default config/remap_rellis.yaml."""
+    root = _require_dir(Path(root))
+    pairs = []
+    for camera_dir in sorted(root.rglob("pylon_camera_node")):
+        pairs += _pair_by_stem(_images_in(camera_dir),
+                               camera_dir.parent / "pylon_camera_node_label_id")
+    remap = load_remap(resource_path(DEFAULT_REMAPS["rellis"])) if remap is None else remap
+    return LabeledImages(pairs, classes, remap, source=str(root))
+
+
+def open_dataset(root: str | Path, fmt: str, classes: ClassSet,
+                 remap_path: str | Path | None = None,
+                 label_format: str = "ids") -> LabeledImages:
+    """Open a dataset of format ``folder``, ``rugd`` or ``rellis`` (remap YAML optional)."""
+    remap = load_remap(remap_path) if remap_path is not None else None
+    if fmt == "folder":
+        return folder_dataset(root, classes, label_format, remap)
+    if fmt == "rugd":
+        return rugd_dataset(root, classes, remap)
+    if fmt == "rellis":
+        return rellis_dataset(root, classes, remap)
+    raise ValueError(f"unknown dataset format {fmt!r}; choose one of {list(FORMATS)}")

@@ -1,0 +1,443 @@
+"""``dice-seg train``: train the terrain network with a Dice-family loss.
+
+Generated terrain (``--data synthetic``) or a labeled folder / RUGD / RELLIS-3D
+tree. AdamW with a one-cycle learning rate, AMP on CUDA, a tqdm bar,
+validation per-class Dice every epoch (``metrics.ConfusionMatrix``), the best
+checkpoint by validation mean Dice, a CSV log and a PNG plot. ``--resume
+DIR/last.pt`` continues a run (model, optimizer, scheduler, epoch). Under
+``torchrun`` it trains with DistributedDataParallel: each rank sees its shard
+of every epoch, validation confusion matrices are summed over ranks, and only
+rank 0 writes files.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import math
+import os
+import time
+from contextlib import nullcontext
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+import torch
+import torch.distributed as dist
+from torch import nn
+from torch.nn.parallel import DistributedDataParallel
+from torch.utils.data import DataLoader, Dataset, Subset
+from torch.utils.data.distributed import DistributedSampler
+from tqdm import tqdm
+
+from dice_seg_ros.classes import ClassSet, load_classes
+from dice_seg_ros.data.datasets import FORMATS, open_dataset
+from dice_seg_ros.data.synthetic import generate_scene
+from dice_seg_ros.data.torch_dataset import (TEST_SEED_BASE, VAL_SEED_BASE, FileScenes,
+                                             SyntheticScenes, to_tensors)
+from dice_seg_ros.errors import DiceSegError, ModelError
+from dice_seg_ros.losses import LOSS_NAMES, make_loss
+from dice_seg_ros.metrics import ConfusionMatrix
+from dice_seg_ros.model import build_model, default_meta, read_checkpoint, save_checkpoint
+from dice_seg_ros.model_meta import ModelMeta
+
+
+class TrainingError(DiceSegError):
+    """Training diverged (non-finite loss) or was configured inconsistently."""
+
+
+@dataclass
+class Dist:
+    """Process-group facts of this process (single process: rank 0 of 1)."""
+
+    rank: int = 0
+    world: int = 1
+    device: torch.device = field(default_factory=lambda: torch.device("cpu"))
+
+    @property
+    def main(self) -> bool:
+        """Whether this process writes files and shows progress."""
+        return self.rank == 0
+
+
+def parse_size(text: str) -> tuple[int, int]:
+    """Parse ``WxH`` (pixels) into (width, height)."""
+    try:
+        width, height = (int(v) for v in text.lower().split("x"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"size must look like 320x240, got {text!r}") from None
+    if width < 16 or height < 16:
+        raise argparse.ArgumentTypeError(f"size must be at least 16x16, got {text!r}")
+    return width, height
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Register ``dice-seg train`` options."""
+    parser.add_argument("--data", default="synthetic",
+                        help="'synthetic' (generated terrain) or a dataset folder")
+    parser.add_argument("--format", choices=FORMATS, default="folder",
+                        help="layout of a dataset folder")
+    parser.add_argument("--label-format", choices=("ids", "color"), default="ids",
+                        help="folder format: id PNGs or colour PNGs (classes.yaml colours)")
+    parser.add_argument("--remap", help="YAML {source id: class id} for real datasets")
+    parser.add_argument("--classes", help="classes YAML (default: shipped config/classes.yaml)")
+    parser.add_argument("--loss", choices=LOSS_NAMES, default="dice_ce", help="training loss")
+    parser.add_argument("--loss-batch", action="store_true",
+                        help="overlap losses: pool Dice sums over the batch (not per image)")
+    parser.add_argument("--epochs", type=int, default=20)
+    parser.add_argument("--batch-size", type=int, default=8, help="per process")
+    parser.add_argument("--lr", type=float, default=3e-3, help="peak learning rate")
+    parser.add_argument("--weight-decay", type=float, default=1e-4)
+    parser.add_argument("--input-size", type=parse_size, default=(320, 240),
+                        help="network input WxH in pixels")
+    parser.add_argument("--width-mult", type=float, default=1.0,
+                        help="scale the network's channel widths")
+    parser.add_argument("--train-scenes", type=int, default=400,
+                        help="synthetic: generated scenes per epoch (new ones each epoch)")
+    parser.add_argument("--val-scenes", type=int, default=64, help="synthetic: validation scenes")
+    parser.add_argument("--val-fraction", type=float, default=0.1,
+                        help="real data: fraction of images held out for validation")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--workers", type=int, default=0, help="DataLoader worker processes")
+    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    parser.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N")
+    parser.add_argument("--resume", help="continue from DIR/last.pt")
+    parser.add_argument("--out", required=True, help="output folder")
+    parser.add_argument("--quiet", action="store_true", help="no progress bar")
+
+
+# ---------------------------------------------------------------- distributed
+
+def setup_distributed(device: str) -> Dist:
+    """Join the torchrun process group if launched by it; pick the device."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    want_cuda = device.startswith("cuda") or (device == "auto" and torch.cuda.is_available())
+    if world > 1:
+        dist.init_process_group("nccl" if want_cuda else "gloo")
+    rank = dist.get_rank() if world > 1 else 0
+    if want_cuda:
+        local = int(os.environ.get("LOCAL_RANK", "0"))
+        index = local if device in ("auto", "cuda") else int(device.split(":")[1])
+        torch.cuda.set_device(index)
+        return Dist(rank, world, torch.device("cuda", index))
+    return Dist(rank, world, torch.device("cpu"))
+
+
+def _all_reduce(array: np.ndarray, ddp: Dist) -> np.ndarray:
+    """Sum a numpy array over ranks (identity in a single process)."""
+    if ddp.world == 1:
+        return array
+    tensor = torch.from_numpy(np.ascontiguousarray(array)).to(torch.float64)
+    dist.all_reduce(tensor)
+    return tensor.numpy().astype(array.dtype)
+
+
+# ------------------------------------------------------------------- datasets
+
+def build_datasets(args: argparse.Namespace, meta: ModelMeta, classes: ClassSet
+                   ) -> tuple[Dataset, Dataset]:
+    """Training and validation datasets for ``--data``."""
+    if args.data == "synthetic":
+        train = SyntheticScenes(meta, args.train_scenes, 0, True, seed=args.seed,
+                                ignore_index=classes.ignore_index)
+        val = SyntheticScenes(meta, args.val_scenes, VAL_SEED_BASE, False)
+        return train, val
+    files = open_dataset(args.data, args.format, classes, args.remap, args.label_format)
+    order = np.random.default_rng(args.seed).permutation(len(files))
+    n_val = max(1, int(round(len(files) * args.val_fraction)))
+    if n_val >= len(files):
+        raise ValueError(f"{args.data}: {len(files)} images are too few to hold out "
+                         f"{n_val} for validation")
+    return (FileScenes(meta, files, order[n_val:], True, args.seed),
+            FileScenes(meta, files, order[:n_val], False))
+
+
+def build_loaders(train: Dataset, val: Dataset, args: argparse.Namespace, ddp: Dist
+                  ) -> tuple[DataLoader, DataLoader, DistributedSampler | None]:
+    """Loaders; training is sharded by DistributedSampler, validation by stride."""
+    sampler = None
+    if ddp.world > 1:
+        sampler = DistributedSampler(train, ddp.world, ddp.rank, shuffle=True, seed=args.seed,
+                                     drop_last=True)
+        val = Subset(val, range(ddp.rank, len(val), ddp.world))
+    pin = ddp.device.type == "cuda"
+    train_loader = DataLoader(train, args.batch_size, shuffle=sampler is None, sampler=sampler,
+                              num_workers=args.workers, drop_last=len(train) > args.batch_size,
+                              pin_memory=pin)
+    val_loader = DataLoader(val, args.batch_size, shuffle=False, num_workers=args.workers,
+                            pin_memory=pin)
+    return train_loader, val_loader, sampler
+
+
+# ------------------------------------------------------------------ the steps
+
+def loss_for(name: str, classes: ClassSet, batch: bool = False) -> nn.Module:
+    """The training loss; overlap losses check their inputs (validate=True).
+
+    ``batch`` pools the overlap sums over the batch (``batch=True`` of the
+    Dice family), so a class absent from one image does not give that image a
+    full loss for it.
+    """
+    kwargs: dict[str, Any] = {}
+    if name != "ce":
+        kwargs["validate"] = True
+        if name != "focal":
+            kwargs["batch"] = batch
+    return make_loss(name, classes.num_classes, ignore_index=classes.ignore_index, **kwargs)
+
+
+def _autocast(device: torch.device):
+    """Mixed precision on CUDA; full precision elsewhere (CPU AMP is slower here)."""
+    if device.type == "cuda":
+        return torch.autocast("cuda", dtype=torch.float16)
+    return nullcontext()
+
+
+def check_finite(loss: torch.Tensor, logits: torch.Tensor, where: str) -> None:
+    """Raise TrainingError if the loss or logits contain NaN/inf."""
+    if not torch.isfinite(loss):
+        bad = "logits" if not torch.isfinite(logits).all() else "loss"
+        raise TrainingError(f"{where}: non-finite {bad} (loss={loss.item()}); "
+                            "lower --lr or check the data")
+
+
+def train_epoch(model: nn.Module, loader: DataLoader, loss_fn: nn.Module,
+                optimizer: torch.optim.Optimizer, scheduler: Any, scaler: torch.amp.GradScaler,
+                ddp: Dist, epoch: int, quiet: bool) -> float:
+    """One pass over the training shard; return the mean training loss."""
+    model.train()
+    total, steps = 0.0, 0
+    bar = tqdm(loader, desc=f"epoch {epoch + 1}", disable=quiet or not ddp.main,
+               leave=False, dynamic_ncols=True)
+    for images, targets in bar:
+        images = images.to(ddp.device, non_blocking=True)
+        targets = targets.to(ddp.device, non_blocking=True)
+        with _autocast(ddp.device):
+            logits = model(images)
+            loss = loss_fn(logits.float(), targets)
+        check_finite(loss, logits, f"epoch {epoch + 1} step {steps + 1}")
+        optimizer.zero_grad(set_to_none=True)
+        scaler.scale(loss).backward()
+        scaler.step(optimizer)
+        scaler.update()
+        scheduler.step()
+        total += loss.item()
+        steps += 1
+        bar.set_postfix(loss=f"{total / steps:.4f}")
+    summed = _all_reduce(np.array([total, steps], np.float64), ddp)
+    return float(summed[0] / max(summed[1], 1))
+
+
+@torch.no_grad()
+def evaluate(model: nn.Module, loader: DataLoader, loss_fn: nn.Module | None,
+             classes: ClassSet, ddp: Dist = Dist()) -> tuple[ConfusionMatrix, float]:
+    """Confusion matrix (summed over ranks) and mean loss of ``model`` on ``loader``."""
+    model.eval()
+    cm = ConfusionMatrix(classes.num_classes, classes.ignore_index)
+    total, batches = 0.0, 0
+    for images, targets in loader:
+        images = images.to(ddp.device)
+        with _autocast(ddp.device):
+            logits = model(images).float()
+        if loss_fn is not None:
+            total += loss_fn(logits, targets.to(ddp.device)).item()
+            batches += 1
+        cm.update(logits.argmax(1).to(torch.uint8).cpu().numpy(),
+                  targets.numpy().astype(np.uint8))
+    cm.matrix = _all_reduce(cm.matrix, ddp)
+    summed = _all_reduce(np.array([total, batches], np.float64), ddp)
+    return cm, float(summed[0] / summed[1]) if summed[1] else math.nan
+
+
+def evaluate_heldout(model: nn.Module, meta: ModelMeta, classes: ClassSet, count: int,
+                     scene_size: tuple[int, int] = (640, 480),
+                     seed_base: int = TEST_SEED_BASE) -> ConfusionMatrix:
+    """Score ``model`` on ``count`` generated scenes never used in training.
+
+    Scenes are generated at ``scene_size`` (a camera frame), resized to the
+    model input like the Segmenter does, and the predicted ids are resized
+    back (nearest) and scored at camera resolution.
+    """
+    import cv2
+    model.eval()
+    cm = ConfusionMatrix(classes.num_classes, classes.ignore_index)
+    for i in range(count):
+        rgb, ids = generate_scene(seed_base + i, *scene_size)
+        small = cv2.resize(rgb, (meta.input_width, meta.input_height),
+                           interpolation=cv2.INTER_AREA)
+        x, _ = to_tensors(small, ids, meta)
+        with torch.no_grad():
+            pred = model(x[None].to(next(model.parameters()).device))[0].argmax(0)
+        pred = cv2.resize(pred.to(torch.uint8).cpu().numpy(), scene_size,
+                          interpolation=cv2.INTER_NEAREST)
+        cm.update(pred, ids)
+    return cm
+
+
+# ------------------------------------------------------------ logs and files
+
+def write_log_row(path: Path, row: dict[str, Any]) -> None:
+    """Append ``row`` to the CSV at ``path`` (header on first write)."""
+    new = not path.exists()
+    with open(path, "a", newline="", encoding="utf-8") as stream:
+        writer = csv.DictWriter(stream, fieldnames=list(row))
+        if new:
+            writer.writeheader()
+        writer.writerow(row)
+
+
+def plot_log(csv_path: Path, png_path: Path, class_names: Sequence[str]) -> None:
+    """Plot losses and validation Dice per epoch from the CSV log into a PNG."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    with open(csv_path, encoding="utf-8") as stream:
+        rows = list(csv.DictReader(stream))
+    epochs = [int(r["epoch"]) for r in rows]
+    fig, (ax_loss, ax_dice) = plt.subplots(1, 2, figsize=(11, 4))
+    for key in ("train_loss", "val_loss"):
+        ax_loss.plot(epochs, [float(r[key]) for r in rows], marker="o", label=key)
+    ax_loss.set(xlabel="epoch", ylabel="loss", title="loss")
+    ax_loss.legend()
+    for name in class_names:
+        ax_dice.plot(epochs, [float(r[f"dice_{name}"]) for r in rows], label=name)
+    ax_dice.plot(epochs, [float(r["val_mean_dice"]) for r in rows], "k-", lw=2, label="mean")
+    ax_dice.set(xlabel="epoch", ylabel="Dice", ylim=(0, 1), title="validation Dice")
+    ax_dice.legend(fontsize=8, loc="lower right")
+    fig.tight_layout()
+    fig.savefig(png_path, dpi=100)
+    plt.close(fig)
+
+
+@dataclass
+class RunState:
+    """What resuming restores besides weights."""
+
+    epoch: int = 0
+    best_dice: float = -1.0
+
+
+def _restore(path: str, model: nn.Module, meta: ModelMeta, optimizer: torch.optim.Optimizer,
+             scheduler: Any, scaler: torch.amp.GradScaler, ddp: Dist) -> RunState:
+    """Load a ``last.pt`` into model, optimizer, scheduler and scaler."""
+    ckpt = read_checkpoint(path, ddp.device)
+    saved = ModelMeta.from_dict(ckpt["meta"], path)
+    if saved != meta:
+        raise ModelError(f"{path}: checkpoint was trained with {saved}, not {meta}")
+    for key in ("optimizer", "scheduler", "epoch"):
+        if key not in ckpt:
+            raise ModelError(f"{path}: not a resumable checkpoint (no {key!r}); use last.pt")
+    model.load_state_dict(ckpt["model"])
+    optimizer.load_state_dict(ckpt["optimizer"])
+    scheduler.load_state_dict(ckpt["scheduler"])
+    if "scaler" in ckpt:
+        scaler.load_state_dict(ckpt["scaler"])
+    return RunState(int(ckpt["epoch"]), float(ckpt.get("best_dice", -1.0)))
+
+
+def _epoch_row(epoch: int, lr: float, train_loss: float, val_loss: float,
+               cm: ConfusionMatrix, names: Sequence[str], seconds: float) -> dict[str, Any]:
+    """One CSV row: epoch (1-based), losses, mean and per-class Dice and IoU."""
+    row: dict[str, Any] = {"epoch": epoch + 1, "lr": f"{lr:.6g}",
+                           "train_loss": f"{train_loss:.6f}", "val_loss": f"{val_loss:.6f}",
+                           "val_mean_dice": f"{cm.mean_dice():.6f}",
+                           "val_mean_iou": f"{cm.mean_iou():.6f}"}
+    row.update({f"dice_{n}": f"{d:.6f}" for n, d in zip(names, cm.dice())})
+    row.update({f"iou_{n}": f"{v:.6f}" for n, v in zip(names, cm.iou())})
+    row["seconds"] = f"{seconds:.1f}"
+    return row
+
+
+# ---------------------------------------------------------------------- main
+
+def make_meta(args: argparse.Namespace, classes: ClassSet) -> ModelMeta:
+    """Model metadata from the command line (input size, width multiplier)."""
+    meta = default_meta(classes.names, *args.input_size)
+    if args.width_mult != 1.0:
+        kwargs = dict(meta.arch_kwargs)
+        kwargs["widths"] = [max(4, int(round(w * args.width_mult))) for w in kwargs["widths"]]
+        kwargs["decoder"] = max(4, int(round(kwargs["decoder"] * args.width_mult)))
+        meta = ModelMeta(**{**vars(meta), "arch_kwargs": kwargs})
+    return meta
+
+
+def train(args: argparse.Namespace) -> dict[str, Any]:
+    """Run a training job; return a summary (best Dice, paths, seconds)."""
+    ddp = setup_distributed(args.device)
+    try:
+        return _train(args, ddp)
+    finally:
+        if ddp.world > 1:
+            dist.destroy_process_group()
+
+
+def _train(args: argparse.Namespace, ddp: Dist) -> dict[str, Any]:
+    """Training proper, inside an initialised process group (if any)."""
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    if args.epochs < 1:
+        raise ValueError(f"--epochs must be >= 1, got {args.epochs}")
+    classes = load_classes(args.classes)
+    meta = make_meta(args, classes)
+    out = Path(args.out)
+    torch.manual_seed(args.seed)
+    model = build_model(meta).to(ddp.device)
+    train_set, val_set = build_datasets(args, meta, classes)
+    train_loader, val_loader, sampler = build_loaders(train_set, val_set, args, ddp)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=args.weight_decay)
+    scheduler = torch.optim.lr_scheduler.OneCycleLR(
+        optimizer, max_lr=args.lr, epochs=args.epochs, steps_per_epoch=len(train_loader),
+        pct_start=0.15)
+    scaler = torch.amp.GradScaler("cuda", enabled=ddp.device.type == "cuda")
+    state = RunState()
+    if args.resume:
+        state = _restore(args.resume, model, meta, optimizer, scheduler, scaler, ddp)
+    net: nn.Module = model
+    if ddp.world > 1:
+        if ddp.device.type == "cuda":
+            model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
+        net = DistributedDataParallel(model, device_ids=[ddp.device.index]
+                                      if ddp.device.type == "cuda" else None)
+    loss_fn = loss_for(args.loss, classes, args.loss_batch)
+    if ddp.main:
+        out.mkdir(parents=True, exist_ok=True)
+    started = time.perf_counter()
+    for epoch in range(state.epoch, args.epochs):
+        t0 = time.perf_counter()
+        train_set.set_epoch(epoch)
+        if sampler is not None:
+            sampler.set_epoch(epoch)
+        train_loss = train_epoch(net, train_loader, loss_fn, optimizer, scheduler, scaler, ddp,
+                                 epoch, args.quiet)
+        cm, val_loss = evaluate(model, val_loader, loss_fn, classes, ddp)
+        state.epoch = epoch + 1
+        if ddp.main:
+            mean_dice = cm.mean_dice()
+            if mean_dice > state.best_dice:
+                state.best_dice = mean_dice
+                save_checkpoint(out / "best.pt", model, meta, epoch=epoch + 1,
+                                val_dice=cm.dice().tolist(), val_mean_dice=mean_dice)
+            save_checkpoint(out / "last.pt", model, meta, optimizer=optimizer.state_dict(),
+                            scheduler=scheduler.state_dict(), scaler=scaler.state_dict(),
+                            epoch=epoch + 1, best_dice=state.best_dice, loss=args.loss)
+            write_log_row(out / "log.csv", _epoch_row(
+                epoch, scheduler.get_last_lr()[0], train_loss, val_loss, cm, classes.names,
+                time.perf_counter() - t0))
+            plot_log(out / "log.csv", out / "curves.png", classes.names)
+            if not args.quiet:
+                print(f"epoch {epoch + 1}/{args.epochs}: train loss {train_loss:.4f}, "
+                      f"val loss {val_loss:.4f}, val mean Dice {mean_dice:.4f} "
+                      f"({', '.join(f'{n} {d:.3f}' for n, d in zip(classes.names, cm.dice()))})",
+                      flush=True)
+    return {"best_dice": state.best_dice, "out": out, "seconds": time.perf_counter() - started,
+            "model": model, "meta": meta}
+
+
+def run(args: argparse.Namespace) -> int:
+    """Entry point of ``dice-seg train``."""
+    summary = train(args)
+    if int(os.environ.get("RANK", "0")) == 0:
+        print(f"best val mean Dice {summary['best_dice']:.4f}; "
+              f"checkpoints in {summary['out']} ({summary['seconds']:.0f} s)")
+    return 0
