@@ -188,10 +188,12 @@ def test_backends_agree_on_shipped_model():
     from dice_seg_ros.data.synthetic import generate_scene
 
     torch.set_num_threads(2)
-    shipped_model_or_skip("models/terrain_seg.onnx")
+    onnx_path = shipped_model_or_skip("models/terrain_seg.onnx")
     shipped_model_or_skip("models/terrain_seg.pt")
     ort_seg = Segmenter(device="cpu", threads=2)
-    torch_seg = Segmenter(backend="torch", device="cpu", threads=2)
+    # An .onnx path with the torch back end means its sibling checkpoint.
+    torch_seg = Segmenter(onnx_path, backend="torch", device="cpu", threads=2)
+    assert torch_seg.model_path == onnx_path.with_suffix(".pt")
     assert torch_seg.meta == ort_seg.meta and torch_seg.device == "cpu"
     images = [generate_scene(seed, 320, 240)[0] for seed in range(3)]
     agree = total = 0
@@ -212,3 +214,12 @@ def test_shipped_model_is_accurate_on_generated_scenes():
         image, labels = generate_scene(seed, 320, 240)
         matrix.update(segmenter.segment(image).class_ids, labels)
     assert matrix.mean_dice() > 0.5
+
+
+@pytest.mark.parametrize("shape", [(1, 1, 3), (333, 517, 3), (3000, 4000, 3)])
+def test_shipped_model_output_size(shape):
+    shipped_model_or_skip()
+    image = RNG.integers(0, 256, shape, dtype=np.uint8)
+    result = Segmenter(device="cpu", threads=2).segment(image, with_confidence=True)
+    assert result.class_ids.shape == result.confidence.shape == shape[:2]
+    assert result.class_ids.max() < 6
