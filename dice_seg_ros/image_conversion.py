@@ -444,17 +444,19 @@ def labels_to_ids(msg: Any, label_format: str, classes: ClassSet) -> np.ndarray:
         msg: a label image message.
         label_format: "ids" (mono8/8UC1/mono16/16UC1 pixel = class id, or a png
             CompressedImage of such) or "color" (pixel colour = ``classes.colors``;
-            colours not in the list become ``classes.ignore_index``).
+            black (0, 0, 0), the usual "void" colour, becomes
+            ``classes.ignore_index``).
         classes: the class list.
 
     Raises:
-        ValueError: unknown ``label_format``, or "ids" values that are neither a
-            class id nor ``classes.ignore_index`` (the message names them).
+        ValueError: unknown ``label_format``, "ids" values that are neither a
+            class id nor ``classes.ignore_index``, or "color" labels with colours
+            that are neither a class colour nor black (the message names them).
         ImageEncodingError: an encoding that does not fit ``label_format``.
 
     """
     if label_format == "color":
-        return color_to_ids(msg_to_rgb(msg), classes.colors, unknown=classes.ignore_index)
+        return _color_labels_to_ids(msg_to_rgb(msg), classes)
     if label_format != "ids":
         raise ValueError(f"label_format must be 'ids' or 'color', got {label_format!r}")
     ids = _label_id_pixels(msg)
@@ -467,6 +469,24 @@ def labels_to_ids(msg: Any, label_format: str, classes: ClassSet) -> np.ndarray:
     if bad.size:
         raise _id_values_error(bad, classes)
     return ids.astype(np.uint8, copy=False)
+
+
+def _color_labels_to_ids(rgb: np.ndarray, classes: ClassSet) -> np.ndarray:
+    """Map colour labels to ids; black is void, any other unknown colour is an error.
+
+    A label image drawn with another palette would otherwise turn into an
+    all-ignore mask and a silently meaningless evaluation.
+    """
+    ids = color_to_ids(rgb, classes.colors, unknown=classes.ignore_index)
+    unknown = ids == classes.ignore_index
+    if unknown.any():
+        colours = np.unique(rgb[unknown], axis=0)
+        colours = colours[colours.any(axis=1)]
+        if colours.size:
+            raise ValueError(
+                f"label colours not in the class list (and not black = void): "
+                f"{colours[:5].tolist()}{' ...' if len(colours) > 5 else ''}")
+    return ids
 
 
 def _label_id_pixels(msg: Any) -> np.ndarray:

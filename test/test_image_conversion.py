@@ -378,3 +378,14 @@ def test_labels_to_ids_rejects(header):
     with pytest.raises(ImageEncodingError, match="rgb8"):
         labels_to_ids(numpy_to_image(np.zeros((1, 1, 3), np.uint8), "rgb8", header, Image),
                       "ids", classes)
+
+
+def test_color_labels_with_foreign_colours_are_rejected_black_is_void(header):
+    classes = load_classes()
+    rgb = colorize(np.array([[0, 1, 2, 3]], np.uint8), classes.palette())
+    rgb[0, 3] = (0, 0, 0)
+    ids = labels_to_ids(numpy_to_image(rgb, "rgb8", header, Image), "color", classes)
+    np.testing.assert_array_equal(ids, [[0, 1, 2, classes.ignore_index]])
+    rgb[0, 3] = (1, 2, 3)
+    with pytest.raises(ValueError, match=r"\[1, 2, 3\]"):
+        labels_to_ids(numpy_to_image(rgb, "rgb8", header, Image), "color", classes)
