@@ -223,3 +223,12 @@ def test_shipped_model_output_size(shape):
     result = Segmenter(device="cpu", threads=2).segment(image, with_confidence=True)
     assert result.class_ids.shape == result.confidence.shape == shape[:2]
     assert result.class_ids.max() < 6
+
+
+def test_torch_explicit_cuda_without_gpu_is_an_error():
+    torch = pytest.importorskip("torch")
+    shipped_model_or_skip("models/terrain_seg.pt")
+    if torch.cuda.is_available():
+        pytest.skip("this machine has a CUDA GPU")
+    with pytest.raises(ValueError, match="cuda"):
+        Segmenter(backend="torch", device="cuda")
