@@ -10,6 +10,7 @@ not left behind looking valid: the export fails with ModelError.
 from __future__ import annotations
 
 import argparse
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -60,7 +61,7 @@ def normalise(rgb: np.ndarray, meta: ModelMeta) -> np.ndarray:
 
 
 def sample_inputs(meta: ModelMeta, count: int = 2, seed: int = 10_000_000) -> np.ndarray:
-    """Generated terrain scenes at the model size, normalised: (count, 3, H, W) float32.
+    """Return generated scenes at the model size, normalised: (count, 3, H, W) float32.
 
     Real scenes rather than random noise exercise the value ranges the model
     sees in use, so the argmax comparison is meaningful.
@@ -77,12 +78,16 @@ def to_onnx(model: nn.Module, meta: ModelMeta, out: str | Path, opset: int = OPS
     out.parent.mkdir(parents=True, exist_ok=True)
     model = model.eval().cpu()
     dummy = torch.zeros(1, 3, meta.input_height, meta.input_width)
-    # The TorchScript exporter (dynamo=False) handles this plain CNN in one
-    # pass, needs no onnxscript and names the dynamic axis directly.
-    torch.onnx.export(
-        model, (dummy,), str(out), input_names=[INPUT_NAME], output_names=[OUTPUT_NAME],
-        dynamic_axes={INPUT_NAME: {0: "batch"}, OUTPUT_NAME: {0: "batch"}},
-        opset_version=opset, dynamo=False)
+    # The TorchScript exporter (dynamo=False) exports this plain CNN in ~2 s;
+    # the dynamo exporter gives the same graph (checked: 6e-8 max logit
+    # difference) but takes ~40 s on a 2-core CPU. torch 2.13 marks the former
+    # deprecated, hence the silenced warning; switch when it is removed.
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        torch.onnx.export(
+            model, (dummy,), str(out), input_names=[INPUT_NAME], output_names=[OUTPUT_NAME],
+            dynamic_axes={INPUT_NAME: {0: "batch"}, OUTPUT_NAME: {0: "batch"}},
+            opset_version=opset, dynamo=False)
     graph = onnx.load(str(out))
     entry = graph.metadata_props.add()
     entry.key, entry.value = ONNX_META_KEY, meta.to_json()

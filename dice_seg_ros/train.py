@@ -173,7 +173,7 @@ def build_loaders(train: Dataset, val: Dataset, args: argparse.Namespace, ddp: D
 # ------------------------------------------------------------------ the steps
 
 def loss_for(name: str, classes: ClassSet, batch: bool = False) -> nn.Module:
-    """The training loss; overlap losses check their inputs (validate=True).
+    """Build the training loss; overlap losses check their inputs (validate=True).
 
     ``batch`` pools the overlap sums over the batch (``batch=True`` of the
     Dice family), so a class absent from one image does not give that image a
@@ -425,11 +425,10 @@ def _train(args: argparse.Namespace, ddp: Dist) -> dict[str, Any]:
                 epoch, scheduler.get_last_lr()[0], train_loss, val_loss, cm, classes.names,
                 time.perf_counter() - t0))
             plot_log(out / "log.csv", out / "curves.png", classes.names)
-            if not args.quiet:
-                print(f"epoch {epoch + 1}/{args.epochs}: train loss {train_loss:.4f}, "
-                      f"val loss {val_loss:.4f}, val mean Dice {mean_dice:.4f} "
-                      f"({', '.join(f'{n} {d:.3f}' for n, d in zip(classes.names, cm.dice()))})",
-                      flush=True)
+            print(f"epoch {epoch + 1}/{args.epochs}: train loss {train_loss:.4f}, "
+                  f"val loss {val_loss:.4f}, val mean Dice {mean_dice:.4f} "
+                  f"({', '.join(f'{n} {d:.3f}' for n, d in zip(classes.names, cm.dice()))})",
+                  flush=True)
     return {"best_dice": state.best_dice, "out": out, "seconds": time.perf_counter() - started,
             "model": model, "meta": meta}
 

@@ -75,7 +75,7 @@ def color_jitter(rng: np.random.Generator, rgb: np.ndarray, cfg: AugmentConfig) 
     con = 1.0 + rng.uniform(-cfg.contrast, cfg.contrast)
     img = gray.mean() + con * (img - gray.mean())
     img *= 1.0 + rng.uniform(-cfg.brightness, cfg.brightness)
-    return np.clip(img, 0, 255).astype(np.uint8)
+    return np.clip(np.rint(img), 0, 255).astype(np.uint8)
 
 
 def augment(rng: np.random.Generator, rgb: np.ndarray, ids: np.ndarray, width: int,

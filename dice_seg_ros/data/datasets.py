@@ -96,7 +96,7 @@ class LabeledImages:
             self.known[UNKNOWN_COLOR] = False
 
     def __len__(self) -> int:
-        """Number of labeled images."""
+        """Return the number of labeled images."""
         return len(self.pairs)
 
     def __getitem__(self, index: int) -> tuple[np.ndarray, np.ndarray]:

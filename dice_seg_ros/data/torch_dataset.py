@@ -86,11 +86,11 @@ class SyntheticScenes(_Augmenting):
         self.scene_size = tuple(scene_size or (meta.input_width, meta.input_height))
 
     def __len__(self) -> int:
-        """Scenes per epoch."""
+        """Return the number of scenes per epoch."""
         return self.count
 
     def scene_seed(self, index: int) -> int:
-        """Generator seed of scene ``index`` in the current epoch."""
+        """Return the generator seed of scene ``index`` in the current epoch."""
         shift = self.epoch * self.count if self.train else 0
         return self.seed_base + shift + index
 
@@ -111,7 +111,7 @@ class FileScenes(_Augmenting):
         self.indices = list(indices)
 
     def __len__(self) -> int:
-        """Number of images in this split."""
+        """Return the number of images in this split."""
         return len(self.indices)
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:

@@ -1,0 +1,75 @@
+"""ONNX export: metadata, dynamic batch, ORT-vs-torch parity, loud failures, the shipped model."""
+
+from __future__ import annotations
+
+import pytest
+
+torch = pytest.importorskip("torch")
+ort = pytest.importorskip("onnxruntime")
+
+from dice_seg_ros import export  # noqa: E402
+from dice_seg_ros.classes import load_classes  # noqa: E402
+from dice_seg_ros.cli import main  # noqa: E402
+from dice_seg_ros.errors import ModelError  # noqa: E402
+from dice_seg_ros.model import build_model, default_meta, save_checkpoint  # noqa: E402
+from dice_seg_ros.resources import DEFAULT_MODEL, DEFAULT_TORCH_MODEL, resource_path  # noqa: E402
+
+torch.set_num_threads(1)
+NAMES = load_classes().names
+
+
+@pytest.fixture()
+def checkpoint(tmp_path):
+    torch.manual_seed(0)
+    meta = default_meta(NAMES, 64, 48, widths=[8, 8, 16, 16], decoder=8)
+    return save_checkpoint(tmp_path / "tiny.pt", build_model(meta), meta), meta
+
+
+def test_export_writes_meta_and_matches_torch(tmp_path, checkpoint):
+    path, meta = checkpoint
+    out, parity = export.export_checkpoint(path, tmp_path / "tiny.onnx")
+    assert parity.ok
+    assert parity.max_abs_diff < 1e-3 and parity.argmax_agreement > 0.999
+    assert export.read_onnx_meta(out) == meta
+    session = ort.InferenceSession(str(out), providers=["CPUExecutionProvider"])
+    batch = export.sample_inputs(meta, count=3)
+    logits = session.run(None, {export.INPUT_NAME: batch})[0]
+    assert logits.shape == (3, len(NAMES), 48, 64)
+
+
+def test_export_cli(tmp_path, checkpoint, capsys):
+    path, _ = checkpoint
+    assert main(["export", "--checkpoint", str(path), "--out", str(tmp_path / "c.onnx")]) == 0
+    assert "argmax agreement 100" in capsys.readouterr().out
+    assert main(["export", "--checkpoint", str(tmp_path / "none.pt"),
+                 "--out", str(tmp_path / "d.onnx")]) == 2
+    assert "none.pt" in capsys.readouterr().err
+
+
+def test_parity_failure_is_loud_and_removes_the_file(tmp_path, checkpoint, monkeypatch):
+    path, _ = checkpoint
+    monkeypatch.setattr(export, "MAX_ABS_LOGIT_DIFF", -1.0)
+    with pytest.raises(ModelError, match="disagrees with PyTorch"):
+        export.export_checkpoint(path, tmp_path / "bad.onnx")
+    assert not (tmp_path / "bad.onnx").exists()
+
+
+def test_read_meta_errors_name_the_file(tmp_path):
+    with pytest.raises(ModelError, match="ONNX model not found: .*none.onnx"):
+        export.read_onnx_meta(tmp_path / "none.onnx")
+    (tmp_path / "junk.onnx").write_bytes(b"\x08\x01garbage that is not protobuf" * 3)
+    with pytest.raises(ModelError, match="junk.onnx"):
+        export.read_onnx_meta(tmp_path / "junk.onnx")
+
+
+def test_shipped_model_matches_classes_and_is_small():
+    onnx_path = resource_path(DEFAULT_MODEL)
+    torch_path = resource_path(DEFAULT_TORCH_MODEL)
+    meta = export.read_onnx_meta(onnx_path)
+    assert meta.class_names == NAMES
+    assert onnx_path.stat().st_size + torch_path.stat().st_size < 10 * 2**20
+    from dice_seg_ros.model import load_checkpoint
+    model, torch_meta = load_checkpoint(torch_path, class_names=NAMES)
+    assert torch_meta == meta
+    parity = export.check_parity(model, onnx_path, export.sample_inputs(meta, 1))
+    assert parity.ok, parity
