@@ -103,6 +103,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N")
     parser.add_argument("--resume", help="continue from DIR/last.pt")
+    parser.add_argument("--stop-after", type=int, default=None,
+                        help="stop after this many epochs in this run (time-sliced jobs; "
+                             "--resume continues)")
     parser.add_argument("--out", required=True, help="output folder")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
 
@@ -154,9 +157,15 @@ def build_datasets(args: argparse.Namespace, meta: ModelMeta, classes: ClassSet
 
 
 def build_loaders(train: Dataset, val: Dataset, args: argparse.Namespace, ddp: Dist
-                  ) -> tuple[DataLoader, DataLoader, DistributedSampler | None]:
-    """Loaders; training is sharded by DistributedSampler, validation by stride."""
+                  ) -> tuple[DataLoader, DataLoader, DistributedSampler | None,
+                             torch.Generator]:
+    """Loaders; training is sharded by DistributedSampler, validation by stride.
+
+    Also returns the generator of the single-process shuffle, reseeded every
+    epoch so that a resumed run draws the same batches as an uninterrupted one.
+    """
     sampler = None
+    shuffle_rng = torch.Generator()
     if ddp.world > 1:
         sampler = DistributedSampler(train, ddp.world, ddp.rank, shuffle=True, seed=args.seed,
                                      drop_last=True)
@@ -164,10 +173,10 @@ def build_loaders(train: Dataset, val: Dataset, args: argparse.Namespace, ddp: D
     pin = ddp.device.type == "cuda"
     train_loader = DataLoader(train, args.batch_size, shuffle=sampler is None, sampler=sampler,
                               num_workers=args.workers, drop_last=len(train) > args.batch_size,
-                              pin_memory=pin)
+                              pin_memory=pin, generator=shuffle_rng)
     val_loader = DataLoader(val, args.batch_size, shuffle=False, num_workers=args.workers,
                             pin_memory=pin)
-    return train_loader, val_loader, sampler
+    return train_loader, val_loader, sampler, shuffle_rng
 
 
 # ------------------------------------------------------------------ the steps
@@ -384,7 +393,8 @@ def _train(args: argparse.Namespace, ddp: Dist) -> dict[str, Any]:
     torch.manual_seed(args.seed)
     model = build_model(meta).to(ddp.device)
     train_set, val_set = build_datasets(args, meta, classes)
-    train_loader, val_loader, sampler = build_loaders(train_set, val_set, args, ddp)
+    train_loader, val_loader, sampler, shuffle_rng = build_loaders(train_set, val_set, args,
+                                                                   ddp)
     optimizer = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=args.weight_decay)
     scheduler = torch.optim.lr_scheduler.OneCycleLR(
         optimizer, max_lr=args.lr, epochs=args.epochs, steps_per_epoch=len(train_loader),
@@ -403,9 +413,13 @@ def _train(args: argparse.Namespace, ddp: Dist) -> dict[str, Any]:
     if ddp.main:
         out.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
-    for epoch in range(state.epoch, args.epochs):
+    last = args.epochs
+    if args.stop_after is not None:
+        last = min(args.epochs, state.epoch + args.stop_after)
+    for epoch in range(state.epoch, last):
         t0 = time.perf_counter()
         train_set.set_epoch(epoch)
+        shuffle_rng.manual_seed(args.seed * 100_003 + epoch)
         if sampler is not None:
             sampler.set_epoch(epoch)
         train_loss = train_epoch(net, train_loader, loss_fn, optimizer, scheduler, scaler, ddp,
