@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import json
 import math
 import os
 import time
@@ -33,9 +34,7 @@ from tqdm import tqdm
 
 from dice_seg_ros.classes import ClassSet, load_classes
 from dice_seg_ros.data.datasets import FORMATS, open_dataset
-from dice_seg_ros.data.synthetic import generate_scene
-from dice_seg_ros.data.torch_dataset import (TEST_SEED_BASE, VAL_SEED_BASE, FileScenes,
-                                             SyntheticScenes, to_tensors)
+from dice_seg_ros.data.torch_dataset import VAL_SEED_BASE, FileScenes, SyntheticScenes
 from dice_seg_ros.errors import DiceSegError, ModelError
 from dice_seg_ros.losses import LOSS_NAMES, make_loss
 from dice_seg_ros.metrics import ConfusionMatrix
@@ -85,6 +84,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--loss", choices=LOSS_NAMES, default="dice_ce", help="training loss")
     parser.add_argument("--loss-batch", action="store_true",
                         help="overlap losses: pool Dice sums over the batch (not per image)")
+    parser.add_argument("--loss-kwargs", type=json.loads, default={},
+                        help='extra loss arguments as JSON, e.g. \'{"alpha": 0.3, "beta": 0.7}\'')
     parser.add_argument("--epochs", type=int, default=20)
     parser.add_argument("--batch-size", type=int, default=8, help="per process")
     parser.add_argument("--lr", type=float, default=3e-3, help="peak learning rate")
@@ -181,19 +182,23 @@ def build_loaders(train: Dataset, val: Dataset, args: argparse.Namespace, ddp: D
 
 # ------------------------------------------------------------------ the steps
 
-def loss_for(name: str, classes: ClassSet, batch: bool = False) -> nn.Module:
+def loss_for(name: str, classes: ClassSet, batch: bool = False,
+             extra: dict[str, Any] | None = None) -> nn.Module:
     """Build the training loss; overlap losses check their inputs (validate=True).
 
     ``batch`` pools the overlap sums over the batch (``batch=True`` of the
     Dice family), so a class absent from one image does not give that image a
-    full loss for it.
+    full loss for it. ``extra`` holds further constructor arguments.
     """
-    kwargs: dict[str, Any] = {}
+    kwargs: dict[str, Any] = dict(extra or {})
     if name != "ce":
         kwargs["validate"] = True
         if name != "focal":
             kwargs["batch"] = batch
-    return make_loss(name, classes.num_classes, ignore_index=classes.ignore_index, **kwargs)
+    try:
+        return make_loss(name, classes.num_classes, ignore_index=classes.ignore_index, **kwargs)
+    except TypeError as exc:
+        raise ValueError(f"loss {name!r} does not take arguments {extra}: {exc}") from exc
 
 
 def _autocast(device: torch.device):
@@ -257,31 +262,6 @@ def evaluate(model: nn.Module, loader: DataLoader, loss_fn: nn.Module | None,
     cm.matrix = _all_reduce(cm.matrix, ddp)
     summed = _all_reduce(np.array([total, batches], np.float64), ddp)
     return cm, float(summed[0] / summed[1]) if summed[1] else math.nan
-
-
-def evaluate_heldout(model: nn.Module, meta: ModelMeta, classes: ClassSet, count: int,
-                     scene_size: tuple[int, int] = (640, 480),
-                     seed_base: int = TEST_SEED_BASE) -> ConfusionMatrix:
-    """Score ``model`` on ``count`` generated scenes never used in training.
-
-    Scenes are generated at ``scene_size`` (a camera frame), resized to the
-    model input like the Segmenter does, and the predicted ids are resized
-    back (nearest) and scored at camera resolution.
-    """
-    import cv2
-    model.eval()
-    cm = ConfusionMatrix(classes.num_classes, classes.ignore_index)
-    for i in range(count):
-        rgb, ids = generate_scene(seed_base + i, *scene_size)
-        small = cv2.resize(rgb, (meta.input_width, meta.input_height),
-                           interpolation=cv2.INTER_AREA)
-        x, _ = to_tensors(small, ids, meta)
-        with torch.no_grad():
-            pred = model(x[None].to(next(model.parameters()).device))[0].argmax(0)
-        pred = cv2.resize(pred.to(torch.uint8).cpu().numpy(), scene_size,
-                          interpolation=cv2.INTER_NEAREST)
-        cm.update(pred, ids)
-    return cm
 
 
 # ------------------------------------------------------------ logs and files
@@ -409,7 +389,7 @@ def _train(args: argparse.Namespace, ddp: Dist) -> dict[str, Any]:
             model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
         net = DistributedDataParallel(model, device_ids=[ddp.device.index]
                                       if ddp.device.type == "cuda" else None)
-    loss_fn = loss_for(args.loss, classes, args.loss_batch)
+    loss_fn = loss_for(args.loss, classes, args.loss_batch, args.loss_kwargs)
     if ddp.main:
         out.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
