@@ -46,9 +46,10 @@ REDUCTIONS = ("mean", "sum", "none")
 LOSS_NAMES = ("dice", "dice_ce", "generalized_dice", "tversky", "focal_tversky", "jaccard",
               "focal", "ce")
 
-# Logits elements (B * C * pixels) per chunk of the fused softmax path: small enough that a chunk's
-# temporaries stay in the CPU's L2 cache, large enough that the Python loop costs little.
-_CHUNK_ELEMENTS = 1 << 16
+# Chunking of the fused softmax path: about _CHUNKS pieces over the pixels, none smaller than
+# _MIN_CHUNK_ELEMENTS logits (B * C * pixels) so that small inputs run as a single chunk.
+_CHUNKS = 4
+_MIN_CHUNK_ELEMENTS = 1 << 18
 # Lower bound for -log(Dice) so that log_loss stays finite when the Dice ratio is exactly 0.
 _LOG_EPS = 1e-7
 
@@ -173,76 +174,101 @@ def _sigmoid_target(logits: torch.Tensor, target: torch.Tensor, mode: str,
 
 
 class _FusedSoftmaxSums(torch.autograd.Function):
-    """Softmax + per-class intersection/prediction sums, holding no (B, C, N) tensor in between.
+    """Softmax + per-class intersection/prediction sums whose backward reuses the softmax buffer.
 
     Why hand-written: autograd through softmax -> gather -> sum keeps the probabilities for
-    backward and allocates their gradient, about three logits-sized tensors at the peak. Here the
-    forward keeps only the (B, C) sums, and the backward recomputes the softmax chunk by chunk over
-    pixels, applying the closed-form gradient per chunk:
+    backward, then allocates their gradient and the logits' gradient: about three logits-sized
+    tensors at the peak (MONAI holds three as well, with its one-hot target). Here the forward
+    keeps only the probabilities and the backward turns that buffer, chunk by chunk over pixels,
+    into the logits' gradient in place, using the closed form
 
         dL/dp[c, n] = m[n] * (dL/dI[c] * [g[n] == c] + k * dL/dP[c] * p[c, n] ** (k - 1))
         dL/dz[c, n] = p[c, n] * (dL/dp[c, n] - sum_c' p[c', n] * dL/dp[c', n])
 
-    with k = 2 for ``squared_pred`` else 1 and m the ignore mask, so the only full-size allocation
-    is the logits' gradient itself.
+    (k = 2 for ``squared_pred`` else 1, m the ignore mask). So the peak is one logits-sized
+    tensor plus a chunk temporary (1/8 of it), and the softmax is computed once. A second
+    backward through the same graph (``retain_graph=True``) recomputes the softmax.
     """
 
     @staticmethod
     def forward(ctx, logits: torch.Tensor, ids: torch.Tensor, mask: torch.Tensor | None,
                 squared: bool) -> tuple[torch.Tensor, torch.Tensor]:
-        batch, channels = logits.shape[:2]
-        flat = logits.reshape(batch, channels, -1)
-        dtype = _accumulation_dtype(logits)
-        inter = torch.zeros(batch, channels, dtype=dtype, device=logits.device)
-        pred = torch.zeros_like(inter)
-        for start, stop in _chunks(flat):
-            probs = torch.softmax(flat[:, :, start:stop].to(dtype), dim=1)
-            chunk_ids = ids[:, start:stop]
-            hit = probs.gather(1, chunk_ids.unsqueeze(1)).squeeze(1)
-            if squared:
-                probs = probs * probs
-            if mask is not None:
-                chunk_mask = mask[:, start:stop]
-                hit = hit * chunk_mask
-                pred += torch.bmm(probs, chunk_mask.unsqueeze(2)).squeeze(2)
-            else:
-                pred += probs.sum(dim=2)
-            # Per-chunk partial sums keep float32 accumulation error small on large images.
-            inter += torch.zeros_like(inter).scatter_add_(1, chunk_ids, hit)
-        ctx.save_for_backward(logits, ids, mask)
+        probs = _flat_softmax(logits)
+        batch, channels = probs.shape[:2]
+        hit = probs.gather(1, ids.unsqueeze(1)).squeeze(1)  # p at each pixel's true class
+        if mask is not None:
+            hit = hit * mask
+        # scatter_add_ accumulates serially; float64 keeps large images exact to float32 level.
+        inter = torch.zeros(batch, channels, dtype=torch.float64, device=probs.device)
+        inter = inter.scatter_add_(1, ids, hit.double()).to(probs.dtype)
+        column = None if mask is None else mask.unsqueeze(2)
+        if squared:
+            pred = sum(_masked_sum(probs[:, :, start:stop] ** 2, column, start, stop)
+                       for start, stop in _chunks(probs))
+        else:
+            pred = _masked_sum(probs, column, 0, probs.shape[2])
+        ctx.save_for_backward(logits, ids, mask, hit)
         ctx.squared = squared
+        ctx.probs = probs if logits.requires_grad else None
         return inter, pred
 
     @staticmethod
     @torch.autograd.function.once_differentiable
     def backward(ctx, grad_inter: torch.Tensor, grad_pred: torch.Tensor):
-        logits, ids, mask = ctx.saved_tensors
-        batch, channels = logits.shape[:2]
-        flat = logits.reshape(batch, channels, -1)
-        dtype = _accumulation_dtype(logits)
-        grad = torch.empty(flat.shape, dtype=logits.dtype, device=logits.device)
-        grad_inter = grad_inter.to(dtype)
-        grad_pred = grad_pred.to(dtype).unsqueeze(2)
-        for start, stop in _chunks(flat):
-            probs = torch.softmax(flat[:, :, start:stop].to(dtype), dim=1)
-            chunk_ids = ids[:, start:stop].unsqueeze(1)
+        logits, ids, mask, hit = ctx.saved_tensors
+        grad = ctx.probs if ctx.probs is not None else _flat_softmax(logits)
+        ctx.probs = None  # the buffer becomes the gradient; a later backward recomputes it
+        grad_inter = grad_inter.to(grad.dtype)
+        grad_pred = grad_pred.to(grad.dtype).unsqueeze(2)  # (B, C, 1)
+        # dL/dI and p at each pixel's true class (the one-hot terms of dL/dp), (B, 1, N).
+        inter_true = grad_inter.gather(1, ids).unsqueeze(1)
+        hit = hit.unsqueeze(1)
+        if not ctx.squared:  # sum_c p_c dL/dp_c in one pass
+            weighted = torch.bmm(grad_pred.transpose(1, 2), grad).addcmul_(hit, inter_true)
+        chunks = _chunks(grad)
+        # One reusable chunk buffer for dL/dp - weighted: fresh chunk allocations would cost page
+        # faults each time.
+        buffer = torch.empty(*grad.shape[:2], chunks[0][1], dtype=grad.dtype, device=grad.device)
+        for start, stop in chunks:
+            probs = grad[:, :, start:stop]
+            diff = buffer[:, :, :stop - start]
             if ctx.squared:
-                grad_probs = probs * (2 * grad_pred)
+                torch.mul(probs, 2 * grad_pred, out=diff)
+                weighted = (probs * diff).sum(dim=1, keepdim=True)
+                weighted.addcmul_(hit[:, :, start:stop], inter_true[:, :, start:stop])
+                diff.sub_(weighted)
             else:
-                grad_probs = grad_pred.expand_as(probs).clone()
-            grad_probs.scatter_add_(1, chunk_ids, grad_inter.gather(1, chunk_ids.squeeze(1))
-                                    .unsqueeze(1))
+                torch.sub(grad_pred, weighted[:, :, start:stop], out=diff)
+            diff.scatter_add_(1, ids[:, start:stop].unsqueeze(1), inter_true[:, :, start:stop])
             if mask is not None:
-                grad_probs *= mask[:, start:stop].unsqueeze(1)
-            grad_probs -= (probs * grad_probs).sum(dim=1, keepdim=True)
-            grad[:, :, start:stop] = probs.mul_(grad_probs)
-        return grad.view(logits.shape), None, None, None
+                diff.mul_(mask[:, start:stop].unsqueeze(1))
+            probs.mul_(diff)
+        return grad.view(logits.shape).to(logits.dtype), None, None, None
+
+
+def _masked_sum(values: torch.Tensor, column: torch.Tensor | None, start: int,
+                stop: int) -> torch.Tensor:
+    """Sum (B, C, n) values over pixels, weighted by the mask column (B, N, 1) rows start:stop."""
+    if column is None:
+        return values.sum(dim=2)
+    return torch.bmm(values, column[:, start:stop]).squeeze(2)
+
+
+def _flat_softmax(logits: torch.Tensor) -> torch.Tensor:
+    """Softmax over channels of (B, C, *spatial) as a new (B, C, N) tensor in float32/float64."""
+    flat = logits.reshape(*logits.shape[:2], -1)
+    return torch.softmax(flat, dim=1, dtype=_accumulation_dtype(logits))
 
 
 def _chunks(flat: torch.Tensor) -> list[tuple[int, int]]:
-    """Pixel ranges [start, stop) covering the last axis of (B, C, N) in cache-sized pieces."""
+    """Split the pixel axis of (B, C, N) into about 8 ranges [start, stop).
+
+    Few large chunks keep the op count low: each torch op costs a thread synchronisation, which
+    on a busy machine dominates small ops. 8 keep the chunk temporary at 1/8 of the logits'
+    gradient. Small inputs are one chunk.
+    """
     batch, channels, pixels = flat.shape
-    step = max(1, _CHUNK_ELEMENTS // max(1, batch * channels))
+    step = max(-(-pixels // _CHUNKS), _MIN_CHUNK_ELEMENTS // max(1, batch * channels), 1)
     return [(start, min(start + step, pixels)) for start in range(0, pixels, step)]
 
 
@@ -261,7 +287,8 @@ def _multiclass_prob_sums(probs: torch.Tensor, ids: torch.Tensor, mask: torch.Te
 def _class_counts(ids: torch.Tensor, mask: torch.Tensor | None, channels: int,
                   dtype: torch.dtype) -> torch.Tensor:
     """Count the non-ignored pixels of each class per image, (B, C), from ids (B, N)."""
-    weights = mask if mask is not None else torch.ones(ids.shape, dtype=dtype, device=ids.device)
+    weights = mask if mask is not None else torch.ones(1, dtype=dtype, device=ids.device)\
+        .expand(ids.shape)
     counts = torch.zeros(ids.shape[0], channels, dtype=dtype, device=ids.device)
     return counts.scatter_add_(1, ids, weights)
 
