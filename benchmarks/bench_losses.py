@@ -1,0 +1,140 @@
+"""Benchmark multiclass Dice forward + backward: time and peak extra memory, CPU, 2 threads.
+
+Compares ``dice_seg_ros.losses.DiceLoss`` (fused, one-hot-free) with a one-hot formulation written
+the way MONAI's DiceLoss computes it, and with MONAI's ``DiceLoss(to_onehot_y=True,
+softmax=True)`` itself when MONAI is installed. Each (method, size) runs in a fresh subprocess
+started with ``MALLOC_MMAP_THRESHOLD_=65536`` so that freed tensors leave the resident set; the
+peak extra memory is the peak RSS during one forward + backward minus the RSS once the logits
+and target exist (the logits' gradient, allocated by the backward, is counted).
+
+Usage: ``python benchmarks/bench_losses.py [--repeats N]`` (about a minute on 2 cores).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+SIZES = ((4, 8, 256, 256), (2, 24, 512, 512))  # (B, C, H, W)
+METHODS = ("dice_seg_ros", "onehot", "monai")
+THREADS = 2
+
+
+def onehot_dice(logits, target):
+    """Multiclass Dice loss as MONAI computes it: softmax, one-hot target, sums over H, W."""
+    import torch
+
+    probs = torch.softmax(logits, dim=1)
+    onehot = torch.zeros_like(probs).scatter_(1, target.unsqueeze(1), 1.0)
+    axes = (2, 3)
+    inter = (probs * onehot).sum(axes)
+    total = probs.sum(axes) + onehot.sum(axes)
+    return (1 - (2 * inter + 1e-5) / (total + 1e-5)).mean()
+
+
+def build_loss(method: str):
+    """Return a callable loss(logits, target) for one of METHODS."""
+    if method == "dice_seg_ros":
+        from dice_seg_ros.losses import DiceLoss
+
+        return DiceLoss()
+    if method == "onehot":
+        return onehot_dice
+    from monai.losses import DiceLoss as MonaiDice
+
+    monai_loss = MonaiDice(to_onehot_y=True, softmax=True)
+    return lambda logits, target: monai_loss(logits, target.unsqueeze(1))
+
+
+def worker(method: str, size: tuple[int, int, int, int], repeats: int) -> dict:
+    """Measure one method at one size in this (fresh) process; return times (ms) and memory."""
+    import torch
+    from peak_rss import PeakRSS
+
+    torch.set_num_threads(THREADS)
+    loss_fn = build_loss(method)
+    batch, classes, height, width = size
+    generator = torch.Generator().manual_seed(0)
+    logits = torch.randn(size, generator=generator).requires_grad_()
+    target = torch.randint(0, classes, (batch, height, width), generator=generator)
+
+    def step() -> None:
+        loss_fn(logits, target).backward()
+        logits.grad = None
+
+    step()  # warm-up: lazy initialisation, first-touch of allocator pages
+    with PeakRSS() as peak:
+        loss_fn(logits, target).backward()
+    logits.grad = None
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        step()
+        times.append((time.perf_counter() - start) * 1e3)
+    return {"median_ms": statistics.median(times), "extra_mib": peak.extra_bytes / 2**20,
+            "grad_mib": logits.numel() * logits.element_size() / 2**20, "rss_method": peak.method}
+
+
+def run_worker(method: str, size: tuple[int, int, int, int], repeats: int) -> dict | None:
+    """Run :func:`worker` in a fresh subprocess; None when the method is unavailable (MONAI)."""
+    from peak_rss import MMAP_ENV
+
+    env = {**os.environ, **MMAP_ENV, "OMP_NUM_THREADS": str(THREADS)}
+    root = Path(__file__).resolve().parent.parent
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(root), env.get("PYTHONPATH")]))
+    command = [sys.executable, __file__, "--worker", method, "--size", *map(str, size),
+               "--repeats", str(repeats)]
+    result = subprocess.run(command, env=env, capture_output=True, text=True, check=False)
+    if result.returncode != 0:
+        if method == "monai" and "No module named 'monai'" in result.stderr:
+            return None
+        raise RuntimeError(f"{method} at {size} failed:\n{result.stderr}")
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+def print_table(results: dict) -> None:
+    """Print one row per (size, method) and the speed and memory ratios against this project."""
+    print(f"{'B x C x H x W':<18}{'method':<14}{'fwd+bwd ms':>11}{'peak extra MiB':>16}"
+          f"{'x grad':>8}{'time ratio':>12}{'mem ratio':>11}")
+    for size in SIZES:
+        ours = results[(size, "dice_seg_ros")]
+        for method in METHODS:
+            row = results.get((size, method))
+            if row is None:
+                print(f"{'x'.join(map(str, size)):<18}{method:<14}  (not installed)")
+                continue
+            print(f"{'x'.join(map(str, size)):<18}{method:<14}{row['median_ms']:>11.1f}"
+                  f"{row['extra_mib']:>16.1f}{row['extra_mib'] / row['grad_mib']:>8.2f}"
+                  f"{row['median_ms'] / ours['median_ms']:>12.2f}"
+                  f"{row['extra_mib'] / ours['extra_mib']:>11.2f}")
+    print("time ratio / mem ratio = method / dice_seg_ros (> 1: dice_seg_ros is faster / "
+          "smaller); 'x grad' = peak extra memory in units of the logits' gradient size; "
+          f"RSS peak via {ours['rss_method']}")
+
+
+def main() -> int:
+    """Parse arguments; run as the coordinator (default) or as one measuring worker."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeats", type=int, default=7, help="timed fwd+bwd runs per case")
+    parser.add_argument("--worker", choices=METHODS, help=argparse.SUPPRESS)
+    parser.add_argument("--size", type=int, nargs=4, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.worker:
+        print(json.dumps(worker(args.worker, tuple(args.size), args.repeats)))
+        return 0
+    results = {}
+    for size in SIZES:
+        for method in METHODS:
+            results[(size, method)] = run_worker(method, size, args.repeats)
+    print_table(results)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
