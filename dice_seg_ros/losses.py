@@ -111,6 +111,7 @@ def _check_logits(logits: torch.Tensor, mode: str, from_logits: bool, validate: 
     if mode == "multiclass" and channels < 2:
         raise ValueError(f"mode 'multiclass' needs >= 2 channels, got {channels}; use 'binary'")
     if validate:
+        logits = logits.detach()
         bad = int((~torch.isfinite(logits)).sum())
         if bad:
             raise ValueError(f"logits contain {bad} NaN or inf value(s) "
