@@ -42,7 +42,7 @@ LOSSES = (
     ("focal", "focal", {}),
 )
 RARE = "obstacle"
-FULL = {"input_size": "160x120", "epochs": 5, "train_scenes": 240, "batch_size": 8,
+FULL = {"input_size": "160x120", "epochs": 6, "train_scenes": 256, "batch_size": 8,
         "val_scenes": 16, "test_scenes": 100, "width_mult": 1.0}
 QUICK = {"input_size": "48x32", "epochs": 1, "train_scenes": 4, "batch_size": 4,
          "val_scenes": 2, "test_scenes": 3, "width_mult": 0.5}
