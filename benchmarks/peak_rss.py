@@ -46,7 +46,7 @@ def _reset_high_water_mark() -> bool:
 
 
 class PeakRSS:
-    """Context manager measuring the peak RSS above the RSS at entry, in bytes (``extra_bytes``)."""
+    """Context manager: peak RSS above the RSS at entry, in bytes (``extra_bytes``)."""
 
     def __init__(self, interval_s: float = 0.0005) -> None:
         self.interval_s = interval_s
@@ -62,6 +62,7 @@ class PeakRSS:
             time.sleep(self.interval_s)
 
     def __enter__(self) -> "PeakRSS":
+        """Record the baseline RSS and start tracking the peak."""
         self.baseline = rss_bytes()
         self.peak = self.baseline
         if _reset_high_water_mark():
@@ -73,6 +74,7 @@ class PeakRSS:
         return self
 
     def __exit__(self, *exc_info: object) -> None:
+        """Stop tracking and record the peak RSS."""
         if self._thread is not None:
             self._stop.set()
             self._thread.join()
