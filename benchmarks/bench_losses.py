@@ -2,10 +2,11 @@
 
 Compares ``dice_seg_ros.losses.DiceLoss`` (fused, one-hot-free) with a one-hot formulation written
 the way MONAI's DiceLoss computes it, and with MONAI's ``DiceLoss(to_onehot_y=True,
-softmax=True)`` itself when MONAI is installed. Each (method, size) runs in a fresh subprocess
-started with ``MALLOC_MMAP_THRESHOLD_=65536`` so that freed tensors leave the resident set; the
-peak extra memory is the peak RSS during one forward + backward minus the RSS once the logits
-and target exist (the logits' gradient, allocated by the backward, is counted).
+softmax=True)`` itself when MONAI is installed. Memory: each (method, size) runs in a fresh
+subprocess started with ``MALLOC_MMAP_THRESHOLD_=65536`` so that freed tensors leave the resident
+set; the peak extra memory is the peak RSS during one forward + backward minus the RSS once the
+logits and target exist (the logits' gradient, allocated by the backward, is counted). Time: one
+subprocess per size times the methods interleaved, round by round, and reports medians.
 
 Usage: ``python benchmarks/bench_losses.py [--repeats N]`` (about a minute on 2 cores).
 """
@@ -13,6 +14,7 @@ Usage: ``python benchmarks/bench_losses.py [--repeats N]`` (about a minute on 2 
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import os
 import statistics
@@ -52,49 +54,66 @@ def build_loss(method: str):
     return lambda logits, target: monai_loss(logits, target.unsqueeze(1))
 
 
-def worker(method: str, size: tuple[int, int, int, int], repeats: int) -> dict:
-    """Measure one method at one size in this (fresh) process; return times (ms) and memory."""
+def _inputs(size: tuple[int, int, int, int]):
+    """Return logits (requiring grad) and class ids of the given (B, C, H, W) size, seeded."""
+    import torch
+
+    batch, classes, height, width = size
+    generator = torch.Generator().manual_seed(0)
+    logits = torch.randn(size, generator=generator).requires_grad_()
+    target = torch.randint(0, classes, (batch, height, width), generator=generator)
+    return logits, target
+
+
+def memory_worker(method: str, size: tuple[int, int, int, int]) -> dict:
+    """Peak extra RSS (MiB) of one forward + backward, in this fresh process."""
     import torch
     from peak_rss import PeakRSS
 
     torch.set_num_threads(THREADS)
     loss_fn = build_loss(method)
-    batch, classes, height, width = size
-    generator = torch.Generator().manual_seed(0)
-    logits = torch.randn(size, generator=generator).requires_grad_()
-    target = torch.randint(0, classes, (batch, height, width), generator=generator)
-
-    def step() -> None:
-        loss_fn(logits, target).backward()
-        logits.grad = None
-
-    step()  # warm-up: lazy initialisation, first-touch of allocator pages
+    logits, target = _inputs(size)
+    loss_fn(logits, target).backward()  # warm-up: lazy initialisation
+    logits.grad = None
     with PeakRSS() as peak:
         loss_fn(logits, target).backward()
-    logits.grad = None
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        step()
-        times.append((time.perf_counter() - start) * 1e3)
-    return {"median_ms": statistics.median(times), "extra_mib": peak.extra_bytes / 2**20,
-            "grad_mib": logits.numel() * logits.element_size() / 2**20, "rss_method": peak.method}
+    return {"extra_mib": peak.extra_bytes / 2**20, "rss_method": peak.method,
+            "grad_mib": logits.numel() * logits.element_size() / 2**20}
 
 
-def run_worker(method: str, size: tuple[int, int, int, int], repeats: int) -> dict | None:
-    """Run :func:`worker` in a fresh subprocess; None when the method is unavailable (MONAI)."""
+def timing_worker(methods: list[str], size: tuple[int, int, int, int], repeats: int) -> dict:
+    """Median fwd+bwd time (ms) per method, the methods interleaved round by round.
+
+    Interleaving spreads the load of a shared machine evenly over the methods, so their ratio
+    is meaningful even when the absolute times are not.
+    """
+    import torch
+
+    torch.set_num_threads(THREADS)
+    losses = {method: build_loss(method) for method in methods}
+    logits, target = _inputs(size)
+    times: dict[str, list[float]] = {method: [] for method in methods}
+    for round_index in range(repeats + 1):
+        for method in methods:
+            start = time.perf_counter()
+            losses[method](logits, target).backward()
+            logits.grad = None
+            if round_index:  # round 0 is the warm-up
+                times[method].append((time.perf_counter() - start) * 1e3)
+    return {method: statistics.median(values) for method, values in times.items()}
+
+
+def run_worker(*args: str) -> dict:
+    """Run this script with ``args`` in a fresh subprocess (mmap'd allocations); parse its JSON."""
     from peak_rss import MMAP_ENV
 
     env = {**os.environ, **MMAP_ENV, "OMP_NUM_THREADS": str(THREADS)}
     root = Path(__file__).resolve().parent.parent
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(root), env.get("PYTHONPATH")]))
-    command = [sys.executable, __file__, "--worker", method, "--size", *map(str, size),
-               "--repeats", str(repeats)]
-    result = subprocess.run(command, env=env, capture_output=True, text=True, check=False)
+    result = subprocess.run([sys.executable, __file__, *args], env=env, capture_output=True,
+                            text=True, check=False)
     if result.returncode != 0:
-        if method == "monai" and "No module named 'monai'" in result.stderr:
-            return None
-        raise RuntimeError(f"{method} at {size} failed:\n{result.stderr}")
+        raise RuntimeError(f"worker {args} failed:\n{result.stderr}")
     return json.loads(result.stdout.strip().splitlines()[-1])
 
 
@@ -118,20 +137,33 @@ def print_table(results: dict) -> None:
           f"RSS peak via {ours['rss_method']}")
 
 
+def available_methods() -> list[str]:
+    """METHODS, without MONAI when it is not installed."""
+    return [m for m in METHODS if m != "monai" or importlib.util.find_spec("monai") is not None]
+
+
 def main() -> int:
     """Parse arguments; run as the coordinator (default) or as one measuring worker."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--repeats", type=int, default=7, help="timed fwd+bwd runs per case")
-    parser.add_argument("--worker", choices=METHODS, help=argparse.SUPPRESS)
+    parser.add_argument("--repeats", type=int, default=7, help="timed fwd+bwd runs per method")
+    parser.add_argument("--memory", choices=METHODS, help=argparse.SUPPRESS)
+    parser.add_argument("--timing", choices=METHODS, nargs="+", help=argparse.SUPPRESS)
     parser.add_argument("--size", type=int, nargs=4, help=argparse.SUPPRESS)
     args = parser.parse_args()
-    if args.worker:
-        print(json.dumps(worker(args.worker, tuple(args.size), args.repeats)))
+    if args.memory:
+        print(json.dumps(memory_worker(args.memory, tuple(args.size))))
         return 0
+    if args.timing:
+        print(json.dumps(timing_worker(args.timing, tuple(args.size), args.repeats)))
+        return 0
+    methods = available_methods()
     results = {}
     for size in SIZES:
-        for method in METHODS:
-            results[(size, method)] = run_worker(method, size, args.repeats)
+        size_args = ["--size", *map(str, size)]
+        times = run_worker("--timing", *methods, *size_args, "--repeats", str(args.repeats))
+        for method in methods:
+            memory = run_worker("--memory", method, *size_args)
+            results[(size, method)] = {"median_ms": times[method], **memory}
     print_table(results)
     return 0
 

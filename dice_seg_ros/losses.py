@@ -199,36 +199,42 @@ class _FusedSoftmaxSums(torch.autograd.Function):
         hit = probs.gather(1, ids.unsqueeze(1)).squeeze(1)  # p at each pixel's true class
         if mask is not None:
             hit = hit * mask
-        # scatter_add_ accumulates serially; float64 keeps large images exact to float32 level.
-        inter = torch.zeros(batch, channels, dtype=torch.float64, device=probs.device)
-        inter = inter.scatter_add_(1, ids, hit.double()).to(probs.dtype)
+        inter = torch.zeros(batch, channels, dtype=probs.dtype, device=probs.device)
+        inter = inter.scatter_add_(1, ids, hit)
         column = None if mask is None else mask.unsqueeze(2)
         if squared:
             pred = sum(_masked_sum(probs[:, :, start:stop] ** 2, column, start, stop)
                        for start, stop in _chunks(probs))
         else:
             pred = _masked_sum(probs, column, 0, probs.shape[2])
-        ctx.save_for_backward(logits, ids, mask, hit)
+        ctx.save_for_backward(logits, ids, mask)
         ctx.squared = squared
-        ctx.probs = probs if logits.requires_grad else None
+        # Intermediates kept as attributes (not saved tensors) so backward can release them.
+        ctx.probs, ctx.hit = (probs, hit) if logits.requires_grad else (None, None)
         return inter, pred
 
     @staticmethod
     @torch.autograd.function.once_differentiable
     def backward(ctx, grad_inter: torch.Tensor, grad_pred: torch.Tensor):
-        logits, ids, mask, hit = ctx.saved_tensors
-        grad = ctx.probs if ctx.probs is not None else _flat_softmax(logits)
-        ctx.probs = None  # the buffer becomes the gradient; a later backward recomputes it
+        logits, ids, mask = ctx.saved_tensors
+        if ctx.probs is not None:
+            grad, hit = ctx.probs, ctx.hit
+            ctx.probs = ctx.hit = None  # the buffer becomes the gradient
+        else:  # a second backward (retain_graph=True): recompute
+            grad = _flat_softmax(logits)
+            hit = grad.gather(1, ids.unsqueeze(1)).squeeze(1)
+            hit = hit if mask is None else hit * mask
         grad_inter = grad_inter.to(grad.dtype)
         grad_pred = grad_pred.to(grad.dtype).unsqueeze(2)  # (B, C, 1)
-        # dL/dI and p at each pixel's true class (the one-hot terms of dL/dp), (B, 1, N).
-        inter_true = grad_inter.gather(1, ids).unsqueeze(1)
-        hit = hit.unsqueeze(1)
+        # p * dL/dI at each pixel's true class: the one-hot term of p * dL/dp, (B, 1, N).
+        true_term = hit.unsqueeze(1) * grad_inter.gather(1, ids).unsqueeze(1)
+        del hit
         if not ctx.squared:  # sum_c p_c dL/dp_c in one pass
-            weighted = torch.bmm(grad_pred.transpose(1, 2), grad).addcmul_(hit, inter_true)
+            weighted = torch.bmm(grad_pred.transpose(1, 2), grad).add_(true_term)
         chunks = _chunks(grad)
         # One reusable chunk buffer for dL/dp - weighted: fresh chunk allocations would cost page
-        # faults each time.
+        # faults each time. Each torch op costs a thread synchronisation, which dominates on a
+        # busy machine, hence two ops per chunk and the one-hot term added once at the end.
         buffer = torch.empty(*grad.shape[:2], chunks[0][1], dtype=grad.dtype, device=grad.device)
         for start, stop in chunks:
             probs = grad[:, :, start:stop]
@@ -236,14 +242,13 @@ class _FusedSoftmaxSums(torch.autograd.Function):
             if ctx.squared:
                 torch.mul(probs, 2 * grad_pred, out=diff)
                 weighted = (probs * diff).sum(dim=1, keepdim=True)
-                weighted.addcmul_(hit[:, :, start:stop], inter_true[:, :, start:stop])
-                diff.sub_(weighted)
+                diff.sub_(weighted.add_(true_term[:, :, start:stop]))
             else:
                 torch.sub(grad_pred, weighted[:, :, start:stop], out=diff)
-            diff.scatter_add_(1, ids[:, start:stop].unsqueeze(1), inter_true[:, :, start:stop])
-            if mask is not None:
-                diff.mul_(mask[:, start:stop].unsqueeze(1))
             probs.mul_(diff)
+        grad.scatter_add_(1, ids.unsqueeze(1), true_term)
+        if mask is not None:
+            grad.mul_(mask.unsqueeze(1))
         return grad.view(logits.shape).to(logits.dtype), None, None, None
 
 
