@@ -8,7 +8,10 @@ set; the peak extra memory is the peak RSS during one forward + backward minus t
 logits and target exist (the logits' gradient, allocated by the backward, is counted). Time: one
 subprocess per size times the methods interleaved, round by round, and reports medians.
 
-Usage: ``python benchmarks/bench_losses.py [--repeats N]`` (about a minute on 2 cores).
+Usage: ``python benchmarks/bench_losses.py [--repeats N] [--threads T]`` (1-2 minutes on 2 cores).
+On a shared, oversubscribed machine every parallel torch op waits for its second thread to be
+scheduled, which penalises the fused loss (more, smaller ops) more than the baselines: compare
+with ``--threads 1`` there.
 """
 
 from __future__ import annotations
@@ -25,7 +28,7 @@ from pathlib import Path
 
 SIZES = ((4, 8, 256, 256), (2, 24, 512, 512))  # (B, C, H, W)
 METHODS = ("dice_seg_ros", "onehot", "monai")
-THREADS = 2
+THREADS = 2  # torch intra-op threads in every worker (--threads overrides)
 
 
 def onehot_dice(logits, target):
@@ -65,12 +68,12 @@ def _inputs(size: tuple[int, int, int, int]):
     return logits, target
 
 
-def memory_worker(method: str, size: tuple[int, int, int, int]) -> dict:
+def memory_worker(method: str, size: tuple[int, int, int, int], threads: int) -> dict:
     """Peak extra RSS (MiB) of one forward + backward, in this fresh process."""
     import torch
     from peak_rss import PeakRSS
 
-    torch.set_num_threads(THREADS)
+    torch.set_num_threads(threads)
     loss_fn = build_loss(method)
     logits, target = _inputs(size)
     loss_fn(logits, target).backward()  # warm-up: lazy initialisation
@@ -81,7 +84,8 @@ def memory_worker(method: str, size: tuple[int, int, int, int]) -> dict:
             "grad_mib": logits.numel() * logits.element_size() / 2**20}
 
 
-def timing_worker(methods: list[str], size: tuple[int, int, int, int], repeats: int) -> dict:
+def timing_worker(methods: list[str], size: tuple[int, int, int, int], repeats: int,
+                  threads: int) -> dict:
     """Median fwd+bwd time (ms) per method, the methods interleaved round by round.
 
     Interleaving spreads the load of a shared machine evenly over the methods, so their ratio
@@ -89,7 +93,7 @@ def timing_worker(methods: list[str], size: tuple[int, int, int, int], repeats: 
     """
     import torch
 
-    torch.set_num_threads(THREADS)
+    torch.set_num_threads(threads)
     losses = {method: build_loss(method) for method in methods}
     logits, target = _inputs(size)
     times: dict[str, list[float]] = {method: [] for method in methods}
@@ -103,11 +107,12 @@ def timing_worker(methods: list[str], size: tuple[int, int, int, int], repeats: 
     return {method: statistics.median(values) for method, values in times.items()}
 
 
-def run_worker(*args: str) -> dict:
+def run_worker(threads: int, *args: str) -> dict:
     """Run this script with ``args`` in a fresh subprocess (mmap'd allocations); parse its JSON."""
     from peak_rss import MMAP_ENV
 
-    env = {**os.environ, **MMAP_ENV, "OMP_NUM_THREADS": str(THREADS)}
+    env = {**os.environ, **MMAP_ENV, "OMP_NUM_THREADS": str(threads)}
+    args = (*args, "--threads", str(threads))
     root = Path(__file__).resolve().parent.parent
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(root), env.get("PYTHONPATH")]))
     result = subprocess.run([sys.executable, __file__, *args], env=env, capture_output=True,
@@ -146,24 +151,28 @@ def main() -> int:
     """Parse arguments; run as the coordinator (default) or as one measuring worker."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=7, help="timed fwd+bwd runs per method")
+    parser.add_argument("--threads", type=int, default=THREADS, help="torch intra-op threads")
     parser.add_argument("--memory", choices=METHODS, help=argparse.SUPPRESS)
     parser.add_argument("--timing", choices=METHODS, nargs="+", help=argparse.SUPPRESS)
     parser.add_argument("--size", type=int, nargs=4, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.memory:
-        print(json.dumps(memory_worker(args.memory, tuple(args.size))))
+        print(json.dumps(memory_worker(args.memory, tuple(args.size), args.threads)))
         return 0
     if args.timing:
-        print(json.dumps(timing_worker(args.timing, tuple(args.size), args.repeats)))
+        print(json.dumps(timing_worker(args.timing, tuple(args.size), args.repeats,
+                                       args.threads)))
         return 0
     methods = available_methods()
     results = {}
     for size in SIZES:
         size_args = ["--size", *map(str, size)]
-        times = run_worker("--timing", *methods, *size_args, "--repeats", str(args.repeats))
+        times = run_worker(args.threads, "--timing", *methods, *size_args,
+                           "--repeats", str(args.repeats))
         for method in methods:
-            memory = run_worker("--memory", method, *size_args)
+            memory = run_worker(args.threads, "--memory", method, *size_args)
             results[(size, method)] = {"median_ms": times[method], **memory}
+    print(f"torch threads: {args.threads}, repeats: {args.repeats}")
     print_table(results)
     return 0
 
