@@ -434,3 +434,14 @@ def test_make_loss_arguments():
         make_loss("dice", 0)
     with pytest.raises(ValueError, match="class_weights has 2 entries"):
         make_loss("dice_ce", 3, class_weights=[1.0, 2.0])
+
+
+def test_channels_last_logits_match_contiguous():
+    logits, target = _inputs("multiclass", shape=(2, 3, 4, 5))
+    strided = logits.detach().to(memory_format=torch.channels_last).requires_grad_()
+    value = DiceLoss(ignore_index=None)(strided, target)
+    value.backward()
+    expected = DiceLoss()(logits, target)
+    expected.backward()
+    assert torch.allclose(value, expected, atol=1e-14)
+    assert torch.allclose(strided.grad, logits.grad, atol=1e-14)
