@@ -18,7 +18,8 @@ Modes (argument ``mode``):
   expanded to a one-hot tensor: per-class sums are gathered/scattered from the ids directly. With
   ``from_logits=True`` (the default) a fused autograd function computes the softmax once and
   turns that buffer into the logits' gradient in place, so forward + backward hold about 1.3
-  logits-sized tensors at their peak instead of MONAI's 3 (see benchmarks/bench_losses.py).
+  logits-sized tensors at their peak instead of MONAI's 3 for logits over 8 MiB, and at most
+  one logits-sized tensor plus 8 MiB below that (see benchmarks/bench_losses.py).
 - ``"binary"``: logits (B, 1, *spatial), sigmoid; target (B, *spatial) or (B, 1, *spatial) with
   values in [0, 1] (0/1 for hard labels).
 - ``"multilabel"``: logits (B, C, *spatial), independent sigmoid per channel; target float in
@@ -52,10 +53,13 @@ REDUCTIONS = ("mean", "sum", "none")
 LOSS_NAMES = ("dice", "dice_ce", "generalized_dice", "tversky", "focal_tversky", "jaccard",
               "focal", "ce")
 
-# Chunking of the fused softmax path: about _CHUNKS pieces over the pixels, none smaller than
-# _MIN_CHUNK_ELEMENTS logits (B * C * pixels) so that small inputs run as a single chunk.
+# Chunking of the fused softmax path's backward: about _CHUNKS pieces over the pixels, none
+# smaller than _MIN_CHUNK_ELEMENTS logits (B * C * pixels; 8 MiB in float32). The chunk temporary
+# is thus at most max(8 MiB, 1/4 of the gradient): chunking saves memory where it matters, while
+# small inputs run as one chunk, because every extra torch op costs a thread wake-up, and on a
+# machine whose cores are busy (data loader workers, other jobs) those waits dominate.
 _CHUNKS = 4
-_MIN_CHUNK_ELEMENTS = 1 << 18
+_MIN_CHUNK_ELEMENTS = 1 << 21
 # Lower bound for -log(Dice) so that log_loss stays finite when the Dice ratio is exactly 0.
 _LOG_EPS = 1e-7
 
@@ -193,7 +197,7 @@ class _FusedSoftmaxSums(torch.autograd.Function):
         dL/dz[c, n] = p[c, n] * (dL/dp[c, n] - sum_c' p[c', n] * dL/dp[c', n])
 
     (k = 2 for ``squared_pred`` else 1, m the ignore mask). So the peak is one logits-sized
-    tensor plus a chunk temporary (1/4 of it) and a few (B, N) vectors, and the softmax is
+    tensor plus a chunk temporary (see ``_chunks``) and a few (B, N) vectors, and the softmax is
     computed once. A second backward through the same graph (``retain_graph=True``) recomputes
     the softmax.
     """
@@ -278,8 +282,8 @@ def _chunks(flat: torch.Tensor) -> list[tuple[int, int]]:
 
     Few large chunks keep the op count low: each torch op costs a thread synchronisation, which
     on a busy machine dominates small ops. Four keep the chunk temporary at 1/4 of the logits'
-    gradient, which with the few (B, N) vectors keeps the peak well under half MONAI's. Small
-    inputs are one chunk.
+    gradient, which with the few (B, N) vectors keeps the peak well under half MONAI's. Inputs
+    up to ``_MIN_CHUNK_ELEMENTS`` are one chunk.
     """
     batch, channels, pixels = flat.shape
     step = max(-(-pixels // _CHUNKS), _MIN_CHUNK_ELEMENTS // max(1, batch * channels), 1)
