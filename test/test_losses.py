@@ -150,11 +150,21 @@ def test_fused_backward_twice_with_retain_graph():
     assert torch.allclose(first, second, atol=1e-14)
 
 
-def test_no_one_hot_and_gradient_is_the_only_large_buffer():
-    # The fused backward hands back the softmax buffer itself as the gradient (no copy).
-    logits, target = _inputs("multiclass", shape=(1, 3, 8, 8), dtype=torch.float32)
-    DiceLoss()(logits, target).backward()
-    assert logits.grad.shape == logits.shape and torch.isfinite(logits.grad).all()
+def test_fused_gradient_reuses_the_softmax_buffer(monkeypatch):
+    # The fused backward turns the forward's softmax buffer into the gradient in place, so
+    # logits.grad must live in that very storage: no second logits-sized tensor.
+    pointers = []
+    original = losses._flat_softmax
+
+    def recording(logits):
+        probs = original(logits)
+        pointers.append(probs.data_ptr())
+        return probs
+
+    monkeypatch.setattr(losses, "_flat_softmax", recording)
+    logits, target = _inputs("multiclass", shape=(2, 3, 8, 8), dtype=torch.float32)
+    DiceLoss(ignore_index=0)(logits, target).backward()
+    assert pointers == [logits.grad.data_ptr()]
 
 
 # ---------------------------------------------------------------- ignore_index
