@@ -49,11 +49,11 @@ QUICK = {"input_size": "48x32", "epochs": 1, "train_scenes": 4, "batch_size": 4,
 
 
 def train_args(loss: str, extra: dict, seed: int, budget: dict, out: Path,
-               threads: int) -> argparse.Namespace:
+               threads: int, loss_batch: bool = False) -> argparse.Namespace:
     """Command-line arguments of one training run (only loss and seed vary)."""
     parser = argparse.ArgumentParser()
     train_mod.add_arguments(parser)
-    return parser.parse_args([
+    return parser.parse_args(["--loss-batch"] * loss_batch + [
         "--data", "synthetic", "--loss", loss, "--loss-kwargs", json.dumps(extra),
         "--epochs", str(budget["epochs"]), "--train-scenes", str(budget["train_scenes"]),
         "--val-scenes", str(budget["val_scenes"]), "--batch-size", str(budget["batch_size"]),
@@ -69,15 +69,17 @@ def heldout_scores(model: torch.nn.Module, meta, count: int) -> tuple[np.ndarray
     return cm.dice(), cm.mean_dice(), cm.mean_iou()
 
 
-def run_study(seeds: list[int], budget: dict, out: Path, threads: int) -> list[dict]:
+def run_study(seeds: list[int], budget: dict, out: Path, threads: int,
+              losses: tuple = LOSSES, loss_batch: bool = False) -> list[dict]:
     """Train and score every loss for every seed; return one result row per run."""
     names = load_classes().names
     rows = []
     for seed in seeds:
-        for label, loss, extra in LOSSES:
+        for label, loss, extra in losses:
             start = time.perf_counter()
             summary = train_mod.train(train_args(loss, extra, seed, budget,
-                                                 out / "runs" / f"{loss}_seed{seed}", threads))
+                                                 out / "runs" / f"{loss}_seed{seed}", threads,
+                                                 loss_batch))
             dice, mean_dice, mean_iou = heldout_scores(summary["model"], summary["meta"],
                                                        budget["test_scenes"])
             row = {"loss": label, "seed": seed, **{f"dice_{n}": d for n, d in zip(names, dice)},
@@ -93,7 +95,7 @@ def aggregate(rows: list[dict]) -> dict[str, dict[str, tuple[float, float]]]:
     """Per loss: {column: (mean, std over seeds)} for Dice columns and mean Dice/IoU."""
     columns = [k for k in rows[0] if k.startswith("dice_")] + ["mean_dice", "mean_iou"]
     table = {}
-    for label, _, _ in LOSSES:
+    for label in dict.fromkeys(r["loss"] for r in rows):
         runs = [r for r in rows if r["loss"] == label]
         table[label] = {c: (float(np.mean([r[c] for r in runs])),
                             float(np.std([r[c] for r in runs]))) for c in columns}
@@ -163,10 +165,15 @@ def main(argv: list[str] | None = None) -> dict[str, Path]:
     parser.add_argument("--out", default="runs/loss_study")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--quick", action="store_true", help="tiny smoke-test budget")
+    parser.add_argument("--losses", nargs="+", choices=[loss for _, loss, _ in LOSSES],
+                        help="run only these losses (default: all eight)")
+    parser.add_argument("--loss-batch", action="store_true",
+                        help="pool Dice-family sums over the batch (train --loss-batch)")
     args = parser.parse_args(argv)
     budget = QUICK if args.quick else FULL
+    losses = tuple(e for e in LOSSES if args.losses is None or e[1] in args.losses)
     torch.set_num_threads(args.threads)
-    rows = run_study(args.seeds, budget, Path(args.out), args.threads)
+    rows = run_study(args.seeds, budget, Path(args.out), args.threads, losses, args.loss_batch)
     paths = write_outputs(rows, len(args.seeds), Path(args.out))
     print(paths["md"].read_text(encoding="utf-8"))
     return paths

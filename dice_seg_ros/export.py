@@ -21,7 +21,7 @@ import torch
 from torch import nn
 
 from dice_seg_ros.errors import ModelError
-from dice_seg_ros.model import load_checkpoint
+from dice_seg_ros.model import load_checkpoint, save_checkpoint
 from dice_seg_ros.model_meta import ONNX_META_KEY, ModelMeta
 
 OPSET = 17
@@ -152,6 +152,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--checkpoint", required=True, help="torch checkpoint (.pt)")
     parser.add_argument("--out", required=True, help="output ONNX file")
     parser.add_argument("--opset", type=int, default=OPSET, help="ONNX opset version")
+    parser.add_argument("--torch-out",
+                        help="also write a weights + meta only copy of the checkpoint here "
+                             "(what models/terrain_seg.pt ships)")
     parser.add_argument("--verify-count", type=int, default=2,
                         help="generated scenes used for the ORT-vs-torch check")
 
@@ -159,6 +162,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     """Export and verify; print the parity figures."""
     out, parity = export_checkpoint(args.checkpoint, args.out, args.opset, args.verify_count)
+    if args.torch_out:
+        model, meta = load_checkpoint(args.checkpoint)
+        print(f"wrote {save_checkpoint(args.torch_out, model, meta)} (weights + meta)")
     print(f"wrote {out}: max |logit diff| {parity.max_abs_diff:.2e}, "
           f"argmax agreement {100 * parity.argmax_agreement:.3f} %")
     return 0

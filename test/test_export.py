@@ -39,8 +39,10 @@ def test_export_writes_meta_and_matches_torch(tmp_path, checkpoint):
 
 def test_export_cli(tmp_path, checkpoint, capsys):
     path, _ = checkpoint
-    assert main(["export", "--checkpoint", str(path), "--out", str(tmp_path / "c.onnx")]) == 0
+    assert main(["export", "--checkpoint", str(path), "--out", str(tmp_path / "c.onnx"),
+                 "--torch-out", str(tmp_path / "slim.pt")]) == 0
     assert "argmax agreement 100" in capsys.readouterr().out
+    assert set(torch.load(tmp_path / "slim.pt")) == {"model", "meta"}
     assert main(["export", "--checkpoint", str(tmp_path / "none.pt"),
                  "--out", str(tmp_path / "d.onnx")]) == 2
     assert "none.pt" in capsys.readouterr().err
