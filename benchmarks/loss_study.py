@@ -169,8 +169,11 @@ def main(argv: list[str] | None = None) -> dict[str, Path]:
                         help="run only these losses (default: all eight)")
     parser.add_argument("--loss-batch", action="store_true",
                         help="pool Dice-family sums over the batch (train --loss-batch)")
+    parser.add_argument("--epochs", type=int, help="override the budget's epochs")
     args = parser.parse_args(argv)
-    budget = QUICK if args.quick else FULL
+    budget = dict(QUICK if args.quick else FULL)
+    if args.epochs:
+        budget["epochs"] = args.epochs
     losses = tuple(e for e in LOSSES if args.losses is None or e[1] in args.losses)
     torch.set_num_threads(args.threads)
     rows = run_study(args.seeds, budget, Path(args.out), args.threads, losses, args.loss_batch)

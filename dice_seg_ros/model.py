@@ -4,7 +4,7 @@
 LR-ASPP: a MobileNetV2-style encoder down to 1/16 resolution with a global
 context branch, and a light decoder that fuses 1/8 and 1/4 skip features
 before a 1x1 classifier and a bilinear upsampling to the input size. About
-0.2 M parameters, so it runs in real time on a laptop CPU through ONNX Runtime
+0.13 M parameters, so it runs in real time on a laptop CPU through ONNX Runtime
 and keeps the 1/4-resolution detail that small rocks need.
 
 A checkpoint is a ``torch.save`` dict with ``"model"`` (state dict) and
