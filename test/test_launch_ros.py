@@ -33,6 +33,9 @@ from dice_seg_ros.image_conversion import numpy_to_image  # noqa: E402
 pytestmark = pytest.mark.ros
 ROOT = Path(__file__).resolve().parent.parent
 PACKAGE = "dice_seg_ros"
+PROBE_TIMEOUT_S = 60.0
+# launch escalates SIGINT -> SIGTERM -> SIGKILL within ~10 s; allow for a slow machine.
+SHUTDOWN_TIMEOUT_S = 30.0
 
 
 def ament_prefix(prefix):
@@ -78,14 +81,15 @@ def test_segmentation_launch_publishes_masks(tmp_path, monkeypatch):
     executor = SingleThreadedExecutor(context=context)
     executor.add_node(node)
     result = {}
+    stop = threading.Event()
 
     def probe():
-        """Publish frames until a mask with the frame's stamp comes back (or 60 s pass)."""
+        """Publish frames until a mask comes back, the launch ends or PROBE_TIMEOUT_S pass."""
         header = Header(frame_id="test_cam")
         header.stamp.sec = 7
         frame = numpy_to_image(np.full((48, 64, 3), 90, np.uint8), "rgb8", header, Image)
-        deadline = time.monotonic() + 60
-        while not masks and time.monotonic() < deadline:
+        deadline = time.monotonic() + PROBE_TIMEOUT_S
+        while not masks and not stop.is_set() and time.monotonic() < deadline:
             if camera.get_subscription_count():
                 camera.publish(frame)
             executor.spin_once(timeout_sec=0.2)
@@ -97,20 +101,31 @@ def test_segmentation_launch_publishes_masks(tmp_path, monkeypatch):
             PythonLaunchDescriptionSource(str(ROOT / "launch" / "segmentation.launch.py")),
             launch_arguments={"image_topic": topic, "device": "cpu"}.items()))
         running = asyncio.ensure_future(service.run_async())
-        worker = threading.Thread(target=probe)
+        worker = threading.Thread(target=probe, daemon=True)
         worker.start()
-        while worker.is_alive():
+        while worker.is_alive() and not running.done():
             await asyncio.sleep(0.2)
-        service.shutdown()
-        return await running
+        stop.set()
+        result["ended_early"] = running.done()
+        # Called inside the loop, shutdown() only returns the coroutine that emits
+        # the Shutdown event: without awaiting it the node is never stopped.
+        stopping = service.shutdown()
+        if stopping is not None:
+            await stopping
+        return await asyncio.wait_for(running, SHUTDOWN_TIMEOUT_S)
 
     try:
-        assert asyncio.run(scenario()) == 0
+        exit_code = asyncio.run(scenario())
     finally:
         executor.shutdown()
         node.destroy_node()
         rclpy.try_shutdown(context=context)
-    assert result["masks"], "segmentation_node started by the launch file published no mask"
+    assert not result["ended_early"], (
+        f"segmentation.launch.py ended (exit code {exit_code}) before any mask came back")
+    assert result["masks"], (
+        f"segmentation_node started by the launch file published no mask on "
+        f"/segmentation_node/mask within {PROBE_TIMEOUT_S:.0f} s of frames on {topic}")
+    assert exit_code == 0, f"launch service exited with {exit_code}"
     mask = result["masks"][0]
     assert mask.header.stamp.sec == 7 and mask.header.frame_id == "test_cam"
     assert (mask.width, mask.height, mask.encoding) == (64, 48, "mono8")
