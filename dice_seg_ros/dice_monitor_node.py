@@ -15,6 +15,7 @@ import message_filters
 import rclpy
 from diagnostic_msgs.msg import DiagnosticArray
 from rclpy.executors import ExternalShutdownException
+from rclpy.logging import get_logger
 from rclpy.node import Node
 from sensor_msgs.msg import Image
 from std_msgs.msg import Float32, Float32MultiArray, MultiArrayDimension, MultiArrayLayout
@@ -105,12 +106,16 @@ class DiceMonitorNode(Node):
         """Write the report when the node stops, unless report_dir is empty."""
         if not self._values["report_dir"]:
             return
+        # A signal has already shut the context down, so the node's logger cannot
+        # reach /rosout (rcl prints "publisher's context is invalid"); a logger
+        # that no node registered writes to the console only.
+        logger = get_logger(f"{self.get_name()}.shutdown")
         try:
             folder = self.write_report()
         except (ValueError, OSError) as exc:
-            self.get_logger().warning(f"no report on shutdown: {exc}")
+            logger.warning(f"no report on shutdown: {exc}")
             return
-        self.get_logger().info(f"report of {self.core.scored} pairs written to {folder}")
+        logger.info(f"report of {self.core.scored} pairs written to {folder}")
 
 
 def main(args: Sequence[str] | None = None) -> int:
