@@ -1,10 +1,12 @@
 """Export a checkpoint to ONNX with its metadata and verify it against PyTorch.
 
-``dice-seg export --checkpoint C --out model.onnx`` writes an ONNX graph with a
-dynamic batch axis, stores ``ModelMeta`` as JSON in the ``metadata_props`` key
-``dice_seg_ros``, then runs the file in ONNX Runtime on generated terrain
-scenes and compares logits and argmax with PyTorch. A file that disagrees is
-not left behind looking valid: the export fails with ModelError.
+``dice-seg export --checkpoint C --out model.onnx`` writes an ONNX graph with
+dynamic batch, height and width axes (the network is fully convolutional, so
+``input_width``/``input_height`` overrides work in ONNX Runtime too), stores
+``ModelMeta`` as JSON in the ``metadata_props`` key ``dice_seg_ros``, then runs
+the file in ONNX Runtime on generated terrain scenes and compares logits and
+argmax with PyTorch. A file that disagrees is not left behind looking valid:
+the export fails with ModelError.
 """
 
 from __future__ import annotations
@@ -73,7 +75,7 @@ def sample_inputs(meta: ModelMeta, count: int = 2, seed: int = 10_000_000) -> np
 
 
 def to_onnx(model: nn.Module, meta: ModelMeta, out: str | Path, opset: int = OPSET) -> Path:
-    """Write ``model`` to ``out`` as ONNX (dynamic batch) with ``meta`` in metadata_props."""
+    """Write ``model`` to ``out`` as ONNX (dynamic N, H, W) with ``meta`` in metadata_props."""
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     model = model.eval().cpu()
@@ -86,7 +88,8 @@ def to_onnx(model: nn.Module, meta: ModelMeta, out: str | Path, opset: int = OPS
         warnings.simplefilter("ignore", DeprecationWarning)
         torch.onnx.export(
             model, (dummy,), str(out), input_names=[INPUT_NAME], output_names=[OUTPUT_NAME],
-            dynamic_axes={INPUT_NAME: {0: "batch"}, OUTPUT_NAME: {0: "batch"}},
+            dynamic_axes={name: {0: "batch", 2: "height", 3: "width"}
+                          for name in (INPUT_NAME, OUTPUT_NAME)},
             opset_version=opset, dynamo=False)
     graph = onnx.load(str(out))
     entry = graph.metadata_props.add()

@@ -75,3 +75,17 @@ def test_shipped_model_matches_classes_and_is_small():
     assert torch_meta == meta
     parity = export.check_parity(model, onnx_path, export.sample_inputs(meta, 1))
     assert parity.ok, parity
+
+
+def test_shipped_onnx_runs_at_other_input_sizes_like_torch():
+    from dice_seg_ros.data.synthetic import generate_scene
+    from dice_seg_ros.inference import Segmenter
+    from dice_seg_ros.resources import DEFAULT_MODEL, DEFAULT_TORCH_MODEL, resource_path
+
+    rgb, _ = generate_scene(2_000_321, 200, 150)
+    for size in ((160, 128), (333, 251)):
+        ort = Segmenter(resource_path(DEFAULT_MODEL), device="cpu", input_size=size)
+        ref = Segmenter(resource_path(DEFAULT_TORCH_MODEL), backend="torch", device="cpu",
+                        input_size=size)
+        agree = (ort.segment(rgb).class_ids == ref.segment(rgb).class_ids).mean()
+        assert agree > 0.999, (size, agree)
