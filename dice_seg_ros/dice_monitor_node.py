@@ -12,9 +12,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 import message_filters
-import rclpy
 from diagnostic_msgs.msg import DiagnosticArray
-from rclpy.executors import ExternalShutdownException
 from rclpy.logging import get_logger
 from rclpy.node import Node
 from sensor_msgs.msg import Image
@@ -24,8 +22,8 @@ from std_srvs.srv import Trigger
 from dice_seg_ros.classes import load_classes
 from dice_seg_ros.monitor_core import MonitorCore
 from dice_seg_ros.node_params import MONITOR_NODE, MONITOR_PARAMS
-from dice_seg_ros.segmentation_node import (STARTUP_ERRORS, declare_specs, parameter_callback,
-                                            publish_diagnostics, qos_profile)
+from dice_seg_ros.segmentation_node import (declare_specs, parameter_callback,
+                                            publish_diagnostics, qos_profile, run_node)
 
 
 class DiceMonitorNode(Node):
@@ -120,22 +118,8 @@ class DiceMonitorNode(Node):
 
 def main(args: Sequence[str] | None = None) -> int:
     """Run the monitor until shutdown, then write its report; return the exit code."""
-    rclpy.init(args=args)
-    try:
-        node = DiceMonitorNode()
-    except STARTUP_ERRORS as exc:
-        print(f"{MONITOR_NODE}: error: {exc}", file=sys.stderr)
-        rclpy.try_shutdown()
-        return 1
-    try:
-        rclpy.spin(node)
-    except (KeyboardInterrupt, ExternalShutdownException):
-        pass
-    finally:
-        node.report_on_shutdown()
-        node.destroy_node()
-        rclpy.try_shutdown()
-    return 0
+    return run_node(DiceMonitorNode, MONITOR_NODE, args,
+                    on_exit=DiceMonitorNode.report_on_shutdown)
 
 
 if __name__ == "__main__":

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import sys
 import threading
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import rclpy
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
@@ -195,13 +195,20 @@ class SegmentationNode(Node):
         super().destroy_node()
 
 
-def main(args: Sequence[str] | None = None) -> int:
-    """Run the segmentation node until shutdown; return the process exit code."""
+def run_node(make_node: Callable[[], Node], name: str, args: Sequence[str] | None = None,
+             on_exit: Callable[[Node], None] | None = None) -> int:
+    """Start rclpy, build a node, spin it until shutdown, clean up; return the exit code.
+
+    A bad parameter, model or classes file ends the process with one line on
+    stderr and exit code 1 instead of a traceback. ``on_exit(node)`` runs after
+    spinning stops (Ctrl-C, SIGTERM or ``rclpy.shutdown``) and before the node is
+    destroyed.
+    """
     rclpy.init(args=args)
     try:
-        node = SegmentationNode()
+        node = make_node()
     except STARTUP_ERRORS as exc:
-        print(f"{SEGMENTATION_NODE}: error: {exc}", file=sys.stderr)
+        print(f"{name}: error: {exc}", file=sys.stderr)
         rclpy.try_shutdown()
         return 1
     try:
@@ -209,9 +216,16 @@ def main(args: Sequence[str] | None = None) -> int:
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
     finally:
+        if on_exit is not None:
+            on_exit(node)
         node.destroy_node()
         rclpy.try_shutdown()
     return 0
+
+
+def main(args: Sequence[str] | None = None) -> int:
+    """Run the segmentation node until shutdown; return the process exit code."""
+    return run_node(SegmentationNode, SEGMENTATION_NODE, args)
 
 
 if __name__ == "__main__":
