@@ -23,6 +23,7 @@ import torch
 from torch import nn
 
 from dice_seg_ros.errors import ModelError
+from dice_seg_ros.inference import preprocess
 from dice_seg_ros.model import load_checkpoint, save_checkpoint
 from dice_seg_ros.model_meta import ONNX_META_KEY, ModelMeta
 
@@ -55,23 +56,17 @@ class Parity:
                 and self.argmax_agreement >= MIN_ARGMAX_AGREEMENT)
 
 
-def normalise(rgb: np.ndarray, meta: ModelMeta) -> np.ndarray:
-    """Turn (N, H, W, 3) uint8 RGB at the model size into (N, 3, H, W) float32 input."""
-    x = rgb.astype(np.float32) / 255.0
-    x = (x - np.asarray(meta.mean, np.float32)) / np.asarray(meta.std, np.float32)
-    return np.ascontiguousarray(x.transpose(0, 3, 1, 2))
-
-
 def sample_inputs(meta: ModelMeta, count: int = 2, seed: int = 10_000_000) -> np.ndarray:
     """Return generated scenes at the model size, normalised: (count, 3, H, W) float32.
 
     Real scenes rather than random noise exercise the value ranges the model
-    sees in use, so the argmax comparison is meaningful.
+    sees in use, so the argmax comparison is meaningful. They are normalised by
+    ``inference.preprocess``, the code that feeds the exported model in use.
     """
     from dice_seg_ros.data.synthetic import generate_scene
     scenes = [generate_scene(seed + i, meta.input_width, meta.input_height)[0]
               for i in range(count)]
-    return normalise(np.stack(scenes), meta)
+    return preprocess(scenes, meta, (meta.input_width, meta.input_height))
 
 
 def to_onnx(model: nn.Module, meta: ModelMeta, out: str | Path, opset: int = OPSET) -> Path:
