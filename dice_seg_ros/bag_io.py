@@ -8,6 +8,7 @@ Stamps are integer nanoseconds throughout.
 from __future__ import annotations
 
 import bisect
+import shutil
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
@@ -53,6 +54,23 @@ def header_stamp_ns(msg: Any) -> int:
     """Return ``msg.header.stamp`` in nanoseconds."""
     stamp = msg.header.stamp
     return int(stamp.sec) * 1_000_000_000 + int(stamp.nanosec)
+
+
+def remove_old_bag(path: Path) -> None:
+    """Delete the bag directory ``path`` if it exists, so a command can write it anew.
+
+    Only a rosbag2 directory (one with metadata.yaml) is removed, so a mistyped
+    output path never deletes unrelated files.
+
+    Raises:
+        BagError: ``path`` exists and is not a bag.
+
+    """
+    if not path.exists():
+        return
+    if not (path / "metadata.yaml").is_file():
+        raise BagError(f"{path} exists and is not a bag; remove it or choose another --out")
+    shutil.rmtree(path)
 
 
 class BagMessage(NamedTuple):

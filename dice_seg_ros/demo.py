@@ -8,10 +8,9 @@ a rosbag2 (MCAP), replayed through the Segmenter, and scored with Dice/IoU.
 from __future__ import annotations
 
 import argparse
-import shutil
 from pathlib import Path
 
-from dice_seg_ros.errors import DiceSegError
+from dice_seg_ros.bag_io import remove_old_bag
 from dice_seg_ros.inference import Segmenter
 from dice_seg_ros.replay import evaluate_bag, print_result
 from dice_seg_ros.synthetic_bag import IMAGE_TOPIC, LABEL_TOPIC, write_synthetic_bag
@@ -19,15 +18,6 @@ from dice_seg_ros.synthetic_bag import IMAGE_TOPIC, LABEL_TOPIC, write_synthetic
 DEFAULT_OUT = Path("dice_seg_demo")
 # Far from the small seeds scripts and tests use, so the demo scenes are unseen ones.
 DEMO_SEED = 900_000
-
-
-def _fresh_bag_path(path: Path) -> Path:
-    """Return ``path`` after removing a bag a previous demo wrote there."""
-    if path.exists():
-        if not (path / "metadata.yaml").is_file():
-            raise DiceSegError(f"{path} exists and is not a bag; choose another --out")
-        shutil.rmtree(path)
-    return path
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -49,7 +39,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     """Write the bag into ``--out/bag``, evaluate into ``--out/report``, print the results."""
     segmenter = Segmenter(args.model, backend=args.backend, device=args.device)
-    bag = write_synthetic_bag(_fresh_bag_path(args.out / "bag"), args.frames, args.width,
+    remove_old_bag(args.out / "bag")
+    bag = write_synthetic_bag(args.out / "bag", args.frames, args.width,
                               args.height, seed=DEMO_SEED, progress=not args.no_progress)
     print(f"labeled bag: {bag} ({args.frames} generated {args.width}x{args.height} frames; "
           f"{IMAGE_TOPIC}, {LABEL_TOPIC})")

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,7 +28,8 @@ import numpy as np
 from tqdm import tqdm
 
 from dice_seg_ros.bag_io import (IMAGE_TYPE, IMAGE_TYPES, BagReader, BagWriter, Pair,
-                                 StampPairer, header_stamp_ns, msg_class)
+                                 StampPairer, header_stamp_ns, msg_class,
+                                 remove_old_bag)
 from dice_seg_ros.classes import ClassSet, load_classes
 from dice_seg_ros.errors import DiceSegError
 from dice_seg_ros.image_conversion import (colorize, labels_to_ids, msg_to_rgb,
@@ -87,12 +87,7 @@ class _OutputBag:
 
     def __init__(self, path: Path, image_topic: str, image_type: str,
                  classes: ClassSet) -> None:
-        if path.exists():
-            # Only ever replace a bag this command wrote before (it has metadata.yaml).
-            if not (path / "metadata.yaml").is_file():
-                raise DiceSegError(f"{path} exists and is not a bag; remove it or choose "
-                                   f"another --out")
-            shutil.rmtree(path)
+        remove_old_bag(path)
         self.path = path
         self.image_topic = image_topic
         self.topics = output_topics(image_topic)

@@ -5,7 +5,7 @@ import pytest
 from conftest import image_msg
 
 from dice_seg_ros.bag_io import (IMAGE_TYPE, BagReader, BagWriter, StampPairer,
-                                 header_stamp_ns, make_header, msg_class)
+                                 header_stamp_ns, make_header, msg_class, remove_old_bag)
 from dice_seg_ros.errors import BagError
 
 MS = 1_000_000
@@ -170,3 +170,18 @@ def test_silent_label_topic_keeps_buffer_bounded():
 def test_negative_offset_rejected():
     with pytest.raises(ValueError, match="max_offset_ms"):
         StampPairer(max_offset_ms=-1)
+
+
+def test_remove_old_bag_removes_a_bag_and_refuses_anything_else(tmp_path):
+    bag_path = tmp_path / "bag"
+    with BagWriter(bag_path) as bag:
+        bag.add_topic("/x", IMAGE_TYPE)
+    remove_old_bag(bag_path)
+    assert not bag_path.exists()
+    remove_old_bag(bag_path)  # absent: nothing to do
+    other = tmp_path / "results"
+    other.mkdir()
+    (other / "keep.txt").write_text("data")
+    with pytest.raises(BagError, match="results exists and is not a bag"):
+        remove_old_bag(other)
+    assert (other / "keep.txt").is_file()
