@@ -180,6 +180,8 @@ class MonitorCore:
 
     def status(self, name: str = "dice_seg_ros: dice monitor") -> StatusData:
         """Return the diagnostics status with per-class Dice/IoU as key-values."""
+        table = self.dice_table()
+        window_iou = self.tracker.window_iou()
         mean_dice = self.window_mean_dice()
         level, message = self._level(mean_dice)
         values = {"pairs": str(self.scored), "unpaired": str(self.unpaired),
@@ -188,9 +190,7 @@ class MonitorCore:
                   "errors": str(self.errors),
                   "mean_dice_window": format_value(mean_dice),
                   "mean_dice_cumulative": format_value(self.tracker.cumulative.mean_dice()),
-                  "mean_iou_window": format_value(nanmean(self.tracker.window_iou()))}
-        table = self.dice_table()
-        window_iou = self.tracker.window_iou()
+                  "mean_iou_window": format_value(nanmean(window_iou))}
         for class_id, class_name in enumerate(self.classes.names):
             for row, row_name in enumerate(DICE_ROWS):
                 values[f"dice_{row_name}/{class_name}"] = format_value(table[row, class_id])

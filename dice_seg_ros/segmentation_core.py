@@ -92,7 +92,8 @@ class FrameResult:
         overlay: rgb8 camera/colour blend, or None when not requested.
         confidence: 32FC1 top-class probability, or None when not requested.
         timings_ms: per-stage wall time in milliseconds (decode, pre, infer, post,
-            and publish once the worker has published).
+            publish); "publish" covers building the messages and, once the worker
+            has published them, publishing.
 
     """
 
@@ -134,7 +135,7 @@ class FrameProcessor:
         self._palette = classes.palette()
 
     def process(self, msg: Any, flags: OutputFlags) -> FrameResult:
-        """Decode, segment and convert one frame; ``timings_ms`` lacks only "publish".
+        """Decode, segment and convert one frame; "publish" timing so far is message building.
 
         Raises:
             ImageEncodingError: if the message's encoding or size is unusable.
@@ -163,8 +164,9 @@ class FrameProcessor:
                 blend = overlay(rgb, color, self.overlay_alpha)
                 result.overlay = numpy_to_image(blend, "rgb8", header, self.image_type)
         if flags.confidence and seg.confidence is not None:
-            result.confidence = numpy_to_image(seg.confidence.astype(np.float32), "32FC1",
-                                               header, self.image_type)
+            # Segmenter gives float32 already; copy=False avoids a per-frame copy then.
+            result.confidence = numpy_to_image(seg.confidence.astype(np.float32, copy=False),
+                                               "32FC1", header, self.image_type)
         return result
 
 
