@@ -193,14 +193,6 @@ class ConfusionMatrix:
         self.matrix += frame
         return frame
 
-    def add_matrix(self, frame: np.ndarray) -> None:
-        """Add a precomputed ``(C, C)`` count matrix (e.g. from :func:`confusion_matrix`)."""
-        frame = np.asarray(frame)
-        if frame.shape != self.matrix.shape:
-            raise ValueError(
-                f"matrix shape {frame.shape} does not match {self.matrix.shape}")
-        self.matrix += frame
-
     def merge(self, other: ConfusionMatrix) -> None:
         """Add the counts of ``other`` (e.g. from another worker) into this matrix."""
         if (other.num_classes, other.ignore_index) != (self.num_classes, self.ignore_index):

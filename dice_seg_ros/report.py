@@ -30,8 +30,10 @@ def _clean(value: Any) -> Any:
         return {str(k): _clean(v) for k, v in value.items()}
     if isinstance(value, (list, tuple, np.ndarray)):
         return [_clean(v) for v in value]
-    if isinstance(value, (np.integer, bool)):
-        return value if isinstance(value, bool) else int(value)
+    if isinstance(value, (bool, np.bool_)):
+        return bool(value)
+    if isinstance(value, np.integer):
+        return int(value)
     if isinstance(value, (float, np.floating)):
         return float(value) if math.isfinite(value) else None
     return value

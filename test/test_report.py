@@ -26,7 +26,8 @@ def test_report_files_and_json(tmp_path):
     tracker = _tracker()
     paths = write_report(tmp_path / "out", tracker, NAMES, unpaired=2, fps=12.5,
                          latency_ms={"decode": 1.0, "infer": 5.0},
-                         extra={"stopped_by": None, "bag": "x"})
+                         extra={"stopped_by": None, "bag": "x", "flag": np.bool_(True),
+                                "count": np.int64(3)})
     assert set(paths) == {"report", "per_frame", "dice_over_time", "confusion_matrix"}
     for path in paths.values():
         assert path.is_file() and path.stat().st_size > 0
@@ -41,6 +42,7 @@ def test_report_files_and_json(tmp_path):
     assert report["iou"]["sky"] == pytest.approx(tracker.cumulative.iou()[0])
     assert np.array(report["confusion_matrix"]).sum() == 7 + 7 + 4
     assert report["latency_ms"] == {"decode": 1.0, "infer": 5.0}
+    assert report["flag"] is True and report["count"] == 3
 
 
 def test_per_frame_csv(tmp_path):
