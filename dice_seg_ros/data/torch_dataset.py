@@ -17,6 +17,7 @@ from torch.utils.data import Dataset
 from dice_seg_ros.data.augment import AugmentConfig, augment, resize_pair
 from dice_seg_ros.data.datasets import LabeledImages
 from dice_seg_ros.data.synthetic import generate_scene
+from dice_seg_ros.inference import preprocess
 from dice_seg_ros.model_meta import ModelMeta
 
 # Seed ranges of generated scenes: training draws below VAL_SEED_BASE, validation
@@ -28,11 +29,14 @@ TEST_SEED_BASE = 2_000_000
 
 def to_tensors(rgb: np.ndarray, ids: np.ndarray, meta: ModelMeta
                ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Normalise (H, W, 3) uint8 RGB to (3, H, W) float32 and ids to (H, W) int64."""
-    x = torch.from_numpy(np.ascontiguousarray(rgb)).permute(2, 0, 1).float().div_(255.0)
-    mean = torch.tensor(meta.mean).view(3, 1, 1)
-    std = torch.tensor(meta.std).view(3, 1, 1)
-    return (x - mean) / std, torch.from_numpy(np.ascontiguousarray(ids)).long()
+    """Normalise (H, W, 3) uint8 RGB to (3, H, W) float32 and ids to (H, W) int64.
+
+    ``inference.preprocess`` does the normalisation, so training sees exactly
+    the input the deployed model gets. ``rgb`` is already at the model size.
+    """
+    height, width = rgb.shape[:2]
+    image = preprocess([rgb], meta, (width, height))[0]
+    return torch.from_numpy(image), torch.from_numpy(np.ascontiguousarray(ids)).long()
 
 
 class _Augmenting(Dataset):
