@@ -104,6 +104,13 @@ def _weights_buffer(name: str,
     return tensor
 
 
+def _check_weight_count(name: str, weights: torch.Tensor | None, channels: int) -> None:
+    """Raise ValueError unless ``weights`` (if given) has one entry per logit channel."""
+    if weights is not None and weights.numel() != channels:
+        raise ValueError(f"{name} has {weights.numel()} entries but the logits have "
+                         f"{channels} channels")
+
+
 def _accumulation_dtype(tensor: torch.Tensor) -> torch.dtype:
     """Float64 stays float64; every other float type (fp16, bf16, fp32) is summed in float32."""
     return torch.float64 if tensor.dtype == torch.float64 else torch.float32
@@ -422,9 +429,7 @@ class _OverlapLoss(nn.Module):
         """Multiply a per-class loss (last axis = kept classes) by ``class_weights``, if any."""
         if self.class_weights is None:
             return loss
-        if self.class_weights.numel() != channels:
-            raise ValueError(f"class_weights has {self.class_weights.numel()} entries but the "
-                             f"logits have {channels} channels")
+        _check_weight_count("class_weights", self.class_weights, channels)
         weights = self.class_weights
         if not self.include_background and self.mode != "binary":
             weights = weights[1:]
@@ -722,9 +727,7 @@ class FocalLoss(nn.Module):
         log_true = log_prob.gather(1, ids.unsqueeze(1)).squeeze(1)
         loss = -_safe_pow(-torch.expm1(log_true), self.gamma) * log_true
         if self.alpha is not None:
-            if self.alpha.numel() != logits.shape[1]:
-                raise ValueError(f"alpha has {self.alpha.numel()} entries but the logits have "
-                                 f"{logits.shape[1]} channels")
+            _check_weight_count("alpha", self.alpha, logits.shape[1])
             loss = loss * self.alpha.to(loss)[ids]
         if mask is not None:
             loss = loss * mask
@@ -785,9 +788,7 @@ class DiceCELoss(nn.Module):
         """Cross-entropy term alone, reduced like the Dice term."""
         dice = self.dice
         weights = dice.class_weights
-        if weights is not None and weights.numel() != logits.shape[1]:
-            raise ValueError(f"class_weights has {weights.numel()} entries but the logits have "
-                             f"{logits.shape[1]} channels")
+        _check_weight_count("class_weights", weights, logits.shape[1])
         with torch.autocast(device_type=logits.device.type, enabled=False):
             scores = logits.to(_accumulation_dtype(logits))
             weights = None if weights is None else weights.to(scores)

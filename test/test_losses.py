@@ -455,3 +455,12 @@ def test_channels_last_logits_match_contiguous():
     expected.backward()
     assert torch.allclose(value, expected, atol=1e-14)
     assert torch.allclose(strided.grad, logits.grad, atol=1e-14)
+
+
+@pytest.mark.parametrize("loss, name", [(DiceLoss(class_weights=[1.0, 2.0]), "class_weights"),
+                                        (DiceCELoss(class_weights=[1.0, 2.0]), "class_weights"),
+                                        (FocalLoss(alpha=[1.0, 2.0]), "alpha")])
+def test_per_class_weights_must_match_channels(loss, name):
+    logits, target = _inputs("multiclass")  # 3 channels
+    with pytest.raises(ValueError, match=f"{name} has 2 entries but the logits have 3 channels"):
+        loss(logits, target)
