@@ -24,7 +24,7 @@ from typing import Sequence
 import cv2
 import numpy as np
 
-from dice_seg_ros.classes import ClassSet, load_remap
+from dice_seg_ros.classes import ClassSet, load_remap, remap_lut
 from dice_seg_ros.image_conversion import color_to_ids
 from dice_seg_ros.resources import resource_path
 
@@ -86,11 +86,9 @@ class LabeledImages:
         self.pairs = list(pairs)
         self.classes = classes
         self.colors = colors
-        self.lut = np.full(256, classes.ignore_index, np.uint8)
+        self.lut = remap_lut(remap, classes.ignore_index)
         self.known = np.zeros(256, bool)
-        for src, dst in remap.items():
-            self.lut[src] = dst
-            self.known[src] = True
+        self.known[list(remap)] = True
         if colors is not None:
             # Decoded colours outside the map are never a valid raw id.
             self.known[UNKNOWN_COLOR] = False
