@@ -59,8 +59,9 @@ def load_classes(path: str | Path | None = None) -> ClassSet:
 
     Raises:
         FileNotFoundError: if the file does not exist.
-        ValueError: if ids are not 0..C-1 in order, colours are not RGB triples in
-            0..255, names repeat, or the ignore index collides with a class id.
+        ValueError: if an entry is not a mapping with a name, ids are not 0..C-1 in
+            order, colours are not RGB triples in 0..255, names repeat, or the
+            ignore index is a class id or above 255.
 
     """
     path = Path(path) if path is not None else resource_path(DEFAULT_CLASSES)
@@ -75,6 +76,10 @@ def load_classes(path: str | Path | None = None) -> ClassSet:
         raise ValueError(f"{path}: 'classes' is empty")
     names, colors, drivable = [], [], []
     for expected_id, entry in enumerate(entries):
+        if not isinstance(entry, dict) or "name" not in entry:
+            raise ValueError(
+                f"{path}: class entry {expected_id} must be a mapping with id, name and "
+                f"color, got {entry!r}")
         if entry.get("id") != expected_id:
             raise ValueError(
                 f"{path}: class ids must be 0..C-1 in order; entry {expected_id} "
@@ -95,6 +100,9 @@ def load_classes(path: str | Path | None = None) -> ClassSet:
         raise ValueError(
             f"{path}: ignore_index {ignore_index} collides with a class id "
             f"(0..{len(names) - 1})")
+    if ignore_index > 255:
+        raise ValueError(f"{path}: ignore_index {ignore_index} does not fit 8-bit labels "
+                         f"(at most 255)")
     return ClassSet(tuple(names), np.asarray(colors, dtype=np.uint8),
                     tuple(drivable), ignore_index)
 

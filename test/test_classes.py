@@ -38,6 +38,9 @@ def test_unknown_class_name_lists_known_names():
     ("classes:\n  - {id: 0, name: a, color: [0, 0, 0]}\n"
      "  - {id: 1, name: a, color: [1, 1, 1]}", "names repeat"),
     ("ignore_index: 0\nclasses:\n  - {id: 0, name: a, color: [0, 0, 0]}", "collides"),
+    ("ignore_index: 300\nclasses:\n  - {id: 0, name: a, color: [0, 0, 0]}", "8-bit"),
+    ("classes:\n  - {id: 0, color: [0, 0, 0]}", "mapping with id, name"),
+    ("classes:\n  - sky", "mapping with id, name"),
     ("just a string", "expected a mapping"),
 ])
 def test_bad_classes_file_names_file_and_problem(tmp_path, body, message):
