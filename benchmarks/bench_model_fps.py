@@ -6,25 +6,19 @@ class ids back to 640x480. Baseline: PyTorch eager on the same CPU threads,
 measured in the same run and interleaved round by round, so both see the same
 load on a shared machine. Goal: >= 15 fps on a 2-core CPU through ONNX Runtime.
 
+Imports bench_metrics.py's timing helper, so run it as a file from any directory.
+
 Run: ``python benchmarks/bench_model_fps.py [--frames 40] [--threads 2] [--device cpu]``
 """
 
 import argparse
-import statistics
-import time
+import itertools
 
-import numpy as np
+from bench_metrics import interleaved_ms
 
 from dice_seg_ros.data.synthetic import generate_scene
 from dice_seg_ros.inference import Segmenter
 from dice_seg_ros.resources import DEFAULT_MODEL, DEFAULT_TORCH_MODEL, resource_path
-
-
-def frame_ms(segmenter: Segmenter, frame: np.ndarray) -> float:
-    """Wall time of one full segment() call in milliseconds."""
-    start = time.perf_counter()
-    segmenter.segment(frame)
-    return (time.perf_counter() - start) * 1000.0
 
 
 def main() -> None:
@@ -43,21 +37,21 @@ def main() -> None:
         "torch eager": Segmenter(resource_path(DEFAULT_TORCH_MODEL), "torch", args.device,
                                  threads=args.threads),
     }
-    times: dict[str, list[float]] = {name: [] for name in backends}
     for segmenter in backends.values():
-        for frame in frames[:3]:
+        for frame in frames[:2]:
             segmenter.segment(frame)  # warm-up: allocation and kernel selection
-    for i in range(args.frames):
-        for name, segmenter in backends.items():
-            times[name].append(frame_ms(segmenter, frames[i % len(frames)]))
+    # Round-robin, one frame per back end per round, so both see the same machine load.
+    timings = interleaved_ms({name: lambda s=segmenter, it=itertools.cycle(frames):
+                              s.segment(next(it)) for name, segmenter in backends.items()},
+                             args.frames)
 
     meta = backends["onnxruntime"].meta
     print(f"{args.width}x{args.height} frames -> network {meta.input_width}x{meta.input_height}"
           f", {args.threads} threads, {args.frames} frames each")
-    medians = {name: statistics.median(t) for name, t in times.items()}
+    medians = {name: median for name, (median, _) in timings.items()}
     for name, segmenter in backends.items():
         print(f"  {name:12s} on {segmenter.device:22s} median {medians[name]:7.2f} ms  "
-              f"({1000.0 / medians[name]:6.1f} fps)  min {min(times[name]):7.2f} ms")
+              f"({1000.0 / medians[name]:6.1f} fps)  min {timings[name][1]:7.2f} ms")
     print(f"  speed-up ORT / torch eager: {medians['torch eager'] / medians['onnxruntime']:.2f}x")
 
 

@@ -9,6 +9,8 @@
    640x480 bag, without the output bag and with it) at batch 1, 4 and 8, as a
    ratio against batch 1 measured in the same run.
 
+Imports bench_metrics.py's timing helper, so run it as a file from any directory.
+
 Run: ``python benchmarks/bench_pipeline.py [--model M] [--threads 2] [--frames 24]``
 """
 
@@ -17,8 +19,9 @@ from __future__ import annotations
 import argparse
 import statistics
 import tempfile
-import time
 from pathlib import Path
+
+from bench_metrics import interleaved_ms
 
 from dice_seg_ros.bag_io import make_header, msg_class
 from dice_seg_ros.data.synthetic import generate_scene
@@ -30,24 +33,15 @@ from dice_seg_ros.synthetic_bag import IMAGE_TOPIC, LABEL_TOPIC, write_synthetic
 SIZES = ((640, 480), (1280, 720))
 
 
-def median_ms(func, repeats: int) -> float:
-    """Median wall time of ``func()`` in milliseconds over ``repeats`` calls."""
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        func()
-        times.append((time.perf_counter() - start) * 1000.0)
-    return statistics.median(times)
-
-
 def stage_latency(segmenter: Segmenter, width: int, height: int, repeats: int) -> None:
     """Print median ms per stage at one camera resolution and the overhead ratio."""
     rgb, _ = generate_scene(1, width, height)
     header = make_header(0, "camera")
     raw = numpy_to_image(rgb, "rgb8", header, msg_class("sensor_msgs/msg/Image"))
     jpeg = numpy_to_compressed(rgb, header, msg_class("sensor_msgs/msg/CompressedImage"))
-    decode = median_ms(lambda: msg_to_rgb(raw), repeats)
-    decode_jpeg = median_ms(lambda: msg_to_rgb(jpeg), repeats)
+    decode_ms = interleaved_ms({"raw": lambda: msg_to_rgb(raw),
+                                "jpeg": lambda: msg_to_rgb(jpeg)}, repeats)
+    decode, decode_jpeg = decode_ms["raw"][0], decode_ms["jpeg"][0]
     segmenter.segment(rgb)  # warm-up: first ORT run allocates
     runs = [segmenter.segment(rgb).timings_ms for _ in range(repeats)]
     stage = {k: statistics.median(r[k] for r in runs) for k in ("pre", "infer", "post")}
