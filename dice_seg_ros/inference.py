@@ -102,9 +102,16 @@ def argmax_channels(logits: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """
     best = logits[:, 0].copy()
     ids = np.zeros(best.shape, np.uint8)
+    wins = np.empty(best.shape, np.bool_)
+    candidate = np.empty(best.shape, np.uint8)
     for channel in range(1, logits.shape[1]):
         plane = logits[:, channel]
-        ids[plane > best] = channel
+        np.greater(plane, best, out=wins)
+        # Channels come in increasing order, so ``channel`` exceeds every id
+        # written so far: max(ids, wins * channel) is the masked write without
+        # the branchy boolean-index store (about 20x slower on noisy masks).
+        np.multiply(wins, np.uint8(channel), out=candidate)
+        np.maximum(ids, candidate, out=ids)
         np.maximum(best, plane, out=best)
     return ids, best
 
