@@ -6,7 +6,7 @@ from conftest import shipped_model_or_skip, tiny_conv_weights, write_tiny_onnx
 
 from dice_seg_ros.errors import ModelError
 from dice_seg_ros.inference import (Segmenter, argmax_channels, postprocess, preprocess,
-                                    softmax_max)
+                                    resize_image, softmax_max)
 from dice_seg_ros.model_meta import ModelMeta
 
 RNG = np.random.default_rng(7)
@@ -42,6 +42,20 @@ def test_preprocess_resizes_and_honours_bgr():
     assert out.shape == (1, 3, 2, 4)
     np.testing.assert_allclose(out[0, 2], 1.0)
     np.testing.assert_allclose(out[0, :2], 0.0)
+
+
+@pytest.mark.parametrize("shape, size", [
+    ((720, 1280, 3), (320, 240)), ((3000, 4000, 3), (320, 240)), ((480, 640, 3), (320, 240)),
+    ((7, 5, 3), (320, 240))])
+def test_resize_image_size_and_anti_aliasing(shape, size):
+    # A one-pixel checkerboard must shrink to flat grey (averaged), not alias to
+    # black/white stripes as nearest or bilinear sampling would.
+    board = (np.indices(shape[:2]).sum(axis=0) % 2 * 255).astype(np.uint8)
+    image = np.repeat(board[..., None], 3, axis=2)
+    out = resize_image(image, *size)
+    assert out.shape == (size[1], size[0], 3) and out.dtype == np.uint8
+    if shape[0] >= 2 * size[1]:
+        assert np.abs(out.astype(int) - 128).max() <= 2
 
 
 def test_argmax_and_confidence_match_numpy():
