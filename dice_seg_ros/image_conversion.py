@@ -460,14 +460,13 @@ def labels_to_ids(msg: Any, label_format: str, classes: ClassSet) -> np.ndarray:
     if label_format != "ids":
         raise ValueError(f"label_format must be 'ids' or 'color', got {label_format!r}")
     ids = _label_id_pixels(msg)
-    valid = np.zeros(max(int(ids.max()) + 1, 256), dtype=bool)
-    valid[: classes.num_classes] = True
-    if 0 <= classes.ignore_index < valid.size:
-        valid[classes.ignore_index] = True
-    present = np.bincount(ids.reshape(-1), minlength=valid.size) > 0
-    bad = np.flatnonzero(present & ~valid)
-    if bad.size:
-        raise _id_values_error(bad, classes)
+    # The max is one SIMD pass; only labels holding ignore (or bad) pixels pay for
+    # looking at the out-of-range values, and never for an int64 copy of the image.
+    if ids.size and int(ids.max()) >= classes.num_classes:
+        values = np.unique(ids[ids >= classes.num_classes])
+        bad = values[values != classes.ignore_index]
+        if bad.size:
+            raise _id_values_error(bad, classes)
     return ids.astype(np.uint8, copy=False)
 
 
