@@ -6,6 +6,10 @@ class ids back to 640x480. Baseline: PyTorch eager on the same CPU threads,
 measured in the same run and interleaved round by round, so both see the same
 load on a shared machine. Goal: >= 15 fps on a 2-core CPU through ONNX Runtime.
 
+Also prints the network's size (parameters, GFLOP per frame from torch's FLOP
+counter) and the cost of generating one training scene, the figures
+docs/MODEL.md quotes.
+
 Imports bench_metrics.py's timing helper, so run it as a file from any directory.
 
 Run: ``python benchmarks/bench_model_fps.py [--frames 40] [--threads 2] [--device cpu]``
@@ -16,9 +20,33 @@ import itertools
 
 from bench_metrics import interleaved_ms
 
+import torch
+from torch.utils.flop_counter import FlopCounterMode
+
 from dice_seg_ros.data.synthetic import generate_scene
 from dice_seg_ros.inference import Segmenter
+from dice_seg_ros.model import load_checkpoint
 from dice_seg_ros.resources import DEFAULT_MODEL, DEFAULT_TORCH_MODEL, resource_path
+
+
+def print_model_size() -> None:
+    """Print parameter count and forward GFLOP per frame of the shipped network."""
+    model, meta = load_checkpoint(resource_path(DEFAULT_TORCH_MODEL))
+    counter = FlopCounterMode(display=False)
+    with counter, torch.inference_mode():
+        model(torch.zeros(1, 3, meta.input_height, meta.input_width))
+    params = sum(p.numel() for p in model.parameters())
+    print(f"network: {params / 1e3:.0f} k parameters, "
+          f"{counter.get_total_flops() / 1e9:.3f} GFLOP per {meta.input_width}x"
+          f"{meta.input_height} frame")
+
+
+def print_scene_cost(width: int, height: int, scenes: int = 10) -> None:
+    """Print the median time of generating one terrain scene, in ms."""
+    seeds = itertools.count(4_000_000)
+    (median, low), = interleaved_ms({"scene": lambda: generate_scene(next(seeds), width,
+                                                                     height)}, scenes).values()
+    print(f"generate_scene {width}x{height}: median {median:.1f} ms  min {low:.1f} ms")
 
 
 def main() -> None:
@@ -53,6 +81,9 @@ def main() -> None:
         print(f"  {name:12s} on {segmenter.device:22s} median {medians[name]:7.2f} ms  "
               f"({1000.0 / medians[name]:6.1f} fps)  min {timings[name][1]:7.2f} ms")
     print(f"  speed-up ORT / torch eager: {medians['torch eager'] / medians['onnxruntime']:.2f}x")
+    print_model_size()
+    print_scene_cost(args.width, args.height)
+    print_scene_cost(meta.input_width, meta.input_height)
 
 
 if __name__ == "__main__":

@@ -29,11 +29,13 @@ def heldout_confusion(segmenter: Segmenter, scenes: int, width: int, height: int
 
 
 def markdown_table(cm: ConfusionMatrix, names: tuple[str, ...]) -> str:
-    """Per-class Dice/IoU table in Markdown, mean row last."""
-    lines = ["| class | Dice | IoU |", "|---|---|---|"]
-    for name, dice, iou in zip(names, cm.dice(), cm.iou()):
-        lines.append(f"| {name} | {dice:.3f} | {iou:.3f} |")
-    lines.append(f"| **mean** | **{cm.mean_dice():.3f}** | **{cm.mean_iou():.3f}** |")
+    """Per-class Dice/IoU table in Markdown with each class's share of label pixels."""
+    labelled = cm.matrix.sum(axis=1)
+    share = 100.0 * labelled / max(int(labelled.sum()), 1)
+    lines = ["| class | Dice | IoU | % of label pixels |", "|---|---|---|---|"]
+    for name, dice, iou, pct in zip(names, cm.dice(), cm.iou(), share):
+        lines.append(f"| {name} | {dice:.3f} | {iou:.3f} | {pct:.1f} |")
+    lines.append(f"| **mean** | **{cm.mean_dice():.3f}** | **{cm.mean_iou():.3f}** | |")
     return "\n".join(lines)
 
 
