@@ -94,26 +94,6 @@ def to_onnx(model: nn.Module, meta: ModelMeta, out: str | Path, opset: int = OPS
     return out
 
 
-def read_onnx_meta(path: str | Path) -> ModelMeta:
-    """Read ``ModelMeta`` from an ONNX file's metadata_props.
-
-    Raises:
-        ModelError: naming the file if it is missing, not ONNX, or lacks metadata.
-
-    """
-    path = Path(path)
-    if not path.is_file():
-        raise ModelError(f"ONNX model not found: {path}")
-    try:
-        graph = onnx.load(str(path), load_external_data=False)
-    except Exception as exc:  # protobuf raises several types for corrupt files
-        raise ModelError(f"{path}: not a readable ONNX model ({exc})") from exc
-    props = {p.key: p.value for p in graph.metadata_props}
-    if ONNX_META_KEY not in props:
-        raise ModelError(f"{path}: ONNX metadata lacks the {ONNX_META_KEY!r} entry")
-    return ModelMeta.from_json(props[ONNX_META_KEY], source=str(path))
-
-
 def check_parity(model: nn.Module, onnx_path: str | Path, inputs: np.ndarray) -> Parity:
     """Run ``inputs`` (N, 3, H, W) through PyTorch and ONNX Runtime and compare."""
     session = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])

@@ -11,6 +11,7 @@ from dice_seg_ros import export  # noqa: E402
 from dice_seg_ros.classes import load_classes  # noqa: E402
 from dice_seg_ros.cli import main  # noqa: E402
 from dice_seg_ros.errors import ModelError  # noqa: E402
+from dice_seg_ros.inference import Segmenter  # noqa: E402
 from dice_seg_ros.model import build_model, default_meta, save_checkpoint  # noqa: E402
 from dice_seg_ros.resources import DEFAULT_MODEL, DEFAULT_TORCH_MODEL, resource_path  # noqa: E402
 
@@ -30,7 +31,7 @@ def test_export_writes_meta_and_matches_torch(tmp_path, checkpoint):
     out, parity = export.export_checkpoint(path, tmp_path / "tiny.onnx")
     assert parity.ok
     assert parity.max_abs_diff < 1e-3 and parity.argmax_agreement > 0.999
-    assert export.read_onnx_meta(out) == meta
+    assert Segmenter(out, device="cpu").meta == meta
     session = ort.InferenceSession(str(out), providers=["CPUExecutionProvider"])
     batch = export.sample_inputs(meta, count=3)
     logits = session.run(None, {export.INPUT_NAME: batch})[0]
@@ -56,18 +57,10 @@ def test_parity_failure_is_loud_and_removes_the_file(tmp_path, checkpoint, monke
     assert not (tmp_path / "bad.onnx").exists()
 
 
-def test_read_meta_errors_name_the_file(tmp_path):
-    with pytest.raises(ModelError, match="ONNX model not found: .*none.onnx"):
-        export.read_onnx_meta(tmp_path / "none.onnx")
-    (tmp_path / "junk.onnx").write_bytes(b"\x08\x01garbage that is not protobuf" * 3)
-    with pytest.raises(ModelError, match="junk.onnx"):
-        export.read_onnx_meta(tmp_path / "junk.onnx")
-
-
 def test_shipped_model_matches_classes_and_is_small():
     onnx_path = resource_path(DEFAULT_MODEL)
     torch_path = resource_path(DEFAULT_TORCH_MODEL)
-    meta = export.read_onnx_meta(onnx_path)
+    meta = Segmenter(onnx_path, device="cpu").meta
     assert meta.class_names == NAMES
     assert onnx_path.stat().st_size + torch_path.stat().st_size < 10 * 2**20
     from dice_seg_ros.model import load_checkpoint
@@ -79,7 +72,6 @@ def test_shipped_model_matches_classes_and_is_small():
 
 def test_shipped_onnx_runs_at_other_input_sizes_like_torch():
     from dice_seg_ros.data.synthetic import generate_scene
-    from dice_seg_ros.inference import Segmenter
     from dice_seg_ros.resources import DEFAULT_MODEL, DEFAULT_TORCH_MODEL, resource_path
 
     rgb, _ = generate_scene(2_000_321, 200, 150)
