@@ -12,7 +12,9 @@ from dice_seg_ros.classes import load_classes  # noqa: E402
 from dice_seg_ros.cli import main  # noqa: E402
 from dice_seg_ros.errors import ModelError  # noqa: E402
 from dice_seg_ros.inference import Segmenter  # noqa: E402
-from dice_seg_ros.model import build_model, default_meta, save_checkpoint  # noqa: E402
+from dice_seg_ros.data.synthetic import generate_scene  # noqa: E402
+from dice_seg_ros.model import build_model, default_meta, load_checkpoint  # noqa: E402
+from dice_seg_ros.model import save_checkpoint  # noqa: E402
 from dice_seg_ros.resources import DEFAULT_MODEL, DEFAULT_TORCH_MODEL, resource_path  # noqa: E402
 
 torch.set_num_threads(1)
@@ -63,7 +65,6 @@ def test_shipped_model_matches_classes_and_is_small():
     meta = Segmenter(onnx_path, device="cpu").meta
     assert meta.class_names == NAMES
     assert onnx_path.stat().st_size + torch_path.stat().st_size < 10 * 2**20
-    from dice_seg_ros.model import load_checkpoint
     model, torch_meta = load_checkpoint(torch_path, class_names=NAMES)
     assert torch_meta == meta
     parity = export.check_parity(model, onnx_path, export.sample_inputs(meta, 1))
@@ -71,8 +72,6 @@ def test_shipped_model_matches_classes_and_is_small():
 
 
 def test_shipped_onnx_runs_at_other_input_sizes_like_torch():
-    from dice_seg_ros.data.synthetic import generate_scene
-    from dice_seg_ros.resources import DEFAULT_MODEL, DEFAULT_TORCH_MODEL, resource_path
 
     rgb, _ = generate_scene(2_000_321, 200, 150)
     for size in ((160, 128), (333, 251)):
