@@ -136,7 +136,7 @@ class FileScenes(_Augmenting):
         if cache:
             self.cache = {}
             for file_index in tqdm(self.indices, desc="decoding frames", leave=False,
-                                   disable=len(self.indices) < 50):
+                                   disable=True if len(self.indices) < 50 else None):
                 self._load(file_index)
 
     def __len__(self) -> int:
