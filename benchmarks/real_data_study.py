@@ -42,7 +42,7 @@ RUNS: dict[str, list[str]] = {
 
 
 def train_command(name: str, args: argparse.Namespace) -> list[str]:
-    """The ``dice-seg train`` command line of run ``name``."""
+    """Return the ``dice-seg train`` command line of run ``name``."""
     out = Path(args.out) / name
     cmd = [sys.executable, "-m", "dice_seg_ros.cli", "train", "--data", args.ycor,
            "--format", "ycor", "--split", "train", "--epochs", str(args.epochs),

@@ -484,6 +484,24 @@ def load_init_weights(model: nn.Module, ckpt: dict[str, Any], init_meta: ModelMe
                          f"unexpected {unexpected})")
 
 
+def build_and_init(args: argparse.Namespace, classes: ClassSet) -> tuple[nn.Module, ModelMeta]:
+    """Return the network to train and its metadata: fresh or from ``--init``'s weights.
+
+    A resumed run (``--resume``) loads its own weights later, so ``--init``
+    only fixes the architecture then.
+    """
+    if not args.init:
+        meta = make_meta(args, classes)
+        return build_model(meta), meta
+    ckpt = read_checkpoint(args.init)
+    init_meta = ModelMeta.from_dict(ckpt["meta"], args.init)
+    meta = make_meta(args, classes, init_meta)
+    model = build_model(meta)
+    if not args.resume:
+        load_init_weights(model, ckpt, init_meta, meta, args.init)
+    return model, meta
+
+
 def train(args: argparse.Namespace) -> dict[str, Any]:
     """Run a training job; return a summary (best Dice, paths, seconds)."""
     ddp = setup_distributed(args.device)
@@ -501,16 +519,9 @@ def _train(args: argparse.Namespace, ddp: Dist) -> dict[str, Any]:
     if args.epochs < 1:
         raise ValueError(f"--epochs must be >= 1, got {args.epochs}")
     classes = load_classes(args.classes)
-    init_ckpt, init_meta = None, None
-    if args.init:
-        init_ckpt = read_checkpoint(args.init)
-        init_meta = ModelMeta.from_dict(init_ckpt["meta"], args.init)
-    meta = make_meta(args, classes, init_meta)
     out = Path(args.out)
     torch.manual_seed(args.seed)
-    model = build_model(meta)
-    if init_ckpt is not None and not args.resume:
-        load_init_weights(model, init_ckpt, init_meta, meta, args.init)
+    model, meta = build_and_init(args, classes)
     model = model.to(ddp.device)
     lr = args.lr if args.lr is not None else (LR_FINETUNE if args.init else LR_SCRATCH)
     train_set, val_set = build_datasets(args, meta, classes)

@@ -212,7 +212,7 @@ def identity_remap(classes: ClassSet) -> dict[int, int]:
 
 
 def _default_remap(fmt: str) -> dict[int, int]:
-    """The shipped remap of dataset format ``fmt`` (config/remap_FMT.yaml)."""
+    """Return the shipped remap of dataset format ``fmt`` (config/remap_FMT.yaml)."""
     return load_remap(resource_path(DEFAULT_REMAPS[fmt]))
 
 
