@@ -130,10 +130,13 @@ def sidecar_path(model_path: str | Path) -> Path:
     return path.with_name(path.name + SIDECAR_SUFFIX)
 
 
-def _field(doc: dict[str, Any], key: str, source: str, hint: str) -> Any:
-    """Return ``doc[key]``; raise ModelError naming the file and the missing field."""
+def _field(doc: dict[str, Any], key: str, source: str, hint: str, where: str = "") -> Any:
+    """Return ``doc[key]``; raise ModelError naming the file and the missing field.
+
+    ``where`` prefixes the field's name for nested fields, e.g. ``"classes[2]."``.
+    """
     if key not in doc:
-        raise ModelError(f"{source}: sidecar field {key!r} is missing ({hint})")
+        raise ModelError(f"{source}: sidecar field {where + key!r} is missing ({hint})")
     return doc[key]
 
 
@@ -188,8 +191,8 @@ def _classes(value: Any, source: str) -> tuple[tuple[str, ...], tuple[tuple[int,
             raise ModelError(f"{source}: sidecar classes[{index}] must be a mapping with "
                              f"name and color, got {entry!r}")
         where = f"classes[{index}]"
-        names.append(str(_field(entry, "name", source, f"{where}: the class name")))
-        color = _triple(_field(entry, "color", source, f"{where}: [R, G, B] in 0..255"),
+        names.append(str(_field(entry, "name", source, "the class name", f"{where}.")))
+        color = _triple(_field(entry, "color", source, "[R, G, B] in 0..255", f"{where}."),
                         f"{where}.color", source, int)
         if not all(0 <= c <= 255 for c in color):
             raise ModelError(f"{source}: sidecar {where}.color {list(color)} is not in 0..255")
@@ -246,10 +249,10 @@ def read_sidecar(path: str | Path, graph_size: tuple[Any, Any] = (None, None)) -
     if not isinstance(doc, dict):
         raise ModelError(f"{source}: sidecar must be a YAML mapping, got {type(doc).__name__}")
     width, height = _input_size(doc.get("input_size"), graph_size, source)
-    mean = _triple(_field(doc, "mean", source, "RGB mean of pixels scaled to 0..1, "
-                                                "e.g. [0.485, 0.456, 0.406]"), "mean", source)
-    std = _triple(_field(doc, "std", source, "RGB std of pixels scaled to 0..1, "
-                                              "e.g. [0.229, 0.224, 0.225]"), "std", source)
+    mean = _triple(_field(doc, "mean", source, "per-channel mean of pixels scaled to 0..1, "
+                          "e.g. [0.485, 0.456, 0.406]"), "mean", source)
+    std = _triple(_field(doc, "std", source, "per-channel std of pixels scaled to 0..1, "
+                         "e.g. [0.229, 0.224, 0.225]"), "std", source)
     if min(std) <= 0:
         raise ModelError(f"{source}: sidecar std {list(std)} must be > 0")
     color_order = str(doc.get("color_order", "rgb")).lower()
