@@ -225,7 +225,8 @@ def read_sidecar(path: str | Path, graph_size: tuple[Any, Any] = (None, None)) -
     """Read a sidecar YAML describing a network that carries no ``dice_seg_ros`` metadata.
 
     Fields: ``input_size`` ([width, height] px, or "dynamic"; optional when the
-    graph fixes it), ``mean`` and ``std`` (RGB, on pixels scaled to 0..1),
+    graph fixes it), ``mean`` and ``std`` (per channel in the network's colour
+    order, on pixels scaled to 0..1),
     ``color_order`` ("rgb" or "bgr", default "rgb"), ``classes`` (list of
     ``{name, color}`` in network class id order), ``output`` ("logits" or
     "class_ids") and optional ``remap`` ({network class: node class}).
