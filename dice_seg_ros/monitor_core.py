@@ -16,7 +16,7 @@ import numpy as np
 from dice_seg_ros.classes import ClassSet
 from dice_seg_ros.errors import ImageEncodingError
 from dice_seg_ros.frame_errors import LABEL, MASK, SIZE, FrameErrors
-from dice_seg_ros.image_conversion import image_to_numpy, labels_to_ids
+from dice_seg_ros.image_conversion import check_label_format, image_to_numpy, labels_to_ids
 from dice_seg_ros.metrics import DiceTracker, FrameScores, nanmean
 from dice_seg_ros.segmentation_core import (LEVEL_ERROR, LEVEL_OK, LEVEL_STALE, LEVEL_WARN,
                                             StatusData, format_value)
@@ -63,10 +63,8 @@ class MonitorCore:
     def __init__(self, classes: ClassSet, label_format: str = "ids", window_size: int = 30,
                  ema_alpha: float = 0.1, warn_below: float = 0.6, error_below: float = 0.3,
                  clock: Callable[[], float] = time.monotonic) -> None:
-        if label_format not in ("ids", "color"):
-            raise ValueError(f"label_format must be 'ids' or 'color', got {label_format!r}")
         self.classes = classes
-        self.label_format = label_format
+        self.label_format = check_label_format(label_format)
         self.tracker = DiceTracker(classes.num_classes, classes.ignore_index,
                                    window_size=window_size, ema_alpha=ema_alpha)
         self.warn_below = warn_below
