@@ -119,9 +119,12 @@ class McapSalvage:
             self._counts[message.topic] += 1
 
     def close(self) -> None:
-        """Release the file."""
-        self._map.close()
+        """Release the file (the mapping goes with the last message view still alive)."""
         self._file.close()
+        try:
+            self._map.close()
+        except BufferError:
+            pass  # a reader generator not yet collected still holds a view of it
 
     def topics(self) -> dict[str, str]:
         """Return ``{topic: type}`` of the channels found before the damage."""
