@@ -27,15 +27,15 @@ from typing import Any
 import numpy as np
 from tqdm import tqdm
 
-from dice_seg_ros.bag_io import (IMAGE_TYPE, IMAGE_TYPES, BagReader, BagWriter, Pair,
-                                 StampPairer, header_stamp_ns, msg_class,
-                                 remove_old_bag)
+from dice_seg_ros.bag_io import (IMAGE_TYPE, IMAGE_TYPES, BagReader, BagWriter,
+                                 header_stamp_ns, msg_class, remove_old_bag)
 from dice_seg_ros.classes import ClassSet, load_classes
 from dice_seg_ros.errors import DiceSegError
 from dice_seg_ros.image_conversion import (colorize, labels_to_ids, msg_to_rgb,
                                            numpy_to_image, overlay)
 from dice_seg_ros.inference import Segmenter
 from dice_seg_ros.metrics import DiceTracker
+from dice_seg_ros.pairing import Pair, StampPairer
 from dice_seg_ros.report import write_report
 
 OUTPUT_BAG = "output_bag"
