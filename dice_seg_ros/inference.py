@@ -4,8 +4,9 @@
 (colour order, resize to the network size, normalisation, batching) and
 post-processing (argmax, optional confidence, resize back to the camera's
 resolution) are shared, so both back ends produce the same masks. The model's
-``ModelMeta`` (input size, mean/std, class list) travels inside the model file
-and is checked against ``config/classes.yaml`` on load.
+``ModelMeta`` (input size, mean/std, class list) travels inside the model file;
+its class list is the one source of truth for what each class id means
+(``classes.classes_for_model`` adds colours).
 """
 
 from __future__ import annotations
@@ -19,7 +20,6 @@ from typing import Any, Sequence
 import cv2
 import numpy as np
 
-from dice_seg_ros.classes import load_classes
 from dice_seg_ros.errors import ModelError
 from dice_seg_ros.model_meta import ONNX_META_KEY, ModelMeta
 from dice_seg_ros.resources import DEFAULT_MODEL, DEFAULT_TORCH_MODEL, resource_path
@@ -201,12 +201,13 @@ def _select_providers(device: str, providers: Sequence[str] | None) -> list[str]
     return chosen
 
 
-def _provider_options(name: str) -> tuple[str, dict[str, Any]] | str:
+def _provider_options(name: str,
+                      engine_cache_dir: Path | None = None) -> tuple[str, dict[str, Any]] | str:
     """Return ``name`` with options: TensorRT in fp16 with an engine cache, others as is."""
     if name != "TensorrtExecutionProvider":
         return name
     # Building a TensorRT engine takes minutes; cache it across runs.
-    cache = Path.home() / ".cache" / "dice_seg_ros" / "tensorrt"
+    cache = engine_cache_dir or Path.home() / ".cache" / "dice_seg_ros" / "tensorrt"
     cache.mkdir(parents=True, exist_ok=True)
     return name, {"trt_fp16_enable": True, "trt_engine_cache_enable": True,
                   "trt_engine_cache_path": str(cache)}
@@ -216,7 +217,7 @@ class _OrtBackend:
     """ONNX Runtime session; reads ModelMeta from the ONNX metadata properties."""
 
     def __init__(self, path: Path, device: str, providers: Sequence[str] | None,
-                 threads: int | None) -> None:
+                 threads: int | None, engine_cache_dir: Path | None = None) -> None:
         import onnxruntime as ort
 
         chosen = _select_providers(device, providers)
@@ -227,7 +228,8 @@ class _OrtBackend:
             options.inter_op_num_threads = 1
         try:
             self.session = ort.InferenceSession(
-                str(path), options, providers=[_provider_options(p) for p in chosen])
+                str(path), options,
+                providers=[_provider_options(p, engine_cache_dir) for p in chosen])
         except Exception as exc:  # ORT raises several private pybind types for bad files
             raise ModelError(f"{path}: cannot load ONNX model ({type(exc).__name__}: "
                              f"{str(exc).strip()[:300]})") from exc
@@ -337,14 +339,15 @@ class Segmenter:
             model's metadata.
         threads: CPU threads for the back end (None: library default).
         compile_model: wrap the torch model in ``torch.compile``.
+        engine_cache_dir: TensorRT engine cache folder (default
+            ``~/.cache/dice_seg_ros/tensorrt``); one per instance when several run.
 
     Attributes:
         meta: the model's ModelMeta. backend: "ort" or "torch". device: what
         actually runs it ("CPUExecutionProvider", "cuda:0", "cpu", ...).
 
     Raises:
-        ModelError: missing/corrupt model, missing metadata, or classes that do
-            not match ``config/classes.yaml`` (naming the file).
+        ModelError: missing/corrupt model or missing metadata (naming the file).
         ValueError: unknown backend/device, or "cuda" requested without a GPU.
 
     """
@@ -352,7 +355,8 @@ class Segmenter:
     def __init__(self, model_path: str | Path | None = None, backend: str = "ort",
                  device: str = "auto", providers: Sequence[str] | None = None,
                  input_size: tuple[int, int] | None = None, threads: int | None = None,
-                 compile_model: bool = False) -> None:
+                 compile_model: bool = False,
+                 engine_cache_dir: str | Path | None = None) -> None:
         if backend not in BACKENDS:
             raise ValueError(f"unknown backend {backend!r}; choose from {BACKENDS}")
         if device not in DEVICES:
@@ -361,13 +365,13 @@ class Segmenter:
         self.source = str(self.model_path)
         if backend == "ort":
             self._backend: _OrtBackend | _TorchBackend = _OrtBackend(
-                self.model_path, device, providers, threads)
+                self.model_path, device, providers, threads,
+                Path(engine_cache_dir) if engine_cache_dir else None)
         else:
             self._backend = _TorchBackend(self.model_path, device, threads, compile_model)
         self.backend = backend
         self.device = self._backend.device
         self.meta = self._backend.meta
-        self.meta.check_classes(load_classes().names, source=self.source)
         self.input_size = tuple(input_size or (self.meta.input_width, self.meta.input_height))
         if len(self.input_size) != 2 or min(self.input_size) < 1:
             raise ValueError(f"input_size must be (width, height) >= 1 px, got {input_size}")

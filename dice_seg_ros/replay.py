@@ -29,7 +29,7 @@ from tqdm import tqdm
 
 from dice_seg_ros.bag_io import (IMAGE_TYPE, IMAGE_TYPES, BagReader, BagWriter,
                                  header_stamp_ns, msg_class, remove_old_bag)
-from dice_seg_ros.classes import ClassSet, load_classes
+from dice_seg_ros.classes import ClassSet, classes_for_model
 from dice_seg_ros.errors import DiceSegError
 from dice_seg_ros.image_conversion import (colorize, labels_to_ids, msg_to_rgb,
                                            numpy_to_image, overlay)
@@ -240,7 +240,7 @@ def _salvage(replay: Replay, pairer: StampPairer) -> int:
 def evaluate_bag(bag: str | Path, image_topic: str, label_topic: str, out_dir: str | Path,
                  segmenter: Segmenter | None = None, label_format: str = "ids",
                  max_offset_ms: float = 20.0, batch_size: int = 1, output_bag: bool = True,
-                 progress: bool = True) -> ReplayResult:
+                 progress: bool = True, classes_file: str | Path | None = None) -> ReplayResult:
     """Evaluate ``segmenter`` (default: the shipped model) on a labeled bag.
 
     Writes the report files into ``out_dir`` (and ``out_dir/output_bag`` unless
@@ -258,8 +258,8 @@ def evaluate_bag(bag: str | Path, image_topic: str, label_topic: str, out_dir: s
         raise ValueError(f"batch size must be >= 1, got {batch_size}")
     if label_format not in ("ids", "color"):
         raise ValueError(f"label format must be 'ids' or 'color', got {label_format!r}")
-    classes = load_classes()
     segmenter = segmenter or Segmenter()
+    classes = classes_for_model(segmenter.meta.class_names, classes_file)
     out = Path(out_dir)
     with BagReader(bag) as reader:
         image_type = reader.check_topic(image_topic, IMAGE_TYPES)
@@ -356,6 +356,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", type=Path, default=Path("dice_seg_eval"),
                         help="output directory (default ./dice_seg_eval)")
     parser.add_argument("--label-format", choices=("ids", "color"), default="ids")
+    parser.add_argument("--classes", type=Path, default=None,
+                        help="classes YAML with colours for the model's classes "
+                             "(default: shipped, if its names match the model's)")
     parser.add_argument("--max-offset-ms", type=float, default=20.0,
                         help="largest image/label stamp difference to pair, ms (default 20)")
     parser.add_argument("--batch-size", type=int, default=1,
@@ -372,7 +375,7 @@ def run(args: argparse.Namespace) -> int:
     result = evaluate_bag(args.bag, args.image_topic, args.label_topic, args.out, segmenter,
                           label_format=args.label_format, max_offset_ms=args.max_offset_ms,
                           batch_size=args.batch_size, output_bag=not args.no_output_bag,
-                          progress=not args.no_progress)
+                          progress=not args.no_progress, classes_file=args.classes)
     return print_result(result)
 
 
