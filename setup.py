@@ -62,6 +62,7 @@ setup(
         "console_scripts": [
             "dice-seg = dice_seg_ros.cli:main",
             "segmentation_node = dice_seg_ros.segmentation_node:main",
+            "segmentation_lifecycle_node = dice_seg_ros.segmentation_node:lifecycle_main",
             "dice_monitor_node = dice_seg_ros.dice_monitor_node:main",
         ],
     },

@@ -87,7 +87,7 @@ def test_segmentation_node_publishes_masks_with_input_header(ros):
     confidences = collector(helper, Image, "/segmentation_node/confidence")
     diagnostics = collector(helper, DiagnosticArray, "/diagnostics")
     assert spin_until(lambda: camera.get_subscription_count() > 0
-                      and node._optional["confidence"].get_subscription_count() > 0)
+                      and node.wiring._optional["confidence"].get_subscription_count() > 0)
 
     rgb, _ = generate_scene(3, width=80, height=60)
     camera.publish(numpy_to_image(rgb, "rgb8", stamped(42), Image))
@@ -95,7 +95,7 @@ def test_segmentation_node_publishes_masks_with_input_header(ros):
     mask = masks[0]
     assert (mask.header.stamp.sec, mask.header.stamp.nanosec) == (42, 1234)
     assert mask.header.frame_id == "cam" and mask.encoding == "mono8"
-    expected = node._processor.segmenter.segment(rgb).class_ids
+    expected = node.wiring.processor.segmenter.segment(rgb).class_ids
     np.testing.assert_array_equal(image_to_numpy(mask), expected)
     np.testing.assert_array_equal(image_to_numpy(colors[0]), CLASSES.palette()[expected])
     assert confidences[0].encoding == "32FC1" and confidences[0].header.stamp.sec == 42
@@ -108,7 +108,7 @@ def test_segmentation_node_publishes_masks_with_input_header(ros):
     assert not node.set_parameters([Parameter("backend", value="torch")])[0].successful
     assert not node.set_parameters([Parameter("qos_reliability", value="often")])[0].successful
     assert node.set_parameters([Parameter("overlay_alpha", value=0.2)])[0].successful
-    assert node._processor.overlay_alpha == 0.2
+    assert node.wiring.processor.overlay_alpha == 0.2
     assert node.set_parameters([Parameter("publish_overlay", value=False)])[0].successful
     assert spin_until(lambda: helper.count_publishers("/segmentation_node/overlay") == 0)
     assert node.set_parameters([Parameter("publish_overlay", value=True)])[0].successful
@@ -173,6 +173,8 @@ def test_monitor_scores_pairs_like_dice_tracker(ros, tmp_path):
     future = client.call_async(Trigger.Request())
     assert spin_until(future.done)
     assert future.result().success, future.result().message
+    # Written on the report thread: the executor went on meanwhile.
+    assert spin_until(lambda: (tmp_path / "report" / "confusion_matrix.png").is_file())
     report = json.loads((tmp_path / "report" / "report.json").read_text())
     assert report["frames"] == pairs and report["unpaired"] == 1
     for class_id, name in enumerate(CLASSES.names):
