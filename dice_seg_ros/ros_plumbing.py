@@ -20,6 +20,7 @@ from rcl_interfaces.msg import (FloatingPointRange, IntegerRange, ParameterDescr
 from rclpy.event_handler import PublisherEventCallbacks, SubscriptionEventCallbacks
 from rclpy.exceptions import ParameterException
 from rclpy.executors import ExternalShutdownException
+from rclpy.impl.implementation_singleton import rclpy_implementation
 from rclpy.node import Node
 from rclpy.parameter import Parameter
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
@@ -265,6 +266,11 @@ def run_node(make_node: Callable[[], Node], name: str, args: Sequence[str] | Non
         rclpy.spin(node)
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
+    except rclpy_implementation.RCLError:
+        # A callback publishing while a signal shuts the context down fails with
+        # "context is invalid": that is a normal stop, not an error exit.
+        if rclpy.ok():
+            raise
     finally:
         if on_exit is not None:
             on_exit(node)
