@@ -290,8 +290,8 @@ def test_namespaced_renamed_node_gets_yaml_parameters_camera_info_and_class_tabl
                       and tables)
     assert [c["name"] for c in json.loads(tables[0].data)["classes"]] == list(CLASSES.names)
 
-    info = CameraInfo(width=80, height=60, distortion_model="plumb_bob", k=[float(i) for i in
-                                                                          range(9)])
+    info = CameraInfo(width=80, height=60, distortion_model="plumb_bob",
+                      k=[float(i) for i in range(9)])
     info.header.frame_id = "front_optical"
     info_pub.publish(info)
     assert spin_until(lambda: node.wiring._camera_info is not None)
@@ -371,9 +371,9 @@ def test_lifecycle_configure_fails_cleanly_on_a_bad_model(ros, tmp_path):
 
     from dice_seg_ros.segmentation_node import SegmentationLifecycleNode
     context, add, _ = ros
+    missing = Parameter("model_path", value=str(tmp_path / "missing.onnx"))
     managed = add(SegmentationLifecycleNode(node_name="bad_model", context=context,
-                                            parameter_overrides=[
-        Parameter("model_path", value=str(tmp_path / "missing.onnx"))]))
+                                            parameter_overrides=[missing]))
     assert managed.on_configure(None) == TransitionCallbackReturn.FAILURE
     assert managed.wiring.processor is None
 
