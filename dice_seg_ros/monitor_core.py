@@ -176,7 +176,8 @@ class MonitorCore:
                                    window_size=window_size, ema_alpha=ema_alpha,
                                    max_frames=recent_frames)
         self.pairer: StampPairer[Any] = StampPairer(max_offset_ms=slop_s * 1000.0,
-                                                    max_pending=max_pending)
+                                                    max_pending=max_pending,
+                                                    equal_is_final=True)
         self.rows = RowStream(classes.names, rows_path)
         self.warn_below = warn_below
         self.error_below = error_below

@@ -59,21 +59,24 @@ class StampPairer(Generic[T]):
     ``max_offset_ms`` away; ``max_offset_ms=0`` pairs equal stamps only (masks
     carry their camera frame's header, so exact pairing never scores a label
     against a neighbouring frame's mask). Each label is used at most once. A
-    match is final at once when the stamps are equal (nothing can be nearer),
-    otherwise once both streams have moved past the window of both items;
+    match is final once both streams have moved past the window of both items
+    or, with ``equal_is_final``, at once when the stamps are equal (nothing can
+    be nearer; a live monitor then scores a pair without waiting a frame);
     stamps may arrive out of order within that window. When more than
     ``max_pending`` items of one stream wait (e.g. the label topic went
     silent), its oldest item is evicted, so memory stays bounded. Unpaired
     items are counted in ``unpaired[(stream, reason)]``.
     """
 
-    def __init__(self, max_offset_ms: float = 20.0, max_pending: int = 64) -> None:
+    def __init__(self, max_offset_ms: float = 20.0, max_pending: int = 64,
+                 equal_is_final: bool = False) -> None:
         if max_offset_ms < 0:
             raise ValueError(f"max_offset_ms must be >= 0, got {max_offset_ms}")
         if max_pending < 1:
             raise ValueError(f"max_pending must be >= 1, got {max_pending}")
         self.max_offset_ns = int(round(max_offset_ms * 1e6))
         self.max_pending = max_pending
+        self.equal_is_final = equal_is_final
         self.unpaired: Counter[tuple[str, str]] = Counter()
         self.paired = 0
         self._pending: dict[str, _Pending[T]] = {stream: _Pending() for stream in STREAMS}
@@ -153,8 +156,8 @@ class StampPairer(Generic[T]):
             # items, so neither is dropped as unpaired while it may yet be final.
             used_images.add(i)
             used_labels.add(j)
-            if force or offset == 0 or (images.stamps[i] < image_done
-                                        and labels.stamps[j] < label_done):
+            passed = images.stamps[i] < image_done and labels.stamps[j] < label_done
+            if force or passed or (offset == 0 and self.equal_is_final):
                 matches.append((i, j))
         pairs = [Pair(images.stamps[i], labels.stamps[j], images.items[i], labels.items[j])
                  for i, j in matches]

@@ -10,7 +10,7 @@ FRAME = 33 * MS  # 30 Hz
 
 def test_exact_pairing_never_scores_a_label_against_the_neighbouring_mask():
     """The mask of frame 1 was dropped: its label must stay unpaired, not meet mask 2."""
-    pairer = StampPairer(max_offset_ms=0)
+    pairer = StampPairer(max_offset_ms=0, equal_is_final=True)
     out = []
     out += pairer.add_label(0, "l0")
     out += pairer.add_image(0, "m0")
@@ -35,14 +35,17 @@ def test_a_50ms_slop_would_pair_the_neighbouring_frame():
 
 
 def test_equal_stamps_pair_at_once_without_waiting_for_the_next_message():
-    pairer = StampPairer(max_offset_ms=0)
+    pairer = StampPairer(max_offset_ms=0, equal_is_final=True)
     assert pairer.add_label(5 * FRAME, "l") == []
     pairs = pairer.add_image(5 * FRAME, "m")
     assert [(p.image, p.label) for p in pairs] == [("m", "l")] and pairer.pending == 0
+    waiting = StampPairer(max_offset_ms=0)
+    waiting.add_label(5 * FRAME, "l")
+    assert waiting.add_image(5 * FRAME, "m") == [] and waiting.pending == 2
 
 
 def test_silent_stream_evicts_oldest_and_counts_buffer_full():
-    pairer = StampPairer(max_offset_ms=0, max_pending=4)
+    pairer = StampPairer(max_offset_ms=0, max_pending=4, equal_is_final=True)
     for k in range(10):
         pairer.add_image(k * FRAME, k)
         assert pairer.pending <= 4
