@@ -11,6 +11,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Mapping, Sequence
 
+from dice_seg_ros.image_conversion import LABEL_FORMATS
+
 SEGMENTATION_NODE = "segmentation_node"
 MONITOR_NODE = "dice_monitor_node"
 
@@ -117,7 +119,7 @@ MONITOR_PARAMS: tuple[ParamSpec, ...] = (
     ParamSpec("classes_file", "", "classes YAML (names, colours); empty = the shipped one"),
     ParamSpec("label_format", "ids",
               "labels topic content: ids (mono8 class ids) or color (rgb8 class colours)",
-              choices=("ids", "color")),
+              choices=LABEL_FORMATS),
     ParamSpec("sync_slop_s", 0.0,
               "largest stamp difference, in seconds, for a mask and a label to pair; 0 = "
               "equal stamps only (masks carry the camera header); set it only for label "
