@@ -252,7 +252,7 @@ def test_slop_pairs_labels_stamped_differently():
         label.header.stamp.nanosec += 4_000_000
         core.add("mask", mask)
         core.add("labels", label)
-    assert core.scored == 2 and core.errors == 0
+    assert core.scored == 2 and core.errors.total == 0
     assert MonitorCore(CLASSES).add("mask", mask).scores == []
 
 
@@ -262,7 +262,7 @@ def test_bad_pair_from_add_is_returned_not_raised():
     _, label = pair_msgs(0, size=(12, 16))
     core.add("mask", mask)
     added = core.add("labels", label)
-    assert added.scores == [] and "16x12" in str(added.errors[0]) and core.errors == 1
+    assert added.scores == [] and "16x12" in str(added.errors[0]) and core.errors.total == 1
 
 
 def test_pending_buffers_are_bounded_and_evictions_counted():
