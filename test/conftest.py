@@ -10,6 +10,10 @@ import pytest
 
 # Keep the suite light on the shared 2-core CI machines.
 os.environ.setdefault("OMP_NUM_THREADS", "1")
+# The rclpy tests talk DDS on loopback only, in a domain of their own, so that a
+# plain `pytest` (the README's test command) never meets another graph.
+os.environ.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
+os.environ.setdefault("ROS_DOMAIN_ID", str(30 + os.getpid() % 60))
 
 SMALL_W, SMALL_H = 160, 120
 
