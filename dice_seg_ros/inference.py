@@ -396,3 +396,24 @@ class Segmenter:
                    "infer": (infer_done - pre_done) * per_image,
                    "post": (end - infer_done) * per_image}
         return [Segmentation(ids, conf, dict(timings)) for ids, conf in results]
+
+    # Class probabilities for label-free quality estimation (dice_seg_ros.quality).
+    def probabilities(self, images: Sequence[np.ndarray]) -> np.ndarray:
+        """Return softmax probabilities ``(N, C, h, w)`` float32 at the network input size.
+
+        ``(w, h)`` is :attr:`input_size`; no resize back to the camera's size,
+        since quality features are image means.
+
+        Raises:
+            ModelError: if the network does not output ``(N, C, h, w)`` logits.
+
+        """
+        batch = preprocess([check_rgb(image) for image in images], self.meta, self.input_size)
+        logits = np.asarray(self._backend.run(batch), np.float32)
+        if logits.ndim != 4 or logits.shape[1] != self.meta.num_classes:
+            raise ModelError(f"{self.source}: expected (N, {self.meta.num_classes}, H, W) "
+                             f"logits for probabilities, got shape {logits.shape}")
+        logits -= logits.max(axis=1, keepdims=True)
+        np.exp(logits, out=logits)
+        logits /= logits.sum(axis=1, keepdims=True)
+        return logits
