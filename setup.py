@@ -36,6 +36,7 @@ setup(
     extras_require={
         "train": ["torch>=2.1", "onnx>=1.15", "onnxscript>=0.1"],
         "gpu": ["onnxruntime-gpu>=1.17"],
+        "fleet": ["ray>=2.9"],
         "test": [
             "pytest>=7",
             "flake8>=6",
