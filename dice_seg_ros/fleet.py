@@ -140,11 +140,10 @@ def bag_key(bag: str | Path) -> str:
 
 
 def _is_bag(path: Path) -> bool:
-    """Tell whether ``path`` is a rosbag2 directory or a bare .mcap/.db3 file."""
+    """Tell whether ``path`` is a rosbag2 directory (has metadata.yaml) or a .mcap/.db3 file."""
     if path.is_file():
         return path.suffix in BAG_SUFFIXES
-    return path.is_dir() and ((path / "metadata.yaml").is_file()
-                              or any(p.suffix in BAG_SUFFIXES for p in path.iterdir()))
+    return (path / "metadata.yaml").is_file()
 
 
 def find_bags(spec: str | Path) -> list[Path]:
