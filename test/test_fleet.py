@@ -18,7 +18,7 @@ from dice_seg_ros.synthetic_bag import IMAGE_TOPIC, LABEL_TOPIC, write_synthetic
 
 @pytest.fixture(scope="module")
 def bags(tmp_path_factory):
-    """Two 3-frame bags (scenes 3-5 and 6-8) and one 6-frame bag of the same scenes."""
+    """Write two 3-frame bags, scenes 3-5 and 6-8, and one 6-frame bag of those scenes."""
     root = tmp_path_factory.mktemp("fleet")
     for name, seed in (("a", 3), ("b", 6)):
         write_synthetic_bag(root / "drives" / name, frames=3, width=SMALL_W, height=SMALL_H,
