@@ -1,0 +1,191 @@
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from conftest import SMALL_H, SMALL_W
+
+from dice_seg_ros.calibrate import FrameTable, generated_frames
+from dice_seg_ros.classes import load_classes
+from dice_seg_ros.cli import main
+from dice_seg_ros.errors import ModelError
+from dice_seg_ros.quality import (BASE_FEATURES, calibration_for_model, feature_names,
+                                  file_sha256, fit_calibration, fit_temperature,
+                                  frame_features, isotonic_fit, load_calibration, log_probs_at,
+                                  rankdata, sidecar_path, spearman, temperature_nll)
+from dice_seg_ros.synthetic_bag import IMAGE_TOPIC, LABEL_TOPIC
+
+C = 4
+
+
+def _softmax(logits, axis=0):
+    e = np.exp(logits - logits.max(axis=axis, keepdims=True))
+    return e / e.sum(axis=axis, keepdims=True)
+
+
+def _feature(values, name):
+    return values[BASE_FEATURES.index(name)]
+
+
+def test_confident_one_hot_frame():
+    ids = np.zeros((8, 12), np.intp)
+    ids[:, 3:] = 2
+    probs = np.eye(C, dtype=np.float32)[ids].transpose(2, 0, 1)
+    f = frame_features(probs, stride=1)
+    assert f.shape == (len(feature_names("abcd")),)
+    for name, value in (("soft_dice", 1.0), ("soft_dice_large", 1.0), ("top_prob", 1.0),
+                        ("entropy", 0.0), ("low_conf_fraction", 0.0), ("sliver_classes", 0)):
+        assert _feature(f, name) == pytest.approx(value, abs=1e-6), name
+    assert f[len(BASE_FEATURES):] == pytest.approx([0.25, 0, 0.75, 0])
+
+
+def test_uniform_probabilities_are_maximally_uncertain():
+    f = frame_features(np.full((C, 6, 6), 1.0 / C, np.float32), stride=1)
+    assert _feature(f, "top_prob") == pytest.approx(1.0 / C)
+    assert _feature(f, "entropy") == pytest.approx(1.0, abs=1e-5)
+    assert _feature(f, "low_conf_fraction") == 1.0
+
+
+def test_soft_dice_is_the_expected_dice_under_the_probabilities():
+    rng = np.random.default_rng(0)
+    probs = _softmax(rng.normal(scale=2.0, size=(C, 10, 10))).astype(np.float32)
+    ids = probs.argmax(axis=0)
+    per_class = []
+    for c in range(C):
+        mask = ids == c
+        if mask.any() or probs[c].mean() >= 0.01:
+            per_class.append(2 * probs[c][mask].sum() / (mask.sum() + probs[c].sum()))
+    assert _feature(frame_features(probs, stride=1), "soft_dice") == pytest.approx(
+        np.mean(per_class), rel=1e-5)
+
+
+def test_channel_last_equals_channel_first_and_bad_shapes_are_named():
+    probs = _softmax(np.random.default_rng(1).normal(size=(C, 16, 20))).astype(np.float32)
+    assert np.array_equal(frame_features(probs), frame_features(probs.transpose(1, 2, 0), 2))
+    with pytest.raises(ValueError, match="shape"):
+        frame_features(probs[0])
+    with pytest.raises(ValueError, match="dtype"):
+        frame_features((probs * 255).astype(np.uint8))
+
+
+def test_temperature_equals_dividing_the_logits():
+    logits = np.random.default_rng(2).normal(scale=3.0, size=(C, 5, 7)).astype(np.float32)
+    scaled, logs = log_probs_at(_softmax(logits), 2.5)
+    assert scaled == pytest.approx(_softmax(logits / 2.5), abs=1e-5)
+    assert np.exp(logs) == pytest.approx(scaled, abs=1e-5)
+    with pytest.raises(ValueError, match="temperature"):
+        log_probs_at(_softmax(logits), 0.0)
+
+
+def test_temperature_fit_undoes_overconfidence():
+    rng = np.random.default_rng(3)
+    logits = rng.normal(scale=2.0, size=(C, 64, 64))
+    true = _softmax(logits)
+    # Labels drawn from softmax(z); the "network" reports softmax(2 z): overconfident by 2.
+    labels = (true.cumsum(axis=0) < rng.random((64, 64))).sum(axis=0)
+    labels[:4] = 255
+    nll = temperature_nll(_softmax(2.0 * logits).astype(np.float32), labels, stride=1)
+    assert fit_temperature(nll) == pytest.approx(2.0, rel=0.15)
+
+
+def test_isotonic_fit_matches_scikit_learn():
+    isotonic = pytest.importorskip("sklearn.isotonic")
+    rng = np.random.default_rng(4)
+    x = rng.normal(size=200)
+    y = np.tanh(x) + rng.normal(scale=0.4, size=200)
+    knots_x, knots_y = isotonic_fit(x, y)
+    reference = isotonic.IsotonicRegression(out_of_bounds="clip").fit(x, y)
+    grid = np.linspace(-3, 3, 101)
+    assert np.interp(grid, knots_x, knots_y) == pytest.approx(reference.predict(grid), abs=1e-9)
+    assert np.all(np.diff(knots_y) >= 0)
+
+
+def test_spearman_with_ties_matches_scipy():
+    stats = pytest.importorskip("scipy.stats")
+    a = np.array([1, 2, 2, 3, 5, 5, 5, 0], float)
+    b = np.array([2, 1, 4, 3, 6, 6, 7, 1], float)
+    assert rankdata(a) == pytest.approx(stats.rankdata(a))
+    assert spearman(a, b) == pytest.approx(stats.spearmanr(a, b)[0])
+    assert np.isnan(spearman(np.ones(4), b[:4]))
+
+
+def _synthetic_fit():
+    rng = np.random.default_rng(5)
+    features = rng.random((120, 3))
+    dice = np.clip(0.2 + 0.7 * features[:, 0] ** 2 + rng.normal(scale=0.03, size=120), 0, 1)
+    return fit_calibration(features, dice, 1.3, ("a", "b", "c")), features, dice
+
+
+def test_calibration_tracks_dice_and_round_trips(tmp_path):
+    calibration, features, dice = _synthetic_fit()
+    estimate = calibration.predict(features)
+    assert spearman(estimate, dice) > 0.9
+    assert np.abs(estimate - dice).mean() < 0.05
+    assert estimate.min() >= 0 and estimate.max() <= 1
+    loaded = load_calibration(calibration.save(tmp_path / "cal.json"))
+    assert np.array_equal(loaded.predict(features), estimate)
+    assert loaded.temperature == 1.3
+    with pytest.raises(ValueError, match="expected 3 features"):
+        calibration.predict(features[:, :2])
+
+
+def test_calibration_for_another_model_is_refused(tmp_path):
+    calibration, _, _ = _synthetic_fit()
+    model = tmp_path / "net.onnx"
+    model.write_bytes(b"model one")
+    calibration.model_file, calibration.model_sha256 = model.name, file_sha256(model)
+    assert sidecar_path(model) == tmp_path / "net.quality.json"
+    assert calibration_for_model(model) is None
+    calibration.save(sidecar_path(model))
+    assert calibration_for_model(model).model_sha256 == file_sha256(model)
+    model.write_bytes(b"model two")
+    with pytest.raises(ModelError, match="dice-seg calibrate"):
+        calibration_for_model(model)
+
+
+def test_invalid_calibration_files_are_named(tmp_path):
+    bad = tmp_path / "bad.quality.json"
+    bad.write_text("{not json")
+    with pytest.raises(ModelError, match="bad.quality.json"):
+        load_calibration(bad)
+    bad.write_text(json.dumps({"format_version": 1, "temperature": 1.0}))
+    with pytest.raises(ModelError, match="invalid quality calibration"):
+        load_calibration(bad)
+    with pytest.raises(FileNotFoundError):
+        load_calibration(tmp_path / "missing.json")
+
+
+def test_segmenter_probabilities_agree_with_its_masks(tiny_segmenter):
+    width, height = tiny_segmenter.input_size
+    rgb = next(generated_frames(1, seed=11, width=width, height=height))[0]
+    probs = tiny_segmenter.probabilities([rgb])
+    assert probs.shape == (1, tiny_segmenter.meta.num_classes, height, width)
+    assert probs.sum(axis=1) == pytest.approx(np.ones((1, height, width)), abs=1e-5)
+    assert np.array_equal(probs[0].argmax(axis=0), tiny_segmenter.segment(rgb).class_ids)
+
+
+def test_frame_table_records_true_dice_of_the_masks(tiny_segmenter):
+    from dice_seg_ros.metrics import dice_per_class, nanmean
+
+    classes = load_classes()
+    table = FrameTable(tiny_segmenter, classes)
+    rgb, labels = next(generated_frames(1, seed=12, width=SMALL_W, height=SMALL_H))
+    table.add(rgb, labels)
+    ids = tiny_segmenter.segment(rgb).class_ids
+    assert table.dice == [nanmean(dice_per_class(ids, labels, classes.num_classes, 255))]
+    assert table.features_at(1.0).shape == (1, len(feature_names(classes.names)))
+
+
+def test_calibrate_command_writes_a_sidecar_for_the_model(small_bag, tiny_onnx_model, tmp_path,
+                                                          capsys):
+    out = tmp_path / "cal.json"
+    code = main(["calibrate", "--bag", str(small_bag), "--image-topic", IMAGE_TOPIC,
+                 "--label-topic", LABEL_TOPIC, "--generated", "24", "--model",
+                 str(tiny_onnx_model), "--threads", "1", "--out", str(out), "--no-progress"])
+    assert code == 0
+    assert "calibrated on 28 frames" in capsys.readouterr().out
+    calibration = load_calibration(out, tiny_onnx_model)
+    assert calibration.model_file == tiny_onnx_model.name
+    assert calibration.fit["frames"] == 28 and str(small_bag) in calibration.fit["data"]
+    assert main(["calibrate", "--model", str(tiny_onnx_model)]) == 2
