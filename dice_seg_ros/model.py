@@ -26,6 +26,7 @@ from dice_seg_ros.model_meta import ModelMeta
 ARCH = "terrain_net"
 DEFAULT_WIDTHS = (16, 24, 40, 64)
 DEFAULT_DECODER = 32
+DEFAULT_INPUT_SIZE = (320, 240)
 # ImageNet statistics: a common, harmless choice for RGB networks.
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -114,8 +115,8 @@ def _upsample(x: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
     return F.interpolate(x, size=like.shape[-2:], mode="bilinear", align_corners=False)
 
 
-def default_meta(class_names: Sequence[str], input_width: int = 320, input_height: int = 240,
-                 **arch_kwargs: Any) -> ModelMeta:
+def default_meta(class_names: Sequence[str], input_width: int = DEFAULT_INPUT_SIZE[0],
+                 input_height: int = DEFAULT_INPUT_SIZE[1], **arch_kwargs: Any) -> ModelMeta:
     """Return the metadata of a default ``terrain_net`` for ``class_names``."""
     kwargs = {"widths": list(DEFAULT_WIDTHS), "decoder": DEFAULT_DECODER}
     kwargs.update(arch_kwargs)

@@ -29,6 +29,9 @@ class ModelMeta:
         arch: network architecture name understood by ``dice_seg_ros.model``.
         arch_kwargs: keyword arguments that rebuild the architecture.
         color_order: channel order the network expects, always ``"rgb"``.
+        provenance: how the weights were made: training data with their
+            licences, git commit, command line (see ``dice_seg_ros.provenance``).
+            Not part of equality: a resumed run has the same contract.
 
     """
 
@@ -40,6 +43,7 @@ class ModelMeta:
     arch: str
     arch_kwargs: dict[str, Any] = field(default_factory=dict)
     color_order: str = "rgb"
+    provenance: dict[str, Any] = field(default_factory=dict, compare=False)
 
     @property
     def num_classes(self) -> int:
@@ -63,6 +67,7 @@ class ModelMeta:
                 arch=str(data["arch"]),
                 arch_kwargs=dict(data.get("arch_kwargs", {})),
                 color_order=str(data.get("color_order", "rgb")),
+                provenance=dict(data.get("provenance", {})),
             )
         except (KeyError, TypeError, ValueError) as exc:
             raise ModelError(f"{source}: invalid model metadata ({exc!r})") from exc

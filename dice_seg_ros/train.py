@@ -1,7 +1,11 @@
 """``dice-seg train``: train the terrain network with a Dice-family loss.
 
-Generated terrain (``--data synthetic``) or a labeled folder / RUGD / RELLIS-3D
-tree. AdamW with a one-cycle learning rate, AMP on CUDA, a tqdm bar,
+Generated terrain (``--data synthetic``), a labeled folder / YCOR / RUGD /
+RELLIS-3D tree, or both (``--mix-synthetic N`` adds N generated scenes per
+epoch to a real dataset). ``--init PATH`` starts from any checkpoint the
+project writes (the shipped ``models/terrain_seg.pt`` included) and re-creates
+only the classifier when the class list differs. AdamW with a one-cycle
+learning rate, AMP on CUDA, a tqdm bar,
 validation per-class Dice every epoch (``metrics.ConfusionMatrix``), the best
 checkpoint by validation mean Dice, a CSV log and a PNG plot. ``--resume
 DIR/last.pt`` continues a run (model, optimizer, scheduler, epoch). Under
@@ -33,13 +37,25 @@ from torch.utils.data.distributed import DistributedSampler
 from tqdm import tqdm
 
 from dice_seg_ros.classes import ClassSet, load_classes
-from dice_seg_ros.data.datasets import FORMATS, open_dataset
-from dice_seg_ros.data.torch_dataset import VAL_SEED_BASE, FileScenes, SyntheticScenes
+from dice_seg_ros.data.augment import AUGMENT_PRESETS
+from dice_seg_ros.data.datasets import FORMATS, LabeledImages, open_dataset
+from dice_seg_ros.data.torch_dataset import (VAL_SEED_BASE, EpochConcat, FileScenes,
+                                             SyntheticScenes)
 from dice_seg_ros.errors import DiceSegError, ModelError
 from dice_seg_ros.losses import LOSS_NAMES, make_loss
 from dice_seg_ros.metrics import ConfusionMatrix
-from dice_seg_ros.model import build_model, default_meta, read_checkpoint, save_checkpoint
+from dice_seg_ros.model import (DEFAULT_INPUT_SIZE, build_model, default_meta, read_checkpoint,
+                                save_checkpoint)
 from dice_seg_ros.model_meta import ModelMeta
+from dice_seg_ros.provenance import training_provenance
+
+
+# A small dataset still gets enough optimiser steps per epoch (800 samples is 100
+# steps at batch 8), and fine-tuning starts lower so it does not wash out the
+# starting weights.
+MIN_SAMPLES_PER_EPOCH = 800
+LR_SCRATCH = 3e-3
+LR_FINETUNE = 1e-3
 
 
 class TrainingError(DiceSegError):
@@ -76,29 +92,52 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--data", default="synthetic",
                         help="'synthetic' (generated terrain) or a dataset folder")
     parser.add_argument("--format", choices=FORMATS, default="folder",
-                        help="layout of a dataset folder")
+                        help="layout of a dataset folder (README: 'Dataset layouts')")
+    parser.add_argument("--split", help="use only images named SPLIT_* (e.g. YCOR's 'train')")
+    parser.add_argument("--train-images", type=int, default=None,
+                        help="few-shot: train on only this many images, evenly spaced")
+    parser.add_argument("--val-data",
+                        help="validation dataset folder (same --format); default: hold out "
+                             "the last --val-fraction of every sequence of --data")
+    parser.add_argument("--val-split", help="use only validation images named VAL_SPLIT_*")
+    parser.add_argument("--mix-synthetic", type=int, default=0,
+                        help="real data: add this many generated scenes to every epoch")
     parser.add_argument("--label-format", choices=("ids", "color"), default="ids",
                         help="folder format: id PNGs or colour PNGs (classes.yaml colours)")
     parser.add_argument("--remap", help="YAML {source id: class id} for real datasets")
+    parser.add_argument("--data-licence",
+                        help="licence/terms of --data, recorded in the model's provenance "
+                             "(known for --format ycor)")
     parser.add_argument("--classes", help="classes YAML (default: shipped config/classes.yaml)")
+    parser.add_argument("--init", help="start from the weights of this .pt checkpoint "
+                                       "(architecture and input size come from it)")
     parser.add_argument("--loss", choices=LOSS_NAMES, default="dice_ce", help="training loss")
     parser.add_argument("--loss-batch", action="store_true",
                         help="overlap losses: pool Dice sums over the batch (not per image)")
     parser.add_argument("--loss-kwargs", type=json.loads, default={},
                         help='extra loss arguments as JSON, e.g. \'{"alpha": 0.3, "beta": 0.7}\'')
+    parser.add_argument("--augment", choices=sorted(AUGMENT_PRESETS), default="camera",
+                        help="augmentation preset: 'camera' adds exposure, white balance, "
+                             "blur, noise, JPEG and PASTA to 'basic' flip/zoom/colour jitter")
     parser.add_argument("--epochs", type=int, default=20)
     parser.add_argument("--batch-size", type=int, default=8, help="per process")
-    parser.add_argument("--lr", type=float, default=3e-3, help="peak learning rate")
+    parser.add_argument("--lr", type=float, default=None,
+                        help=f"peak learning rate (default {LR_SCRATCH:g}, or "
+                             f"{LR_FINETUNE:g} with --init)")
     parser.add_argument("--weight-decay", type=float, default=1e-4)
-    parser.add_argument("--input-size", type=parse_size, default=(320, 240),
-                        help="network input WxH in pixels")
+    parser.add_argument("--input-size", type=parse_size, default=None,
+                        help="network input WxH in pixels (default 320x240, or --init's)")
     parser.add_argument("--width-mult", type=float, default=1.0,
-                        help="scale the network's channel widths")
+                        help="scale the network's channel widths (not with --init)")
     parser.add_argument("--train-scenes", type=int, default=400,
                         help="synthetic: generated scenes per epoch (new ones each epoch)")
     parser.add_argument("--val-scenes", type=int, default=64, help="synthetic: validation scenes")
     parser.add_argument("--val-fraction", type=float, default=0.1,
-                        help="real data: fraction of images held out for validation")
+                        help="real data without --val-data: fraction of every sequence held "
+                             "out for validation")
+    parser.add_argument("--samples-per-epoch", type=int, default=MIN_SAMPLES_PER_EPOCH,
+                        help="real data: draw at least this many augmented samples per epoch "
+                             "(small datasets repeat, each time with new augmentation)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--workers", type=int, default=0, help="DataLoader worker processes")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
@@ -141,20 +180,79 @@ def _all_reduce(array: np.ndarray, ddp: Dist) -> np.ndarray:
 
 def build_datasets(args: argparse.Namespace, meta: ModelMeta, classes: ClassSet
                    ) -> tuple[Dataset, Dataset]:
-    """Training and validation datasets for ``--data``."""
+    """Training and validation datasets for ``--data`` (+ ``--mix-synthetic``)."""
+    cfg = AUGMENT_PRESETS[args.augment]
     if args.data == "synthetic":
-        train = SyntheticScenes(meta, args.train_scenes, 0, True, seed=args.seed,
+        train = SyntheticScenes(meta, args.train_scenes, 0, True, seed=args.seed, cfg=cfg,
                                 ignore_index=classes.ignore_index)
         val = SyntheticScenes(meta, args.val_scenes, VAL_SEED_BASE, False)
         return train, val
-    files = open_dataset(args.data, args.format, classes, args.remap, args.label_format)
-    order = np.random.default_rng(args.seed).permutation(len(files))
-    n_val = max(1, int(round(len(files) * args.val_fraction)))
-    if n_val >= len(files):
-        raise ValueError(f"{args.data}: {len(files)} images are too few to hold out "
-                         f"{n_val} for validation")
-    return (FileScenes(meta, files, order[n_val:], True, args.seed),
-            FileScenes(meta, files, order[:n_val], False))
+    files = open_dataset(args.data, args.format, classes, args.remap, args.label_format,
+                         args.split)
+    if args.val_data:
+        train_indices = range(len(files))
+        val_files = open_dataset(args.val_data, args.format, classes, args.remap,
+                                 args.label_format, args.val_split)
+        val_indices: Sequence[int] = range(len(val_files))
+    else:
+        train_indices, val_indices = split_by_sequence(files, args.val_fraction)
+        val_files = files
+    if args.train_images is not None:
+        train_indices = evenly_spaced(train_indices, args.train_images)
+    real = FileScenes(meta, files, train_indices, True, args.seed, cfg,
+                      samples=args.samples_per_epoch)
+    train_set: Dataset = real
+    if args.mix_synthetic > 0:
+        synthetic = SyntheticScenes(meta, args.mix_synthetic, 0, True, seed=args.seed, cfg=cfg,
+                                    ignore_index=classes.ignore_index)
+        train_set = EpochConcat([real, synthetic])
+    return train_set, FileScenes(meta, val_files, val_indices, False)
+
+
+def evenly_spaced(indices: Sequence[int], count: int) -> list[int]:
+    """``count`` of ``indices`` spread evenly over them (few-shot subsets)."""
+    if count < 1:
+        raise ValueError(f"--train-images must be >= 1, got {count}")
+    if count >= len(indices):
+        return list(indices)
+    picks = np.linspace(0, len(indices) - 1, count).round().astype(int)
+    return [indices[i] for i in picks]
+
+
+def sequence_key(path: Path) -> str:
+    """Name of the sequence an image belongs to: its folder and stem without frame number."""
+    return f"{path.parent}/{path.stem.rstrip('0123456789')}"
+
+
+def split_by_sequence(files: LabeledImages, fraction: float
+                      ) -> tuple[list[int], list[int]]:
+    """Hold out the last ``fraction`` of the frames of every sequence (sorted by name).
+
+    Neighbouring frames of a recording are near duplicates, so a random split
+    would validate on frames the network has almost seen; a block at the end of
+    each sequence does not.
+
+    Raises:
+        ValueError: if ``fraction`` is not in (0, 1) or too few images remain.
+
+    """
+    if not 0.0 < fraction < 1.0:
+        raise ValueError(f"--val-fraction must be in (0, 1), got {fraction}")
+    sequences: dict[str, list[int]] = {}
+    for index, pair in enumerate(files.pairs):
+        sequences.setdefault(sequence_key(pair.image), []).append(index)
+    train, val = [], []
+    for indices in sequences.values():
+        indices = sorted(indices, key=lambda i: files.pairs[i].image.name)
+        n_val = int(round(len(indices) * fraction))
+        if len(sequences) == 1 or len(indices) > 1:
+            n_val = max(1, n_val)
+        train += indices[:len(indices) - n_val]
+        val += indices[len(indices) - n_val:]
+    if not train or not val:
+        raise ValueError(f"{len(files)} images are too few to hold out a fraction of "
+                         f"{fraction} for validation; pass --val-data")
+    return train, val
 
 
 def build_loaders(train: Dataset, val: Dataset, args: argparse.Namespace, ddp: Dist
@@ -340,15 +438,68 @@ def _epoch_row(epoch: int, lr: float, train_loss: float, val_loss: float,
 
 # ---------------------------------------------------------------------- main
 
-def make_meta(args: argparse.Namespace, classes: ClassSet) -> ModelMeta:
-    """Model metadata from the command line (input size, width multiplier)."""
-    meta = default_meta(classes.names, *args.input_size)
+def make_meta(args: argparse.Namespace, classes: ClassSet,
+              init_meta: ModelMeta | None = None) -> ModelMeta:
+    """Model metadata from the command line, or from ``--init``'s checkpoint."""
+    size = args.input_size
+    if init_meta is not None:
+        if args.width_mult != 1.0:
+            raise ValueError("--width-mult cannot change the architecture of an --init model")
+        size = size or (init_meta.input_width, init_meta.input_height)
+        meta = ModelMeta(**{**vars(init_meta), "input_width": size[0], "input_height": size[1],
+                            "class_names": classes.names})
+    else:
+        meta = default_meta(classes.names, *(size or DEFAULT_INPUT_SIZE))
     if args.width_mult != 1.0:
         kwargs = dict(meta.arch_kwargs)
         kwargs["widths"] = [max(4, int(round(w * args.width_mult))) for w in kwargs["widths"]]
         kwargs["decoder"] = max(4, int(round(kwargs["decoder"] * args.width_mult)))
         meta = ModelMeta(**{**vars(meta), "arch_kwargs": kwargs})
-    return meta
+    return ModelMeta(**{**vars(meta), "provenance": training_provenance(args)})
+
+
+def load_init_weights(model: nn.Module, ckpt: dict[str, Any], init_meta: ModelMeta,
+                      meta: ModelMeta, path: str) -> None:
+    """Copy ``--init`` weights into ``model``; keep a fresh classifier if classes differ.
+
+    Raises:
+        ModelError: if the weights do not fit the architecture.
+
+    """
+    weights = dict(ckpt["model"])
+    if init_meta.class_names != meta.class_names:
+        own = model.state_dict()
+        fresh = [k for k in weights if k in own and own[k].shape != weights[k].shape]
+        for key in fresh:
+            del weights[key]
+        print(f"--init {path}: its classes {list(init_meta.class_names)} differ from "
+              f"{list(meta.class_names)}; the classifier ({', '.join(fresh)}) starts afresh, "
+              "every other layer from the checkpoint", flush=True)
+    try:
+        missing, unexpected = model.load_state_dict(weights, strict=False)
+    except RuntimeError as exc:
+        raise ModelError(f"{path}: weights do not fit {meta.arch} ({exc})") from exc
+    if unexpected or (missing and init_meta.class_names == meta.class_names):
+        raise ModelError(f"{path}: weights do not fit {meta.arch} (missing {missing}, "
+                         f"unexpected {unexpected})")
+
+
+def build_and_init(args: argparse.Namespace, classes: ClassSet) -> tuple[nn.Module, ModelMeta]:
+    """Return the network to train and its metadata: fresh or from ``--init``'s weights.
+
+    A resumed run (``--resume``) loads its own weights later, so ``--init``
+    only fixes the architecture then.
+    """
+    if not args.init:
+        meta = make_meta(args, classes)
+        return build_model(meta), meta
+    ckpt = read_checkpoint(args.init)
+    init_meta = ModelMeta.from_dict(ckpt["meta"], args.init)
+    meta = make_meta(args, classes, init_meta)
+    model = build_model(meta)
+    if not args.resume:
+        load_init_weights(model, ckpt, init_meta, meta, args.init)
+    return model, meta
 
 
 def train(args: argparse.Namespace) -> dict[str, Any]:
@@ -368,16 +519,17 @@ def _train(args: argparse.Namespace, ddp: Dist) -> dict[str, Any]:
     if args.epochs < 1:
         raise ValueError(f"--epochs must be >= 1, got {args.epochs}")
     classes = load_classes(args.classes)
-    meta = make_meta(args, classes)
     out = Path(args.out)
     torch.manual_seed(args.seed)
-    model = build_model(meta).to(ddp.device)
+    model, meta = build_and_init(args, classes)
+    model = model.to(ddp.device)
+    lr = args.lr if args.lr is not None else (LR_FINETUNE if args.init else LR_SCRATCH)
     train_set, val_set = build_datasets(args, meta, classes)
     train_loader, val_loader, sampler, shuffle_rng = build_loaders(train_set, val_set, args,
                                                                    ddp)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=args.weight_decay)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=args.weight_decay)
     scheduler = torch.optim.lr_scheduler.OneCycleLR(
-        optimizer, max_lr=args.lr, epochs=args.epochs, steps_per_epoch=len(train_loader),
+        optimizer, max_lr=lr, epochs=args.epochs, steps_per_epoch=len(train_loader),
         pct_start=0.15)
     scaler = torch.amp.GradScaler("cuda", enabled=ddp.device.type == "cuda")
     state = RunState()

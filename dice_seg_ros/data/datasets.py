@@ -1,4 +1,4 @@
-"""Real labeled image sets on disk: a generic folder layout, RUGD and RELLIS-3D.
+"""Real labeled image sets on disk: folder, YCOR, RUGD and RELLIS-3D layouts.
 
 Every loader yields ``(rgb, class_ids)`` pairs in the project's classes
 (``config/classes.yaml``): raw label values (ids, or RGB colours decoded to the
@@ -6,13 +6,20 @@ dataset's ids) go through a remap table read from YAML. A raw value that the
 remap does not list, or a remapped id outside the class list, is an error
 naming the file and the values rather than silently becoming "ignore".
 
-Layouts:
+Id labels may be 8-bit grey PNGs, palette PNGs (the palette index is the id, as
+YCOR and many tools store them) or three equal channels (ids saved as RGB).
+
+Layouts (``split`` keeps only files whose name starts with ``SPLIT_``):
   * folder: ``ROOT/images/NAME.(png|jpg)`` and ``ROOT/labels/NAME.png``;
     labels are class ids, or RGB colours of a class file (``label_format``).
+  * ycor: the folder layout with YCOR ids (``config/remap_ycor.yaml``) and
+    ``train_``/``valid_`` name prefixes.
   * rugd: ``ROOT/RUGD_frames-with-annotations/SEQ/NAME.png`` and colour-coded
-    ``ROOT/RUGD_annotations/SEQ/NAME.png`` (RUGD's 25-entry colour map).
+    ``ROOT/RUGD_annotations/SEQ/NAME.png`` (RUGD's 25-entry colour map), or
+    the flat sample layout ``ROOT/images/`` + ``ROOT/annotations/``.
   * rellis: ``ROOT/**/pylon_camera_node/NAME.jpg`` and
-    ``ROOT/**/pylon_camera_node_label_id/NAME.png`` (RELLIS-3D ontology ids).
+    ``ROOT/**/pylon_camera_node_label_id/NAME.png`` (RELLIS-3D ontology ids),
+    or the flat sample layout ``ROOT/images/`` + ``ROOT/annotations/``.
 """
 
 from __future__ import annotations
@@ -23,14 +30,16 @@ from typing import Sequence
 
 import cv2
 import numpy as np
+from PIL import Image
 
 from dice_seg_ros.classes import ClassSet, load_remap, remap_lut
 from dice_seg_ros.image_conversion import color_to_ids
 from dice_seg_ros.resources import resource_path
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
-FORMATS = ("folder", "rugd", "rellis")
-DEFAULT_REMAPS = {"rugd": "config/remap_rugd.yaml", "rellis": "config/remap_rellis.yaml"}
+FORMATS = ("folder", "ycor", "rugd", "rellis")
+DEFAULT_REMAPS = {"ycor": "config/remap_ycor.yaml", "rugd": "config/remap_rugd.yaml",
+                  "rellis": "config/remap_rellis.yaml"}
 
 # RUGD annotation colour map (RUGD_annotation-colormap.txt): id, name, RGB.
 RUGD_CLASSES = (
@@ -117,14 +126,37 @@ class LabeledImages:
     def _raw_ids(self, path: Path) -> np.ndarray:
         """Read a label file as raw ids (H, W) uint8 (colours decoded first)."""
         if self.colors is None:
-            label = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
-            if label is None:
-                raise ValueError(f"{path}: cannot read label image")
-            if label.ndim != 2 or label.dtype != np.uint8:
-                raise ValueError(f"{path}: id labels must be single-channel 8-bit, got "
-                                 f"shape {label.shape} dtype {label.dtype}")
-            return label
+            return read_id_label(path)
         return color_to_ids(read_rgb(path), self.colors, unknown=UNKNOWN_COLOR)
+
+
+def read_id_label(path: Path) -> np.ndarray:
+    """Read an id label PNG as (H, W) uint8 raw ids.
+
+    Accepts 8-bit grey, palette (the index is the id; OpenCV would expand the
+    palette to colours, so PIL reads these) and three equal channels.
+
+    Raises:
+        ValueError: naming the file if it is unreadable, not 8-bit, or has
+            three channels that differ (a colour-coded label).
+
+    """
+    try:
+        with Image.open(path) as image:
+            mode = image.mode
+            label = np.asarray(image)
+    except (OSError, ValueError) as exc:
+        raise ValueError(f"{path}: cannot read label image ({exc})") from exc
+    if mode in ("RGB", "RGBA"):
+        rgb = label[..., :3]
+        if not ((rgb[..., 0] == rgb[..., 1]).all() and (rgb[..., 0] == rgb[..., 2]).all()):
+            raise ValueError(f"{path}: id labels must be grey, palette or three equal "
+                             "channels; this one has colours (use colour labels instead)")
+        return np.ascontiguousarray(rgb[..., 0])
+    if mode not in ("L", "P"):
+        raise ValueError(f"{path}: id labels must be single-channel 8-bit, got PNG mode "
+                         f"{mode!r} with shape {label.shape}")
+    return label
 
 
 def read_rgb(path: Path) -> np.ndarray:
@@ -135,15 +167,18 @@ def read_rgb(path: Path) -> np.ndarray:
     return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
 
 
-def _images_in(folder: Path) -> list[Path]:
-    """Image files directly in ``folder`` (sorted)."""
-    return sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+def _images_in(folder: Path, split: str | None = None) -> list[Path]:
+    """Image files directly in ``folder`` (sorted), those named ``SPLIT_*`` if ``split``."""
+    prefix = f"{split}_" if split else ""
+    return sorted(p for p in folder.iterdir()
+                  if p.suffix.lower() in IMAGE_SUFFIXES and p.name.startswith(prefix))
 
 
-def _require_dir(path: Path) -> Path:
-    """Return ``path`` or raise FileNotFoundError naming it."""
+def _require_dir(path: Path, layout: str = "") -> Path:
+    """Return ``path`` or raise FileNotFoundError naming it and the expected layout."""
     if not path.is_dir():
-        raise FileNotFoundError(f"dataset folder not found: {path}")
+        raise FileNotFoundError(f"dataset folder not found: {path}" +
+                                (f" (expected layout: {layout})" if layout else ""))
     return path
 
 
@@ -158,6 +193,17 @@ def _pair_by_stem(images: list[Path], label_dir: Path) -> list[LabeledImage]:
     return pairs
 
 
+def _flat_pairs(root: Path, label_dir: str, split: str | None, layout: str
+                ) -> list[LabeledImage]:
+    """Pairs of ``ROOT/images/NAME`` and ``ROOT/<label_dir>/NAME.png``."""
+    images = _images_in(_require_dir(root / "images", layout), split)
+    pairs = _pair_by_stem(images, _require_dir(root / label_dir, layout))
+    if not pairs:
+        raise ValueError(f"{root}: no labeled images" + (f" named {split}_*" if split else "") +
+                         f" in {root / 'images'} (expected layout: {layout})")
+    return pairs
+
+
 def identity_remap(classes: ClassSet) -> dict[int, int]:
     """Remap that keeps class ids and the ignore index as they are."""
     mapping = {i: i for i in range(classes.num_classes)}
@@ -165,25 +211,40 @@ def identity_remap(classes: ClassSet) -> dict[int, int]:
     return mapping
 
 
+def _default_remap(fmt: str) -> dict[int, int]:
+    """Return the shipped remap of dataset format ``fmt`` (config/remap_FMT.yaml)."""
+    return load_remap(resource_path(DEFAULT_REMAPS[fmt]))
+
+
+FOLDER_LAYOUT = "ROOT/images/NAME.jpg|png + ROOT/labels/NAME.png"
+FLAT_LAYOUT = "ROOT/images/NAME.jpg|png + ROOT/annotations/NAME.png"
+RUGD_LAYOUT = ("ROOT/RUGD_frames-with-annotations/SEQ/NAME.png + "
+               "ROOT/RUGD_annotations/SEQ/NAME.png, or " + FLAT_LAYOUT)
+RELLIS_LAYOUT = ("ROOT/**/pylon_camera_node/NAME.jpg + "
+                 "ROOT/**/pylon_camera_node_label_id/NAME.png, or " + FLAT_LAYOUT)
+
+
 def folder_dataset(root: str | Path, classes: ClassSet, label_format: str = "ids",
                    remap: dict[int, int] | None = None,
-                   colors: np.ndarray | None = None) -> LabeledImages:
+                   colors: np.ndarray | None = None, split: str | None = None
+                   ) -> LabeledImages:
     """Open ``ROOT/images`` + ``ROOT/labels``.
 
     Args:
         root: dataset folder.
         classes: the project's classes.
-        label_format: ``"ids"`` (8-bit id PNGs) or ``"color"`` (RGB PNGs).
+        label_format: ``"ids"`` (grey, palette or equal-channel id PNGs) or
+            ``"color"`` (RGB PNGs).
         remap: raw id -> project id; default: identity on the project's ids.
         colors: colour map for ``"color"`` labels, row k = raw id k; default:
             the project's class colours.
+        split: keep only images named ``SPLIT_*`` (e.g. ``train``).
 
     """
     if label_format not in ("ids", "color"):
         raise ValueError(f"label_format must be 'ids' or 'color', got {label_format!r}")
-    root = _require_dir(Path(root))
-    images = _images_in(_require_dir(root / "images"))
-    pairs = _pair_by_stem(images, _require_dir(root / "labels"))
+    root = _require_dir(Path(root), FOLDER_LAYOUT)
+    pairs = _flat_pairs(root, "labels", split, FOLDER_LAYOUT)
     if label_format == "color" and colors is None:
         colors = classes.colors
     remap = identity_remap(classes) if remap is None else remap
@@ -191,43 +252,79 @@ def folder_dataset(root: str | Path, classes: ClassSet, label_format: str = "ids
                          source=str(root))
 
 
+def ycor_dataset(root: str | Path, classes: ClassSet, remap: dict[int, int] | None = None,
+                 split: str | None = None) -> LabeledImages:
+    """Open a YCOR folder (palette id PNGs); remap default config/remap_ycor.yaml."""
+    remap = _default_remap("ycor") if remap is None else remap
+    return folder_dataset(root, classes, "ids", remap, split=split)
+
+
 def rugd_dataset(root: str | Path, classes: ClassSet,
-                 remap: dict[int, int] | None = None) -> LabeledImages:
-    """Open a RUGD tree (colour-coded annotations); remap default config/remap_rugd.yaml."""
-    root = _require_dir(Path(root))
-    frames = _require_dir(root / "RUGD_frames-with-annotations")
-    labels = _require_dir(root / "RUGD_annotations")
-    pairs = []
-    for label in sorted(labels.rglob("*.png")):
-        image = frames / label.relative_to(labels)
-        if not image.is_file():
-            raise FileNotFoundError(f"no image {image} for RUGD annotation {label}")
-        pairs.append(LabeledImage(image, label))
-    remap = load_remap(resource_path(DEFAULT_REMAPS["rugd"])) if remap is None else remap
+                 remap: dict[int, int] | None = None, split: str | None = None
+                 ) -> LabeledImages:
+    """Open a RUGD tree or flat sample folder (colour-coded annotations).
+
+    The remap defaults to config/remap_rugd.yaml.
+    """
+    root = _require_dir(Path(root), RUGD_LAYOUT)
+    if (root / "annotations").is_dir():
+        pairs = _flat_pairs(root, "annotations", split, RUGD_LAYOUT)
+    else:
+        frames = _require_dir(root / "RUGD_frames-with-annotations", RUGD_LAYOUT)
+        labels = _require_dir(root / "RUGD_annotations", RUGD_LAYOUT)
+        pairs = []
+        for label in sorted(labels.rglob("*.png")):
+            image = frames / label.relative_to(labels)
+            if not image.is_file():
+                raise FileNotFoundError(f"no image {image} for RUGD annotation {label}")
+            pairs.append(LabeledImage(image, label))
+    remap = _default_remap("rugd") if remap is None else remap
     return LabeledImages(pairs, classes, remap, RUGD_COLORS, source=str(root))
 
 
 def rellis_dataset(root: str | Path, classes: ClassSet,
-                   remap: dict[int, int] | None = None) -> LabeledImages:
-    """Open a RELLIS-3D image tree (id labels); remap default config/remap_rellis.yaml."""
-    root = _require_dir(Path(root))
-    pairs = []
-    for camera_dir in sorted(root.rglob("pylon_camera_node")):
-        pairs += _pair_by_stem(_images_in(camera_dir),
-                               camera_dir.parent / "pylon_camera_node_label_id")
-    remap = load_remap(resource_path(DEFAULT_REMAPS["rellis"])) if remap is None else remap
+                   remap: dict[int, int] | None = None, split: str | None = None
+                   ) -> LabeledImages:
+    """Open a RELLIS-3D image tree or flat sample folder (id labels).
+
+    The remap defaults to config/remap_rellis.yaml.
+    """
+    root = _require_dir(Path(root), RELLIS_LAYOUT)
+    if (root / "annotations").is_dir():
+        pairs = _flat_pairs(root, "annotations", split, RELLIS_LAYOUT)
+    else:
+        pairs = []
+        for camera_dir in sorted(root.rglob("pylon_camera_node")):
+            pairs += _pair_by_stem(_images_in(camera_dir, split),
+                                   camera_dir.parent / "pylon_camera_node_label_id")
+        if not pairs:
+            raise ValueError(f"{root}: no RELLIS-3D images found (expected layout: "
+                             f"{RELLIS_LAYOUT})")
+    remap = _default_remap("rellis") if remap is None else remap
     return LabeledImages(pairs, classes, remap, source=str(root))
 
 
 def open_dataset(root: str | Path, fmt: str, classes: ClassSet,
                  remap_path: str | Path | None = None,
-                 label_format: str = "ids") -> LabeledImages:
-    """Open a dataset of format ``folder``, ``rugd`` or ``rellis`` (remap YAML optional)."""
+                 label_format: str = "ids", split: str | None = None) -> LabeledImages:
+    """Open a dataset of format ``folder``, ``ycor``, ``rugd`` or ``rellis``.
+
+    Args:
+        root: dataset folder.
+        fmt: one of :data:`FORMATS`.
+        classes: the project's classes.
+        remap_path: remap YAML replacing the format's default.
+        label_format: ``folder`` only: ``"ids"`` or ``"color"``.
+        split: keep only images named ``SPLIT_*``.
+
+    """
     remap = load_remap(remap_path) if remap_path is not None else None
     if fmt == "folder":
-        return folder_dataset(root, classes, label_format, remap)
+        return folder_dataset(root, classes, label_format, remap, split=split)
+    if fmt == "ycor":
+        return ycor_dataset(root, classes, remap, split)
     if fmt == "rugd":
-        return rugd_dataset(root, classes, remap)
+        return rugd_dataset(root, classes, remap, split)
     if fmt == "rellis":
-        return rellis_dataset(root, classes, remap)
+        return rellis_dataset(root, classes, remap, split)
     raise ValueError(f"unknown dataset format {fmt!r}; choose one of {list(FORMATS)}")

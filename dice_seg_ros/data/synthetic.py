@@ -2,10 +2,19 @@
 
 A forward-looking camera sees sky above a horizon and ground below it, in
 perspective: a trail narrowing to a vanishing point, grass, an occasional pond,
-a tree line plus bushes, and a few small rocks (the rare ``obstacle`` class,
-about 1-3 % of pixels). The label mask is drawn first with OpenCV polygons; the
-image is then textured per class from cheap upsampled noise fields and lit with
-a random colour cast, sun gradient, haze and sensor noise.
+a tree line plus bushes, and a few obstacles (the rare ``obstacle`` class,
+about 1-3 % of pixels: rocks, logs, posts and boxes). The label mask is drawn
+first with OpenCV polygons; the image is then textured per class from cheap
+upsampled noise fields and lit with a random colour cast, sun gradient, haze
+and sensor noise.
+
+Real ground is not one colour per class, and real obstacles are not one
+texture: so that a network learns classes from shape and context rather than
+from colour, every scene draws its materials from wide per-class lists (dirt,
+sand, gravel, asphalt or mud trails; lush, dry or autumn vegetation; rock, wood,
+painted or concrete obstacles), scatters ground detail that is *not* obstacle
+(leaf litter, gravel, mud patches, tyre tracks, cast shadows), and makes
+obstacles stand out only by their outline, shading and the shadow they cast.
 
 Every random choice comes from one ``numpy.random.Generator`` seeded by the
 caller, so a seed always gives the same scene (training generates on the fly
@@ -21,12 +30,16 @@ import numpy as np
 SKY, GRASS, TRAIL, OBSTACLE, WATER, TREE = range(6)
 CLASS_NAMES = ("sky", "grass", "trail", "obstacle", "water", "tree")
 
-# Base RGB colours (0..1) per class before per-scene jitter.
-_BASE_COLORS = {
-    GRASS: (0.30, 0.50, 0.18),
-    TRAIL: (0.55, 0.43, 0.30),
-    OBSTACLE: (0.50, 0.49, 0.47),
-    TREE: (0.10, 0.25, 0.09),
+# Material colours (RGB 0..1) per class; every scene picks one per class and jitters it.
+_MATERIALS = {
+    GRASS: ((0.30, 0.50, 0.18), (0.45, 0.55, 0.20), (0.60, 0.55, 0.30), (0.35, 0.42, 0.20),
+            (0.50, 0.42, 0.25)),
+    TRAIL: ((0.55, 0.43, 0.30), (0.75, 0.68, 0.52), (0.55, 0.55, 0.52), (0.30, 0.30, 0.31),
+            (0.62, 0.38, 0.25), (0.35, 0.27, 0.20), (0.68, 0.64, 0.58)),
+    OBSTACLE: ((0.50, 0.49, 0.47), (0.40, 0.30, 0.20), (0.25, 0.24, 0.22), (0.70, 0.70, 0.68),
+               (0.65, 0.15, 0.10), (0.15, 0.25, 0.55), (0.75, 0.65, 0.20), (0.55, 0.45, 0.35)),
+    TREE: ((0.10, 0.25, 0.09), (0.18, 0.30, 0.10), (0.08, 0.17, 0.12), (0.40, 0.28, 0.10),
+           (0.25, 0.30, 0.12)),
 }
 
 
@@ -151,21 +164,62 @@ def _draw_bushes(rng: np.random.Generator, mask: np.ndarray, horizon: int) -> No
         cv2.fillPoly(mask, [poly], TREE)
 
 
-def _draw_rocks(rng: np.random.Generator, mask: np.ndarray, shade: np.ndarray,
-                horizon: int) -> None:
-    """Paint small rocks (class obstacle) and their top-lit shading into ``shade``."""
+def _obstacle_polygon(rng: np.random.Generator, cx: float, cy: float, r: float
+                      ) -> np.ndarray:
+    """Outline of one obstacle standing on the ground at (cx, cy), size ``r`` pixels.
+
+    Rocks are lumpy blobs, logs long and low, posts tall and thin, boxes (crates,
+    vehicles, walls) rectangular: what they share is that they rise from the
+    ground, not a texture.
+    """
+    kind = rng.choice(4, p=(0.55, 0.2, 0.12, 0.13))
+    if kind == 0:
+        return _irregular_polygon(rng, cx, cy, r, r * rng.uniform(0.5, 0.9), 9, 0.3)
+    if kind == 1:
+        length, thick = r * rng.uniform(2.0, 4.0), r * rng.uniform(0.3, 0.5)
+        angle = rng.uniform(-0.4, 0.4)
+        box = cv2.boxPoints(((cx, cy), (length, thick), np.degrees(angle)))
+    elif kind == 2:
+        box = cv2.boxPoints(((cx, cy - r * 1.5), (r * rng.uniform(0.2, 0.4), r * 3.0),
+                             rng.uniform(-5, 5)))
+    else:
+        width, height = r * rng.uniform(1.5, 4.0), r * rng.uniform(1.0, 2.5)
+        box = np.array([[cx - width / 2, cy], [cx + width / 2, cy],
+                        [cx + width / 2, cy - height], [cx - width / 2, cy - height]])
+    return np.round(box).astype(np.int32).reshape(-1, 1, 2)
+
+
+def _draw_obstacles(rng: np.random.Generator, mask: np.ndarray, shade: np.ndarray,
+                    horizon: int) -> None:
+    """Paint obstacles (class obstacle), their shading and cast shadows into ``shade``.
+
+    The light comes from one side per scene: each obstacle is lit on that side,
+    dark on the other and at its foot, and throws a shadow onto the ground on the
+    far side; the shadow darkens the ground without changing its class.
+    """
     height, width = mask.shape
-    for _ in range(rng.poisson(8.0)):
+    light = rng.choice([-1.0, 1.0]) * rng.uniform(0.2, 1.0)
+    for _ in range(rng.poisson(6.0)):
         y = rng.uniform(horizon + 0.05 * (height - horizon), height)
         t = _ground_t(y, horizon, height)
         r = width * rng.uniform(0.01, 0.04) * (0.3 + 1.5 * t)
         cx = rng.uniform(0, width)
-        poly = _irregular_polygon(rng, cx, y, r, r * rng.uniform(0.5, 0.9), 9, 0.3)
+        poly = _obstacle_polygon(rng, cx, y, r)
+        shadow = poly.astype(np.float32)
+        shadow[..., 0] += -light * r * 1.2
+        shadow[..., 1] = y + (shadow[..., 1] - y) * -0.25 + r * 0.15
+        cv2.fillPoly(shade, [np.round(shadow).astype(np.int32)], rng.uniform(0.45, 0.7))
         cv2.fillPoly(mask, [poly], OBSTACLE)
-        cv2.fillPoly(shade, [poly], 0.65)
-        lit = poly.astype(np.float32)
-        lit = (lit - (cx, y)) * 0.7 + (cx, y - 0.25 * r)
-        cv2.fillPoly(shade, [np.round(lit).astype(np.int32)], 1.15)
+        x0, y0, w, h = cv2.boundingRect(poly)
+        xs = (np.arange(w, dtype=np.float32) - w / 2) / max(w / 2, 1)
+        ys = np.arange(h, dtype=np.float32) / max(h, 1)
+        ramp = 1.0 + 0.35 * light * xs[None, :] - 0.35 * ys[:, None] ** 2
+        inside = np.zeros((h, w), np.uint8)
+        cv2.fillPoly(inside, [poly - np.array([x0, y0], np.int32)], 1)
+        region = shade[y0:y0 + h, x0:x0 + w]
+        patch = inside[:region.shape[0], :region.shape[1]].astype(bool)
+        if region.size:
+            region[patch] = ramp[:region.shape[0], :region.shape[1]][patch]
 
 
 def _label_mask(rng: np.random.Generator, height: int, width: int,
@@ -178,9 +232,10 @@ def _label_mask(rng: np.random.Generator, height: int, width: int,
     _draw_water(rng, mask, horizon)
     _draw_trail(rng, mask, horizon)
     _draw_bushes(rng, mask, horizon)
-    _draw_rocks(rng, mask, shade, horizon)
+    _draw_obstacles(rng, mask, shade, horizon)
     _draw_side_trees(rng, mask, horizon)
-    shade[mask != OBSTACLE] = 1.0
+    # Cast shadows fall on the ground only; trees and sky stay unshaded.
+    shade[(mask == SKY) | (mask == TREE)] = 1.0
     return mask, shade
 
 
@@ -236,8 +291,9 @@ def _class_textures(rng: np.random.Generator, height: int, width: int, mask: np.
         _noise(rng, height, width, 3.0 * scale, aspect=8.0),
     )
     base = np.zeros((6, 3), np.float32)
-    for cls, color in _BASE_COLORS.items():
-        base[cls] = np.asarray(color) * rng.uniform(0.85, 1.15, 3)
+    for cls, materials in _MATERIALS.items():
+        base[cls] = np.asarray(materials[rng.integers(len(materials))]) * rng.uniform(
+            0.85, 1.15, 3)
     # Water mirrors the sky colour near the horizon, darkened.
     reflect = sky[int(height * 0.3), 0]
     base[WATER] = 0.55 * reflect + 0.45 * np.array([0.08, 0.14, 0.20]) * rng.uniform(0.8, 1.2, 3)
@@ -264,8 +320,40 @@ def _class_textures(rng: np.random.Generator, height: int, width: int, mask: np.
     scratch = _to3(dry, out=scratch)
     scratch *= np.array([0.12, 0.02, -0.04], np.float32)
     img += scratch
+    _ground_details(rng, img, mask, scale)
     np.copyto(img, sky, where=mask3 == SKY)
     return img
+
+
+def _ground_details(rng: np.random.Generator, img: np.ndarray, mask: np.ndarray,
+                    scale: float) -> None:
+    """Scatter non-obstacle ground detail onto trail and grass pixels of ``img``, in place.
+
+    Leaf litter and gravel (small bright or dark flecks), mud patches and tyre
+    tracks look rough, but a robot drives over them: their labels stay ground.
+    """
+    height, width = mask.shape
+    ground = (mask == TRAIL) | (mask == GRASS)
+    if rng.uniform() < 0.6:
+        flecks = _noise(rng, height, width, max(1.0, 1.5 * scale)) > rng.uniform(0.8, 1.6)
+        colour = np.array([(0.55, 0.35, 0.15), (0.70, 0.55, 0.25), (0.45, 0.44, 0.42),
+                           (0.25, 0.18, 0.12)][rng.integers(4)], np.float32)
+        spots = flecks & ground
+        img[spots] = 0.4 * img[spots] + 0.6 * colour * rng.uniform(0.7, 1.3)
+    if rng.uniform() < 0.4:
+        mud = (_noise(rng, height, width, width / 12) > rng.uniform(0.8, 1.5)) & ground
+        img[mud] *= np.float32(rng.uniform(0.45, 0.7))
+    if rng.uniform() < 0.5:
+        tracks = np.zeros((height, width), np.uint8)
+        cols = np.flatnonzero((mask == TRAIL).any(axis=0))
+        if cols.size:
+            centre = int(np.median(cols))
+            for side in (-1, 1):
+                offset = side * int(width * rng.uniform(0.04, 0.1))
+                cv2.line(tracks, (centre + offset, height), (centre + offset // 6,
+                                                             int(height * 0.55)),
+                         1, max(1, int(width * 0.015)))
+            img[(tracks > 0) & ground] *= np.float32(rng.uniform(0.65, 0.85))
 
 
 def _lighting(rng: np.random.Generator, img: np.ndarray, mask: np.ndarray,

@@ -12,7 +12,8 @@ from typing import Sequence
 
 import numpy as np
 import torch
-from torch.utils.data import Dataset
+from torch.utils.data import ConcatDataset, Dataset
+from tqdm import tqdm
 
 from dice_seg_ros.data.augment import AugmentConfig, augment, resize_pair
 from dice_seg_ros.data.datasets import LabeledImages
@@ -105,20 +106,67 @@ class SyntheticScenes(_Augmenting):
 
 
 class FileScenes(_Augmenting):
-    """Labeled images from disk (see :mod:`dice_seg_ros.data.datasets`)."""
+    """Labeled images from disk (see :mod:`dice_seg_ros.data.datasets`).
+
+    Args:
+        meta: model metadata (input size, normalisation).
+        files: the labeled images.
+        indices: which of ``files`` this split uses.
+        train: augment (else plain resize).
+        seed: augmentation seed.
+        cfg: augmentation strengths.
+        samples: training: draw at least this many samples per epoch, cycling
+            through ``indices`` with new augmentation each time.
+        cache: decode every frame once, up front, and keep it in memory shrunk
+            to at most twice the network input (the most augmentation zooms
+            in): epochs then skip JPEG/PNG decoding, and DataLoader workers,
+            forked afresh every epoch, inherit the frames instead of decoding
+            them again.
+
+    """
 
     def __init__(self, meta: ModelMeta, files: LabeledImages, indices: Sequence[int],
-                 train: bool = True, seed: int = 0, cfg: AugmentConfig = AugmentConfig()
-                 ) -> None:
+                 train: bool = True, seed: int = 0, cfg: AugmentConfig = AugmentConfig(),
+                 samples: int = 0, cache: bool = True) -> None:
         super().__init__(meta, train, seed, cfg, files.classes.ignore_index)
         self.files = files
         self.indices = list(indices)
+        self.length = max(len(self.indices), samples if train else 0)
+        self.cache: dict[int, tuple[np.ndarray, np.ndarray]] | None = None
+        if cache:
+            self.cache = {}
+            for file_index in tqdm(self.indices, desc="decoding frames", leave=False,
+                                   disable=True if len(self.indices) < 50 else None):
+                self._load(file_index)
 
     def __len__(self) -> int:
-        """Return the number of images in this split."""
-        return len(self.indices)
+        """Return the number of samples per epoch."""
+        return self.length
+
+    def _load(self, file_index: int) -> tuple[np.ndarray, np.ndarray]:
+        """Decode (or fetch from the cache) labeled image ``file_index``."""
+        if self.cache is not None and file_index in self.cache:
+            return self.cache[file_index]
+        rgb, ids = self.files[file_index]
+        if self.cache is not None:
+            scale = 2.0 * max(self.meta.input_width / rgb.shape[1],
+                              self.meta.input_height / rgb.shape[0])
+            if scale < 1.0:
+                rgb, ids = resize_pair(rgb, ids, max(1, round(rgb.shape[1] * scale)),
+                                       max(1, round(rgb.shape[0] * scale)))
+            self.cache[file_index] = (rgb, ids)
+        return rgb, ids
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
         """Return ``(image (3,H,W) float32, target (H,W) int64)``."""
-        rgb, ids = self.files[self.indices[index]]
+        rgb, ids = self._load(self.indices[index % len(self.indices)])
         return self._finish(index, rgb, ids)
+
+
+class EpochConcat(ConcatDataset):
+    """Concatenated datasets that all follow :meth:`set_epoch` (real + generated)."""
+
+    def set_epoch(self, epoch: int) -> None:
+        """Forward the epoch to every part."""
+        for part in self.datasets:
+            part.set_epoch(epoch)
