@@ -12,35 +12,23 @@ correlation and mean absolute error between estimated and true mean Dice
 printed beside them as the baseline. ``--scatter PNG`` plots estimated against
 true Dice on YCOR valid for the first calibration.
 
-Run: ``python benchmarks/bench_quality.py [--ycor ../shared/realdata/ycor
---remap config/remap_ycor.yaml] [--generated 300] [--model M.onnx]``
+Run: ``python benchmarks/bench_quality.py [--ycor ../shared/realdata/ycor]
+[--generated 300] [--model M.onnx]``
 """
 
 import argparse
 import gc
 import time
 from pathlib import Path
-from typing import Iterator
 
 import numpy as np
 
-from dice_seg_ros.calibrate import FrameTable, collect, generated_frames
-from dice_seg_ros.classes import load_classes, load_remap, remap_lut
-from dice_seg_ros.data.datasets import read_rgb
+from dice_seg_ros.calibrate import FrameTable, collect, dataset_frames, generated_frames
+from dice_seg_ros.classes import load_classes
 from dice_seg_ros.data.synthetic import generate_scene
 from dice_seg_ros.inference import Segmenter
 from dice_seg_ros.quality import (BASE_FEATURES, Calibration, fit_calibration,
                                   frame_features, mean_abs_error, spearman)
-
-
-def ycor_frames(root: Path, split: str, remap: Path) -> Iterator[tuple[np.ndarray, np.ndarray]]:
-    """Yield ``(rgb, class_ids)`` of YCOR ``split``; labels are palette PNGs (read with PIL)."""
-    from PIL import Image
-
-    lut = remap_lut(load_remap(remap))
-    for image in sorted((root / "images").glob(f"{split}_*.jpg")):
-        label = np.asarray(Image.open(root / "labels" / f"{image.stem}.png"))
-        yield read_rgb(image), lut[label]
 
 
 def cost(segmenter: Segmenter, temperature: float, repeats: int) -> None:
@@ -108,7 +96,6 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", type=Path, default=None)
     parser.add_argument("--ycor", type=Path, default=None, help="YCOR folder (images/, labels/)")
-    parser.add_argument("--remap", type=Path, default=Path("config/remap_ycor.yaml"))
     parser.add_argument("--generated", type=int, default=300,
                         help="generated scenes to calibrate on (seeds from 1000000)")
     parser.add_argument("--repeats", type=int, default=200)
@@ -125,8 +112,8 @@ def main() -> None:
     sets = {"generated": collect(segmenter, generated_frames(args.generated, 1_000_000),
                                  classes, total=args.generated)}
     for split in ("train", "valid"):
-        sets[f"ycor {split}"] = collect(segmenter, ycor_frames(args.ycor, split, args.remap),
-                                        classes)
+        sets[f"ycor {split}"] = collect(
+            segmenter, dataset_frames(args.ycor, "ycor", classes, split=split), classes)
     valid = sets["ycor valid"]
     truth = np.asarray(valid.dice)
     keep = np.isfinite(truth)

@@ -12,7 +12,6 @@ says otherwise.
 from __future__ import annotations
 
 import argparse
-import fnmatch
 import time
 from pathlib import Path
 from typing import Iterable, Iterator
@@ -23,6 +22,7 @@ from tqdm import tqdm
 
 from dice_seg_ros.bag_io import IMAGE_TYPES, BagReader, StampPairer, header_stamp_ns
 from dice_seg_ros.classes import ClassSet, load_classes
+from dice_seg_ros.data.datasets import FORMATS
 from dice_seg_ros.image_conversion import labels_to_ids, msg_to_rgb
 from dice_seg_ros.inference import Segmenter
 from dice_seg_ros.metrics import DiceTracker
@@ -49,15 +49,12 @@ def bag_frames(bag: str | Path, image_topic: str, label_topic: str, classes: Cla
 
 
 def dataset_frames(root: str | Path, fmt: str, classes: ClassSet, remap: Path | None = None,
-                   match: str = "*") -> Iterator[Frame]:
-    """Yield ``(rgb, class_ids)`` of a dataset's images whose file name matches ``match``."""
+                   split: str | None = None) -> Iterator[Frame]:
+    """Yield ``(rgb, class_ids)`` of a dataset's images (only ``SPLIT_*`` ones with ``split``)."""
     from dice_seg_ros.data.datasets import open_dataset
 
-    data = open_dataset(root, fmt, classes, remap)
-    chosen = [k for k, pair in enumerate(data.pairs) if fnmatch.fnmatch(pair.image.name, match)]
-    if not chosen:
-        raise ValueError(f"{root}: no image file name matches {match!r}")
-    for index in chosen:
+    data = open_dataset(root, fmt, classes, remap, split=split)
+    for index in range(len(data)):
         yield data[index]
 
 
@@ -135,13 +132,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="largest image/label stamp difference to pair, ms (default 20)")
     parser.add_argument("--dataset", type=Path, default=None,
                         help="labeled image folder (see --format)")
-    parser.add_argument("--format", choices=("folder", "rugd", "rellis"), default="folder",
+    parser.add_argument("--format", choices=FORMATS, default="folder",
                         help="dataset layout (default folder: images/ + labels/)")
     parser.add_argument("--remap", type=Path, default=None,
-                        help="dataset label id -> class id YAML (e.g. config/remap_ycor.yaml)")
-    parser.add_argument("--match", default="*",
-                        help="only dataset images whose file name matches this glob "
-                             "(e.g. 'train_*')")
+                        help="dataset label id -> class id YAML (default: the format's)")
+    parser.add_argument("--split", default=None,
+                        help="only dataset images named SPLIT_* (e.g. train)")
     parser.add_argument("--generated", type=int, default=0,
                         help="also calibrate on N generated 640x480 scenes")
     parser.add_argument("--seed", type=int, default=1_000_000,
@@ -162,7 +158,7 @@ def _frames(args: argparse.Namespace, classes: ClassSet) -> Iterator[Frame]:
         yield from bag_frames(bag, args.image_topic, args.label_topic, classes,
                               args.label_format, args.max_offset_ms)
     if args.dataset is not None:
-        yield from dataset_frames(args.dataset, args.format, classes, args.remap, args.match)
+        yield from dataset_frames(args.dataset, args.format, classes, args.remap, args.split)
     yield from generated_frames(args.generated, args.seed)
 
 
@@ -179,7 +175,7 @@ def run(args: argparse.Namespace) -> int:
     calibration.model_sha256 = file_sha256(segmenter.model_path)
     sources = [str(bag) for bag in args.bag]
     if args.dataset is not None:
-        sources.append(f"{args.dataset} ({args.format}, {args.match!r})")
+        sources.append(f"{args.dataset} ({args.format}, split {args.split or 'all'})")
     if args.generated > 0:
         sources.append(f"{args.generated} generated scenes from seed {args.seed}")
     calibration.fit = dict(fit_figures(calibration, table), data=sources,
