@@ -20,7 +20,8 @@ setup(
         (f"share/{PACKAGE}/launch", glob("launch/*.launch.py")),
         (f"share/{PACKAGE}/config", glob("config/*.yaml")),
         (f"share/{PACKAGE}/rviz", glob("rviz/*.rviz")),
-        (f"share/{PACKAGE}/models", glob("models/*.onnx") + glob("models/*.pt")),
+        (f"share/{PACKAGE}/models", glob("models/*.onnx") + glob("models/*.pt")
+         + glob("models/*.quality.json")),
     ],
     # ROS packages (rclpy, message_filters, ...) are declared in package.xml and
     # come from the ROS installation; they must never be pip requirements.
