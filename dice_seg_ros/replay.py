@@ -31,11 +31,13 @@ from dice_seg_ros.bag_io import (IMAGE_TYPE, IMAGE_TYPES, BagReader, BagWriter, 
                                  StampPairer, header_stamp_ns, msg_class,
                                  remove_old_bag)
 from dice_seg_ros.classes import ClassSet, load_classes
-from dice_seg_ros.errors import DiceSegError
+from dice_seg_ros.errors import DiceSegError, ModelError
 from dice_seg_ros.image_conversion import (colorize, labels_to_ids, msg_to_rgb,
                                            numpy_to_image, overlay)
 from dice_seg_ros.inference import Segmenter
 from dice_seg_ros.metrics import DiceTracker
+from dice_seg_ros.quality import Calibration, calibration_for_model
+from dice_seg_ros.quality_report import write_quality_report
 from dice_seg_ros.report import write_report
 
 OUTPUT_BAG = "output_bag"
@@ -122,7 +124,8 @@ class Replay:
 
     def __init__(self, segmenter: Segmenter, classes: ClassSet, label_format: str,
                  image_topic: str, label_topic: str, output: _OutputBag | None,
-                 batch_size: int, progress: tqdm | None = None) -> None:
+                 batch_size: int, progress: tqdm | None = None,
+                 calibration: Calibration | None = None) -> None:
         self.segmenter = segmenter
         self.classes = classes
         self.label_format = label_format
@@ -134,6 +137,9 @@ class Replay:
         self.tracker = DiceTracker(classes.num_classes, ignore_index=classes.ignore_index)
         self.clock = StageClock()
         self.batch: list[Frame] = []
+        # Label-free estimated mean Dice per scored frame, when a calibration is given.
+        self.calibration = calibration
+        self.estimated: list[float] = []
 
     def decode(self, image_stamp: int, image: tuple[int, Any], label: tuple[int, Any]) -> Frame:
         """Convert one pair to arrays; errors name the topic, stamp and sizes."""
@@ -170,7 +176,9 @@ class Replay:
             return
         # Dequeue only after inference: frames of an interrupted batch stay queued.
         results = self.segmenter.segment_batch([f.rgb for f in self.batch])
+        estimates = self._estimates()
         frames, self.batch = self.batch, []
+        self.estimated += estimates
         for frame, result in zip(frames, results):
             for stage, ms in result.timings_ms.items():
                 self.clock.add(stage, ms)
@@ -184,6 +192,13 @@ class Replay:
                 self.progress.set_postfix(mean_dice=f"{scores.mean_dice:.3f}",
                                           cumulative=f"{self.tracker.cumulative.mean_dice():.3f}",
                                           refresh=False)
+
+    def _estimates(self) -> list[float]:
+        """Return the queued frames' estimated mean Dice (empty without a calibration)."""
+        if self.calibration is None:
+            return []
+        probs = self.segmenter.probabilities([f.rgb for f in self.batch])
+        return [self.calibration.estimate(p) for p in probs]
 
 
 @dataclass
@@ -240,12 +255,16 @@ def _salvage(replay: Replay, pairer: StampPairer) -> int:
 def evaluate_bag(bag: str | Path, image_topic: str, label_topic: str, out_dir: str | Path,
                  segmenter: Segmenter | None = None, label_format: str = "ids",
                  max_offset_ms: float = 20.0, batch_size: int = 1, output_bag: bool = True,
-                 progress: bool = True) -> ReplayResult:
+                 progress: bool = True, estimated_dice: bool = False) -> ReplayResult:
     """Evaluate ``segmenter`` (default: the shipped model) on a labeled bag.
 
     Writes the report files into ``out_dir`` (and ``out_dir/output_bag`` unless
     ``output_bag`` is False) even when the run stops early; ``result.error`` is
     then the exception that stopped it (None for Ctrl-C, see ``stopped_by``).
+    ``estimated_dice`` also estimates each frame's mean Dice without its label
+    (the model's calibration sidecar, see :mod:`dice_seg_ros.quality`) and
+    reports it beside the true one (estimated_dice.csv, a scatter plot, and
+    ``estimated_dice`` in report.json: frames, MAE, Spearman).
 
     Raises:
         FileNotFoundError, BagError, ModelError, ValueError: before any frame is
@@ -260,6 +279,7 @@ def evaluate_bag(bag: str | Path, image_topic: str, label_topic: str, out_dir: s
         raise ValueError(f"label format must be 'ids' or 'color', got {label_format!r}")
     classes = load_classes()
     segmenter = segmenter or Segmenter()
+    calibration = _calibration(segmenter) if estimated_dice else None
     out = Path(out_dir)
     with BagReader(bag) as reader:
         image_type = reader.check_topic(image_topic, IMAGE_TYPES)
@@ -270,7 +290,7 @@ def evaluate_bag(bag: str | Path, image_topic: str, label_topic: str, out_dir: s
         bar = tqdm(total=reader.message_count(image_topic), desc="eval", unit="frame",
                    disable=not progress)
         replay = Replay(segmenter, classes, label_format, image_topic, label_topic, output,
-                        batch_size, bar)
+                        batch_size, bar, calibration)
         pairer: StampPairer = StampPairer(max_offset_ms)
         stopped_by, error, not_evaluated = None, None, 0
         start = time.perf_counter()
@@ -304,13 +324,27 @@ def evaluate_bag(bag: str | Path, image_topic: str, label_topic: str, out_dir: s
         "output_bag": str(output.path) if output else None,
         "output_topics": dict(output.topics, image=image_topic) if output else None,
     }
+    quality_paths = {}
+    if calibration is not None:
+        extra["estimated_dice"], quality_paths = write_quality_report(
+            out, [f.stamp_ns for f in replay.tracker.frames], replay.estimated,
+            [f.mean_dice for f in replay.tracker.frames])
     paths = write_report(out, replay.tracker, classes.names,
                          unpaired=pairer.unpaired_images + pairer.unpaired_labels,
                          fps=frames / elapsed if elapsed > 0 else 0.0,
                          latency_ms=replay.clock.mean(frames), extra=extra,
                          colors=classes.colors)
     report = json.loads(paths["report"].read_text(encoding="utf-8"))
-    return ReplayResult(report, paths, stopped_by, error)
+    return ReplayResult(report, dict(paths, **quality_paths), stopped_by, error)
+
+
+def _calibration(segmenter: Segmenter) -> Calibration:
+    """Return the calibration sidecar of the segmenter's model; ModelError if it has none."""
+    calibration = calibration_for_model(segmenter.model_path)
+    if calibration is None:
+        raise ModelError(f"{segmenter.model_path} has no estimated-Dice calibration "
+                         f"(NAME.quality.json next to it); run 'dice-seg calibrate'")
+    return calibration
 
 
 def format_summary(result: ReplayResult) -> str:
@@ -328,6 +362,10 @@ def format_summary(result: ReplayResult) -> str:
                                             for name, value in report["dice"].items()),
              "latency ms/frame: " + ", ".join(f"{stage} {ms:.1f}"
                                               for stage, ms in report["latency_ms"].items())]
+    if report.get("estimated_dice"):
+        agreement = report["estimated_dice"]
+        lines.append(f"estimated vs true mean Dice per frame: MAE {score(agreement['mae'])}, "
+                     f"Spearman {score(agreement['spearman'])}")
     lines += [f"{name}: {path}" for name, path in result.paths.items()]
     if report.get("output_bag"):
         topics = ", ".join(report["output_topics"].values())
@@ -363,6 +401,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-output-bag", action="store_true",
                         help="do not write the MCAP bag of masks and overlays")
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    parser.add_argument("--estimated-dice", action="store_true",
+                        help="also estimate each frame's Dice without labels (the model's "
+                             ".quality.json) and compare it with the true Dice")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -372,7 +413,7 @@ def run(args: argparse.Namespace) -> int:
     result = evaluate_bag(args.bag, args.image_topic, args.label_topic, args.out, segmenter,
                           label_format=args.label_format, max_offset_ms=args.max_offset_ms,
                           batch_size=args.batch_size, output_bag=not args.no_output_bag,
-                          progress=not args.no_progress)
+                          progress=not args.no_progress, estimated_dice=args.estimated_dice)
     return print_result(result)
 
 

@@ -198,3 +198,46 @@ def test_shipped_model_ships_its_calibration():
     assert calibration is not None, f"no {sidecar_path(model).name} next to {model}"
     assert calibration.feature_names == feature_names(load_classes().names)
     assert calibration.fit["frames"] > 0
+
+
+def test_argmax_max_matches_numpy_with_ties():
+    from dice_seg_ros.quality import argmax_max
+
+    probs = np.random.default_rng(6).integers(0, 3, size=(C, 9, 7)).astype(np.float32)
+    ids, top = argmax_max(probs)
+    assert np.array_equal(ids, probs.argmax(axis=0).ravel())
+    assert np.array_equal(top, probs.max(axis=0).ravel())
+
+
+def test_eval_reports_estimated_beside_true_dice(small_bag, tiny_onnx_model, tmp_path):
+    import csv
+    import shutil
+
+    from dice_seg_ros.inference import Segmenter
+    from dice_seg_ros.replay import evaluate_bag
+
+    model = shutil.copy(tiny_onnx_model, tmp_path / "tiny.onnx")
+    segmenter = Segmenter(model, device="cpu", threads=1)
+    with pytest.raises(ModelError, match="dice-seg calibrate"):
+        evaluate_bag(small_bag, IMAGE_TOPIC, LABEL_TOPIC, tmp_path / "none", segmenter,
+                     output_bag=False, progress=False, estimated_dice=True)
+    names = feature_names(load_classes().names)
+    calibration = fit_calibration(np.random.default_rng(7).random((40, len(names))),
+                                  np.random.default_rng(8).random(40), 1.5, names)
+    calibration.model_file, calibration.model_sha256 = "tiny.onnx", file_sha256(model)
+    calibration.save(sidecar_path(model))
+    result = evaluate_bag(small_bag, IMAGE_TOPIC, LABEL_TOPIC, tmp_path / "eval", segmenter,
+                          output_bag=False, progress=False, estimated_dice=True, batch_size=3)
+    with open(result.paths["estimated_dice"], newline="") as stream:
+        rows = list(csv.DictReader(stream))
+    with open(result.paths["per_frame"], newline="") as stream:
+        per_frame = list(csv.DictReader(stream))
+    assert len(rows) == result.report["frames"] == 4
+    frames = list(generated_frames(4, seed=3, width=SMALL_W, height=SMALL_H))
+    for row, truth, (rgb, _) in zip(rows, per_frame, frames):
+        assert float(row["true_mean_dice"]) == pytest.approx(float(truth["mean_dice"]))
+        expected = calibration.estimate(segmenter.probabilities([rgb])[0])
+        assert float(row["estimated_mean_dice"]) == pytest.approx(expected, abs=1e-6)
+    agreement = result.report["estimated_dice"]
+    assert agreement["frames"] == 4 and 0 <= agreement["mae"] <= 1
+    assert result.paths["estimated_plot"].stat().st_size > 0
