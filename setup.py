@@ -30,6 +30,7 @@ setup(
         "opencv-python-headless>=4.8",
         "onnxruntime>=1.17",
         "rosbags>=0.10",
+        "mcap>=1.2",
         "tqdm>=4.60",
         "matplotlib>=3.7",
         "pyyaml>=6.0",

@@ -4,7 +4,11 @@
    through ONNX Runtime on CPU at 640x480 and 1280x720, and the overhead ratio
    (decode + pre + post) / infer -- the goal is < 0.20: the code around the
    network should cost a fifth of the network or less. Decode is an rgb8
-   ``sensor_msgs/Image`` (and, for reference, a JPEG CompressedImage).
+   ``sensor_msgs/Image`` (and, for reference, a JPEG CompressedImage). The same
+   weights exported the older way (float input, float logits out; host
+   normalisation and argmax) run beside it as the baseline, with the mask
+   agreement between the two (goal >= 99.9 %). ``--model`` replaces the
+   shipped ONNX file (the baseline then needs ``--checkpoint``).
 2. Replay throughput of ``dice-seg eval`` (frames per second over a generated
    640x480 bag, without the output bag and with it) at batch 1, 4 and 8, as a
    ratio against batch 1 measured in the same run.
@@ -21,6 +25,8 @@ import statistics
 import tempfile
 from pathlib import Path
 
+import numpy as np
+
 from bench_metrics import interleaved_ms
 
 from dice_seg_ros.bag_io import make_header, msg_class
@@ -28,13 +34,15 @@ from dice_seg_ros.data.synthetic import generate_scene
 from dice_seg_ros.image_conversion import msg_to_rgb, numpy_to_compressed, numpy_to_image
 from dice_seg_ros.inference import Segmenter
 from dice_seg_ros.replay import evaluate_bag
+from dice_seg_ros.resources import DEFAULT_TORCH_MODEL, resource_path
 from dice_seg_ros.synthetic_bag import IMAGE_TOPIC, LABEL_TOPIC, write_synthetic_bag
 
 SIZES = ((640, 480), (1280, 720))
 
 
-def stage_latency(segmenter: Segmenter, width: int, height: int, repeats: int) -> None:
-    """Print median ms per stage at one camera resolution and the overhead ratio."""
+def stage_latency(segmenters: dict[str, Segmenter], width: int, height: int,
+                  repeats: int) -> None:
+    """Print median ms per stage and the overhead ratio at one camera resolution, per model."""
     rgb, _ = generate_scene(1, width, height)
     header = make_header(0, "camera")
     raw = numpy_to_image(rgb, "rgb8", header, msg_class("sensor_msgs/msg/Image"))
@@ -42,13 +50,27 @@ def stage_latency(segmenter: Segmenter, width: int, height: int, repeats: int) -
     decode_ms = interleaved_ms({"raw": lambda: msg_to_rgb(raw),
                                 "jpeg": lambda: msg_to_rgb(jpeg)}, repeats)
     decode, decode_jpeg = decode_ms["raw"][0], decode_ms["jpeg"][0]
-    segmenter.segment(rgb)  # warm-up: first ORT run allocates
-    runs = [segmenter.segment(rgb).timings_ms for _ in range(repeats)]
-    stage = {k: statistics.median(r[k] for r in runs) for k in ("pre", "infer", "post")}
-    overhead = decode + stage["pre"] + stage["post"]
-    print(f"{width}x{height}: decode {decode:.2f} (jpeg {decode_jpeg:.2f})  "
-          f"pre {stage['pre']:.2f}  infer {stage['infer']:.2f}  post {stage['post']:.2f} ms"
-          f"  -> (decode+pre+post)/infer = {overhead / stage['infer']:.3f} (goal < 0.20)")
+    masks = {}
+    for name, segmenter in segmenters.items():
+        masks[name] = segmenter.segment(rgb).class_ids  # warm-up: first ORT run allocates
+        runs = [segmenter.segment(rgb).timings_ms for _ in range(repeats)]
+        stage = {k: statistics.median(r[k] for r in runs) for k in ("pre", "infer", "post")}
+        overhead = decode + stage["pre"] + stage["post"]
+        print(f"{width}x{height} {name:>12}: decode {decode:.2f} (jpeg {decode_jpeg:.2f})  "
+              f"pre {stage['pre']:.2f}  infer {stage['infer']:.2f}  post {stage['post']:.2f}"
+              f"  total {overhead + stage['infer']:.2f} ms  -> (decode+pre+post)/infer = "
+              f"{overhead / stage['infer']:.3f} (goal < 0.20)")
+    if len(masks) == 2:
+        first, second = masks.values()
+        print(f"{width}x{height} mask agreement in-graph vs baseline: "
+              f"{100 * float(np.mean(first == second)):.3f} % (goal >= 99.9 %)")
+
+
+def baseline_model(checkpoint: Path, folder: Path) -> Path:
+    """Export ``checkpoint`` the older way (float NCHW in, logits out) into ``folder``."""
+    from dice_seg_ros.export import IO_FLOAT_LOGITS, export_checkpoint
+
+    return export_checkpoint(checkpoint, folder / "float_logits.onnx", io=IO_FLOAT_LOGITS)[0]
 
 
 def throughput(segmenter: Segmenter, bag: Path, frames: int) -> None:
@@ -71,15 +93,27 @@ def throughput(segmenter: Segmenter, bag: Path, frames: int) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", type=Path, default=None, help="default: the shipped model")
+    parser.add_argument("--checkpoint", type=Path, default=None,
+                        help="weights of --model for the float-logits baseline "
+                             "(default: the shipped .pt when --model is not given)")
     parser.add_argument("--threads", type=int, default=2, help="ONNX Runtime threads")
     parser.add_argument("--repeats", type=int, default=20)
     parser.add_argument("--frames", type=int, default=24, help="frames in the replay bag")
     args = parser.parse_args()
     segmenter = Segmenter(args.model, device="cpu", threads=args.threads)
     print(f"model {segmenter.source}: input {segmenter.input_size[0]}x"
-          f"{segmenter.input_size[1]}, {segmenter.device}, {args.threads} threads")
-    for width, height in SIZES:
-        stage_latency(segmenter, width, height, args.repeats)
+          f"{segmenter.input_size[1]}, {segmenter.device}, {args.threads} threads, "
+          f"{'uint8 pixels in' if segmenter.io.raw_input else 'float input'}, "
+          f"{'class ids out' if segmenter.io.ids_output else 'logits out'}")
+    checkpoint = args.checkpoint or (resource_path(DEFAULT_TORCH_MODEL) if args.model is None
+                                     else None)
+    with tempfile.TemporaryDirectory() as tmp:
+        segmenters = {"in-graph": segmenter}
+        if checkpoint is not None:
+            segmenters["float-logits"] = Segmenter(baseline_model(checkpoint, Path(tmp)),
+                                                   device="cpu", threads=args.threads)
+        for width, height in SIZES:
+            stage_latency(segmenters, width, height, args.repeats)
     with tempfile.TemporaryDirectory() as tmp:
         bag = write_synthetic_bag(Path(tmp) / "bag", args.frames, 640, 480, progress=False)
         throughput(segmenter, bag, args.frames)

@@ -3,6 +3,9 @@
 Each subcommand lives in its own module exposing ``add_arguments(parser)`` and
 ``run(args) -> int``. Only the chosen module is imported, so ``dice-seg eval``
 never pays for importing torch.
+
+Exit status: 0 = the job ran to its end (for ``eval``: the whole bag was read);
+2 = an error, printed as one line, with or without a partial report; 130 = Ctrl-C.
 """
 
 from __future__ import annotations
@@ -57,8 +60,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv[1:])
     try:
         return int(module.run(args) or 0)
-    except (DiceSegError, FileNotFoundError, ValueError) as exc:
-        print(f"dice-seg {command}: error: {exc}", file=sys.stderr)
+    except (DiceSegError, OSError, ValueError) as exc:
+        message = str(exc).replace("\n", " ")
+        print(f"dice-seg {command}: error: {message}", file=sys.stderr)
         return 2
 
 

@@ -74,6 +74,13 @@ _WRITABLE = ("rgb8", "bgr8", "rgba8", "bgra8", "mono8", "8UC1", "8UC3", "8UC4",
 
 _COMPRESSED_EXT = {"jpeg": ".jpg", "jpg": ".jpg", "png": ".png"}
 
+# OpenCV logs its own decoder warnings ("PNG input buffer is incomplete") to
+# stderr; every decode failure here becomes a clear exception instead, which
+# eval and the nodes count, so OpenCV's log would only repeat them unreadably.
+cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_SILENT)
+
+LABEL_FORMATS = ("ids", "color")
+
 # cv2.IMREAD_COLOR_RGB (OpenCV >= 4.10) decodes straight to RGB, saving a pass.
 _IMREAD_RGB = getattr(cv2, "IMREAD_COLOR_RGB", None)
 
@@ -437,6 +444,19 @@ def _id_values_error(values: np.ndarray, classes: ClassSet) -> ValueError:
         f"{[int(v) for v in values[:10]]}")
 
 
+def check_label_format(label_format: str) -> str:
+    """Return ``label_format`` if it is one of LABEL_FORMATS; the one place it is checked.
+
+    Raises:
+        ValueError: naming the value and the accepted formats.
+
+    """
+    if label_format not in LABEL_FORMATS:
+        raise ValueError(f"label_format must be one of {', '.join(LABEL_FORMATS)}, "
+                         f"got {label_format!r}")
+    return label_format
+
+
 def labels_to_ids(msg: Any, label_format: str, classes: ClassSet) -> np.ndarray:
     """Return ``(H, W)`` uint8 class ids from a label Image or CompressedImage.
 
@@ -455,11 +475,9 @@ def labels_to_ids(msg: Any, label_format: str, classes: ClassSet) -> np.ndarray:
         ImageEncodingError: an encoding that does not fit ``label_format``.
 
     """
-    if label_format == "color":
+    if check_label_format(label_format) == "color":
         return _color_labels_to_ids(msg_to_rgb(msg), classes)
-    if label_format != "ids":
-        raise ValueError(f"label_format must be 'ids' or 'color', got {label_format!r}")
-    ids = _label_id_pixels(msg)
+    ids = label_id_pixels(msg)
     # The max is one SIMD pass; only labels holding ignore (or bad) pixels pay for
     # looking at the out-of-range values, and never for an int64 copy of the image.
     if ids.size and int(ids.max()) >= classes.num_classes:
@@ -488,7 +506,7 @@ def _color_labels_to_ids(rgb: np.ndarray, classes: ClassSet) -> np.ndarray:
     return ids
 
 
-def _label_id_pixels(msg: Any) -> np.ndarray:
+def label_id_pixels(msg: Any) -> np.ndarray:
     """Return the single-channel id pixels of a label message (uint8 or uint16)."""
     if hasattr(msg, "format"):
         payload = _as_uint8(msg.data)

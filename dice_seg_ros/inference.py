@@ -5,14 +5,23 @@
 post-processing (argmax, optional confidence, resize back to the camera's
 resolution) are shared, so both back ends produce the same masks. The model's
 ``ModelMeta`` (input size, mean/std, class list) travels inside the model file
-and is checked against ``config/classes.yaml`` on load.
+(or, for a network exported elsewhere, in a sidecar YAML next to it) and is
+checked against ``config/classes.yaml`` on load.
+
+Two kinds of ONNX graph run, told apart by the graph's own input and output
+types (``GraphIO``): float NCHW normalised input with float logits out (older
+exports, most networks from elsewhere), or what ``dice-seg export`` writes by
+default, uint8 NHWC pixels at the network size in and uint8 class ids out, with
+normalisation and argmax inside the graph (and the max softmax probability as
+an optional second output). The host then does only one resize in and one
+nearest-neighbour resize out.
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -21,7 +30,8 @@ import numpy as np
 
 from dice_seg_ros.classes import load_classes
 from dice_seg_ros.errors import ModelError
-from dice_seg_ros.model_meta import ONNX_META_KEY, ModelMeta
+from dice_seg_ros.model_meta import (ONNX_META_KEY, ModelMeta, Sidecar, read_sidecar,
+                                     sidecar_path)
 from dice_seg_ros.resources import DEFAULT_MODEL, DEFAULT_TORCH_MODEL, resource_path
 
 LOG = logging.getLogger(__name__)
@@ -31,6 +41,27 @@ DEVICES = ("auto", "cuda", "cpu")
 DEFAULT_PROVIDERS = ("TensorrtExecutionProvider", "CUDAExecutionProvider",
                      "CPUExecutionProvider")
 GPU_PROVIDERS = ("TensorrtExecutionProvider", "CUDAExecutionProvider")
+CONFIDENCE_OUTPUT = "confidence"
+
+
+@dataclass(frozen=True)
+class GraphIO:
+    """How a network takes pixels and gives classes.
+
+    Attributes:
+        raw_input: the network takes uint8 ``(N, H, W, 3)`` pixels in its colour
+            order and normalises them itself; else float32 ``(N, 3, H, W)``
+            normalised by the host.
+        ids_output: the network returns class ids ``(N, H, W)`` (argmax inside);
+            else float logits ``(N, C, H, W)``.
+        confidence_output: name of the network's ``(N, H, W)`` float32 max
+            softmax probability output, or None.
+
+    """
+
+    raw_input: bool = False
+    ids_output: bool = False
+    confidence_output: str | None = None
 
 
 @dataclass
@@ -60,8 +91,13 @@ def check_rgb(image: Any) -> np.ndarray:
     return image
 
 
-def resize_image(image: np.ndarray, width: int, height: int) -> np.ndarray:
+def resize_image(image: np.ndarray, width: int, height: int,
+                 out: np.ndarray | None = None) -> np.ndarray:
     """Resize an ``(h, w, 3)`` image to ``width`` x ``height`` pixels without aliasing.
+
+    ``out``, an ``(height, width, 3)`` uint8 array, receives the result when
+    given (so a per-frame buffer can be reused); otherwise a new array (or
+    ``image`` itself, already at the size) is returned.
 
     Shrinking halves the image with INTER_AREA while it is at least twice the
     target in both axes, then finishes with INTER_LINEAR (a factor below 2).
@@ -74,8 +110,51 @@ def resize_image(image: np.ndarray, width: int, height: int) -> np.ndarray:
         w, h = w // 2, h // 2
         image = cv2.resize(image, (w, h), interpolation=cv2.INTER_AREA)
     if (w, h) != (width, height):
-        image = cv2.resize(image, (width, height), interpolation=cv2.INTER_LINEAR)
+        return cv2.resize(image, (width, height), dst=out, interpolation=cv2.INTER_LINEAR)
+    if out is not None:
+        out[...] = image
+        return out
     return image
+
+
+def pixel_batch(images: Sequence[np.ndarray], color_order: str, size: tuple[int, int],
+                out: np.ndarray | None = None) -> np.ndarray:
+    """Resize RGB uint8 images into one ``(N, H, W, 3)`` uint8 batch in ``color_order``.
+
+    Args:
+        images: ``(h, w, 3)`` uint8 RGB images of any sizes.
+        color_order: "rgb" or "bgr", the order the network expects.
+        size: network input ``(width, height)`` in pixels.
+        out: a batch buffer to fill when its shape fits (reused across frames).
+
+    """
+    width, height = size
+    shape = (len(images), height, width, 3)
+    if out is None or out.shape != shape:
+        out = np.empty(shape, np.uint8)
+    for k, image in enumerate(images):
+        resize_image(image, width, height, out=out[k])
+    if color_order == "bgr":
+        np.copyto(out, out[..., ::-1])
+    return out
+
+
+def normalise(pixels: np.ndarray, meta: ModelMeta, out: np.ndarray | None = None) -> np.ndarray:
+    """Turn a ``(N, H, W, 3)`` uint8 batch into normalised ``(N, 3, H, W)`` float32.
+
+    ``out`` is filled when its shape fits (a buffer reused across frames).
+    """
+    # (x / 255 - mean) / std == x * scale - offset: one multiply writing straight
+    # into the NCHW float32 buffer, one subtract, no intermediate copies. The
+    # mean/std are the model's, in its colour order (as the pixels already are).
+    count, height, width = pixels.shape[:3]
+    scale = (1.0 / (255.0 * np.asarray(meta.std, np.float32)))[:, None, None]
+    offset = (np.asarray(meta.mean, np.float32) / np.asarray(meta.std, np.float32))[:, None, None]
+    if out is None or out.shape != (count, 3, height, width):
+        out = np.empty((count, 3, height, width), np.float32)
+    np.multiply(pixels.transpose(0, 3, 1, 2), scale, out=out, casting="unsafe")
+    out -= offset
+    return out
 
 
 def preprocess(images: Sequence[np.ndarray], meta: ModelMeta,
@@ -88,19 +167,7 @@ def preprocess(images: Sequence[np.ndarray], meta: ModelMeta,
         size: network input ``(width, height)`` in pixels.
 
     """
-    width, height = size
-    resized = [resize_image(image, width, height) for image in images]
-    batch = np.stack(resized)
-    if meta.color_order == "bgr":
-        batch = batch[..., ::-1]
-    # (x / 255 - mean) / std == x * scale - offset: one multiply writing straight
-    # into the NCHW float32 buffer, one subtract, no intermediate copies.
-    scale = (1.0 / (255.0 * np.asarray(meta.std, np.float32)))[:, None, None]
-    offset = (np.asarray(meta.mean, np.float32) / np.asarray(meta.std, np.float32))[:, None, None]
-    out = np.empty((len(resized), 3, height, width), np.float32)
-    np.multiply(batch.transpose(0, 3, 1, 2), scale, out=out, casting="unsafe")
-    out -= offset
-    return out
+    return normalise(pixel_batch(images, meta.color_order, size), meta)
 
 
 def argmax_channels(logits: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -135,27 +202,17 @@ def softmax_max(logits: np.ndarray, best: np.ndarray) -> np.ndarray:
     return np.reciprocal(total, out=total)
 
 
-def postprocess(logits: np.ndarray, sizes: Sequence[tuple[int, int]], with_confidence: bool,
-                source: str) -> list[tuple[np.ndarray, np.ndarray | None]]:
-    """Turn ``(N, C, h, w)`` logits into class ids (and confidence) at each image's size.
+def to_camera_sizes(ids: np.ndarray, confidence: np.ndarray | None,
+                    sizes: Sequence[tuple[int, int]]
+                    ) -> list[tuple[np.ndarray, np.ndarray | None]]:
+    """Resize ``(N, h, w)`` class ids (and confidence) back to each image's size.
 
     Args:
-        logits: network output at network resolution.
+        ids: uint8 class ids at network resolution.
+        confidence: float32 max probability at network resolution, or None.
         sizes: ``(height, width)`` in pixels of each original image.
-        with_confidence: also return the max softmax probability.
-        source: model name for error messages.
-
-    Raises:
-        ModelError: naming ``source`` if the network produced NaN logits.
 
     """
-    logits = np.asarray(logits, dtype=np.float32)
-    ids, best = argmax_channels(logits)
-    bad = np.flatnonzero(np.isnan(best.reshape(len(best), -1).sum(axis=1)))
-    if bad.size:
-        raise ModelError(f"{source}: model produced NaN logits for batch item(s) "
-                         f"{bad.tolist()}")
-    confidence = softmax_max(logits, best) if with_confidence else None
     out = []
     for k, (height, width) in enumerate(sizes):
         # Argmax at network resolution, then nearest-neighbour upsampling of uint8
@@ -172,6 +229,67 @@ def postprocess(logits: np.ndarray, sizes: Sequence[tuple[int, int]], with_confi
                                         interpolation=cv2.INTER_LINEAR)
         out.append((frame_ids, frame_conf))
     return out
+
+
+def check_finite_confidence(confidence: np.ndarray, source: str) -> None:
+    """Raise ModelError naming ``source`` and the batch items whose confidence has NaN."""
+    bad = np.flatnonzero(np.isnan(confidence.reshape(len(confidence), -1).sum(axis=1)))
+    if bad.size:
+        raise ModelError(f"{source}: model produced NaN logits for batch item(s) "
+                         f"{bad.tolist()}")
+
+
+def logits_to_ids(logits: np.ndarray, with_confidence: bool, source: str
+                  ) -> tuple[np.ndarray, np.ndarray | None]:
+    """Return ``(class ids (N, H, W) uint8, confidence or None)`` of ``(N, C, H, W)`` logits.
+
+    Raises:
+        ModelError: naming ``source`` if the network produced NaN logits.
+
+    """
+    logits = np.asarray(logits, dtype=np.float32)
+    ids, best = argmax_channels(logits)
+    check_finite_confidence(best, source)
+    return ids, softmax_max(logits, best) if with_confidence else None
+
+
+def postprocess(logits: np.ndarray, sizes: Sequence[tuple[int, int]], with_confidence: bool,
+                source: str) -> list[tuple[np.ndarray, np.ndarray | None]]:
+    """Turn ``(N, C, h, w)`` logits into class ids (and confidence) at each image's size.
+
+    Args:
+        logits: network output at network resolution.
+        sizes: ``(height, width)`` in pixels of each original image.
+        with_confidence: also return the max softmax probability.
+        source: model name for error messages.
+
+    Raises:
+        ModelError: naming ``source`` if the network produced NaN logits.
+
+    """
+    ids, confidence = logits_to_ids(logits, with_confidence, source)
+    return to_camera_sizes(ids, confidence, sizes)
+
+
+def ids_from_graph(ids: np.ndarray, num_classes: int, source: str) -> np.ndarray:
+    """Return a graph's class-id output as ``(N, H, W)`` uint8, checking the id range.
+
+    Graphs from elsewhere may give int64 ids or keep a channel axis ``(N, 1, H, W)``.
+
+    Raises:
+        ModelError: naming ``source`` if an id is not a class of the model.
+
+    """
+    if ids.ndim == 4 and ids.shape[1] == 1:
+        ids = ids[:, 0]
+    if ids.ndim != 3:
+        raise ModelError(f"{source}: class-id output must be (N, H, W) or (N, 1, H, W), "
+                         f"got shape {ids.shape}")
+    top = int(ids.max(initial=0))
+    if top >= num_classes or int(ids.min(initial=0)) < 0:
+        raise ModelError(f"{source}: model output class id {top} but lists only "
+                         f"{num_classes} classes")
+    return ids.astype(np.uint8, copy=False)
 
 
 def _select_providers(device: str, providers: Sequence[str] | None) -> list[str]:
@@ -212,55 +330,160 @@ def _provider_options(name: str) -> tuple[str, dict[str, Any]] | str:
                   "trt_engine_cache_path": str(cache)}
 
 
+def _session_options(threads: int | None) -> Any:
+    """Return ONNX Runtime session options: full graph optimisation, no spin-waiting.
+
+    By default ORT's worker threads spin for a while after each run, waiting for
+    the next: at 30 Hz a paced ``Segmenter`` then burns ~5x the CPU of its
+    inference (38 against 8 ms of CPU per frame, issue 10) for no gain in latency.
+    """
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    options.add_session_config_entry("session.inter_op.allow_spinning", "0")
+    if threads:
+        options.intra_op_num_threads = threads
+        options.inter_op_num_threads = 1
+    return options
+
+
+def graph_io(session: Any, source: str) -> GraphIO:
+    """Tell the I/O kind of an ONNX Runtime session from its input and output types.
+
+    Raises:
+        ModelError: naming ``source`` for an input that is neither float NCHW nor
+            uint8 NHWC with 3 channels.
+
+    """
+    model_input = session.get_inputs()[0]
+    outputs = session.get_outputs()
+    if model_input.type == "tensor(uint8)":
+        if len(model_input.shape) != 4 or model_input.shape[3] not in (3, "3"):
+            raise ModelError(f"{source}: uint8 input must be (N, H, W, 3) pixels, got shape "
+                             f"{model_input.shape}")
+        raw = True
+    elif model_input.type == "tensor(float)" and len(model_input.shape) == 4:
+        raw = False
+    else:
+        raise ModelError(f"{source}: input {model_input.name!r} is {model_input.type} of "
+                         f"shape {model_input.shape}; expected float (N, 3, H, W) or uint8 "
+                         f"(N, H, W, 3)")
+    names = [output.name for output in outputs]
+    return GraphIO(raw_input=raw, ids_output=outputs[0].type != "tensor(float)",
+                   confidence_output=CONFIDENCE_OUTPUT if CONFIDENCE_OUTPUT in names[1:]
+                   else None)
+
+
+def _graph_size(session: Any, raw_input: bool) -> tuple[Any, Any]:
+    """Return the ONNX input's (height, width): ints where fixed, names where dynamic."""
+    shape = session.get_inputs()[0].shape
+    return (shape[1], shape[2]) if raw_input else (shape[2], shape[3])
+
+
 class _OrtBackend:
-    """ONNX Runtime session; reads ModelMeta from the ONNX metadata properties."""
+    """ONNX Runtime session; ModelMeta from the ONNX metadata or the sidecar YAML.
+
+    Runs through ``session.run`` on CPU, where the outputs are numpy arrays
+    already; on a GPU provider through I/O binding, so intermediate tensors stay
+    on the device and only the network's (uint8) input and output cross the bus.
+    """
 
     def __init__(self, path: Path, device: str, providers: Sequence[str] | None,
                  threads: int | None) -> None:
         import onnxruntime as ort
 
         chosen = _select_providers(device, providers)
-        options = ort.SessionOptions()
-        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        if threads:
-            options.intra_op_num_threads = threads
-            options.inter_op_num_threads = 1
         try:
             self.session = ort.InferenceSession(
-                str(path), options, providers=[_provider_options(p) for p in chosen])
+                str(path), _session_options(threads),
+                providers=[_provider_options(p) for p in chosen])
         except Exception as exc:  # ORT raises several private pybind types for bad files
             raise ModelError(f"{path}: cannot load ONNX model ({type(exc).__name__}: "
                              f"{str(exc).strip()[:300]})") from exc
-        properties = self.session.get_modelmeta().custom_metadata_map
-        if ONNX_META_KEY not in properties:
-            raise ModelError(f"{path}: ONNX model has no {ONNX_META_KEY!r} metadata "
-                             f"(input size, normalisation, classes); export it with "
-                             f"'dice-seg export'")
-        self.meta = ModelMeta.from_json(properties[ONNX_META_KEY], source=str(path))
+        self.io = graph_io(self.session, str(path))
+        self.sidecar = self._sidecar(path)
+        if self.sidecar is not None:
+            self.meta = self.sidecar.meta
+        else:
+            properties = self.session.get_modelmeta().custom_metadata_map
+            self.meta = ModelMeta.from_json(properties[ONNX_META_KEY], source=str(path))
         model_input = self.session.get_inputs()[0]
         self.input_name = model_input.name
-        self.input_shape = model_input.shape
+        self.output_name = self.session.get_outputs()[0].name
         self.fixed_batch = model_input.shape[0] if isinstance(model_input.shape[0], int) else None
+        self._check_output(path)
+        self.device = self.session.get_providers()[0]
+        self.io_binding = self.device in GPU_PROVIDERS
+
+    def _sidecar(self, path: Path) -> Sidecar | None:
+        """Return the sidecar of a model without ``dice_seg_ros`` metadata (None if it has it).
+
+        Raises:
+            ModelError: if the model has neither metadata nor a sidecar, or the
+                sidecar's output kind contradicts the graph.
+
+        """
+        if ONNX_META_KEY in self.session.get_modelmeta().custom_metadata_map:
+            return None
+        side = sidecar_path(path)
+        if not side.is_file():
+            raise ModelError(f"{path}: ONNX model has no {ONNX_META_KEY!r} metadata "
+                             f"(input size, normalisation, classes) and no sidecar {side}; "
+                             f"export it with 'dice-seg export' or write the sidecar "
+                             f"(README: 'A model from elsewhere')")
+        sidecar = read_sidecar(side, _graph_size(self.session, self.io.raw_input))
+        graph_output = "class_ids" if self.io.ids_output else "logits"
+        if sidecar.output != graph_output:
+            output = self.session.get_outputs()[0]
+            raise ModelError(f"{side}: sidecar says output {sidecar.output!r} but the graph's "
+                             f"output {output.name!r} is {output.type} ({graph_output})")
+        return sidecar
+
+    def _check_output(self, path: Path) -> None:
+        """Raise ModelError if a logits output's channel count differs from the class list."""
+        if self.io.ids_output:
+            return
         channels = self.session.get_outputs()[0].shape[1]
         if isinstance(channels, int) and channels != self.meta.num_classes:
             raise ModelError(f"{path}: ONNX output has {channels} channels but its metadata "
                              f"lists {self.meta.num_classes} classes")
-        self.device = self.session.get_providers()[0]
 
     def check_size(self, size: tuple[int, int], source: str) -> None:
         """Raise ModelError if the graph has a fixed input size other than ``size``."""
-        height, width = self.input_shape[2], self.input_shape[3]
+        height, width = _graph_size(self.session, self.io.raw_input)
         for fixed, wanted, axis in ((width, size[0], "width"), (height, size[1], "height")):
             if isinstance(fixed, int) and fixed != wanted:
                 raise ModelError(f"{source}: ONNX input {axis} is fixed at {fixed} px; "
                                  f"cannot run at {wanted} px")
 
-    def run(self, batch: np.ndarray) -> np.ndarray:
-        """Return logits ``(N, C, H, W)`` float32 for a normalised NCHW batch."""
+    def run(self, batch: np.ndarray, with_confidence: bool
+            ) -> tuple[np.ndarray, np.ndarray | None]:
+        """Return the network's first output and, if asked and present, its confidence.
+
+        ``batch`` is what ``io.raw_input`` says: uint8 NHWC pixels or float NCHW.
+        """
+        names = [self.output_name]
+        if with_confidence and self.io.confidence_output:
+            names.append(self.io.confidence_output)
         if self.fixed_batch is None or self.fixed_batch == len(batch):
-            return self.session.run(None, {self.input_name: batch})[0]
-        return np.concatenate([self.session.run(None, {self.input_name: batch[k:k + 1]})[0]
-                               for k in range(len(batch))])
+            outputs = self._run(names, batch)
+        else:
+            parts = [self._run(names, batch[k:k + 1]) for k in range(len(batch))]
+            outputs = [np.concatenate(column) for column in zip(*parts)]
+        return outputs[0], outputs[1] if len(outputs) > 1 else None
+
+    def _run(self, names: list[str], batch: np.ndarray) -> list[np.ndarray]:
+        """Run the session once for output ``names``; I/O binding on a GPU provider."""
+        if not self.io_binding:
+            return self.session.run(names, {self.input_name: batch})
+        binding = self.session.io_binding()
+        binding.bind_cpu_input(self.input_name, np.ascontiguousarray(batch))
+        for name in names:
+            binding.bind_output(name, "cpu")
+        self.session.run_with_iobinding(binding)
+        return binding.copy_outputs_to_cpu()
 
 
 class _TorchBackend:
@@ -283,6 +506,8 @@ class _TorchBackend:
             self.device = "cpu"
         if threads:
             torch.set_num_threads(threads)
+        self.io = GraphIO()
+        self.sidecar = None
         model, self.meta = load_checkpoint(path, map_location="cpu")
         model = model.to(self.device).eval().to(memory_format=torch.channels_last)
         self.model = torch.compile(model) if compile_model else model
@@ -290,15 +515,15 @@ class _TorchBackend:
     def check_size(self, size: tuple[int, int], source: str) -> None:
         """Accept any input size: the network is fully convolutional."""
 
-    def run(self, batch: np.ndarray) -> np.ndarray:
-        """Return logits ``(N, C, H, W)`` float32 for a normalised NCHW batch."""
+    def run(self, batch: np.ndarray, with_confidence: bool) -> tuple[np.ndarray, None]:
+        """Return logits ``(N, C, H, W)`` float32 for a normalised NCHW batch (and None)."""
         torch = self.torch
         on_gpu = self.device.startswith("cuda")
         with torch.inference_mode(), torch.autocast("cuda", dtype=torch.float16,
                                                     enabled=on_gpu):
             tensor = torch.from_numpy(batch).to(self.device, non_blocking=True)
             logits = self.model(tensor.contiguous(memory_format=torch.channels_last))
-        return logits.float().cpu().numpy()
+        return logits.float().cpu().numpy(), None
 
 
 def _resolve_model_path(model_path: str | Path | None, backend: str) -> Path:
@@ -323,11 +548,35 @@ def _resolve_model_path(model_path: str | Path | None, backend: str) -> Path:
     return path
 
 
+def _remap_lut(sidecar: Sidecar | None, node_names: tuple[str, ...], source: str
+               ) -> np.ndarray | None:
+    """Return the uint8 LUT network class id -> node class id of a sidecar's remap, or None.
+
+    Raises:
+        ModelError: naming ``source`` if the remap targets a class the node lacks.
+
+    """
+    if sidecar is None or not sidecar.remap:
+        return None
+    lut = np.zeros(256, np.uint8)
+    for network_id, name in enumerate(sidecar.meta.class_names):
+        target = sidecar.remap[name]
+        if target not in node_names:
+            raise ModelError(f"{source}: remap sends {name!r} to {target!r}, which is not "
+                             f"one of the node's classes {list(node_names)}")
+        lut[network_id] = node_names.index(target)
+    return lut
+
+
 class Segmenter:
     """Segment RGB images into class ids with ONNX Runtime or PyTorch.
 
+    One Segmenter serves one thread: it reuses its per-frame input buffers.
+
     Args:
-        model_path: ``.onnx`` (ort) or ``.pt`` (torch) file; default: the shipped model.
+        model_path: ``.onnx`` (ort) or ``.pt`` (torch) file; default: the shipped
+            model. An ONNX file without this project's metadata needs a sidecar
+            ``<file>.yaml`` next to it (``model_meta.read_sidecar``).
         backend: "ort" or "torch" (torch is imported only for "torch").
         device: "auto" (GPU if available, else CPU with a warning), "cuda" (error
             if absent) or "cpu".
@@ -339,12 +588,15 @@ class Segmenter:
         compile_model: wrap the torch model in ``torch.compile``.
 
     Attributes:
-        meta: the model's ModelMeta. backend: "ort" or "torch". device: what
-        actually runs it ("CPUExecutionProvider", "cuda:0", "cpu", ...).
+        meta: the model's ModelMeta (with the node's class names when a sidecar
+        remaps the network's classes). backend: "ort" or "torch". device: what
+        actually runs it ("CPUExecutionProvider", "cuda:0", "cpu", ...). io: the
+        network's GraphIO. input_size: ``(width, height)``, or None for a
+        sidecar's "dynamic" size (each image runs at its own size).
 
     Raises:
-        ModelError: missing/corrupt model, missing metadata, or classes that do
-            not match ``config/classes.yaml`` (naming the file).
+        ModelError: missing/corrupt model, missing metadata and sidecar, or
+            classes that do not match ``config/classes.yaml`` (naming the file).
         ValueError: unknown backend/device, or "cuda" requested without a GPU.
 
     """
@@ -366,12 +618,29 @@ class Segmenter:
             self._backend = _TorchBackend(self.model_path, device, threads, compile_model)
         self.backend = backend
         self.device = self._backend.device
+        self.io = self._backend.io
+        self.sidecar = self._backend.sidecar
+        node_names = load_classes().names
+        self._lut = _remap_lut(self.sidecar, node_names, self.source)
         self.meta = self._backend.meta
-        self.meta.check_classes(load_classes().names, source=self.source)
-        self.input_size = tuple(input_size or (self.meta.input_width, self.meta.input_height))
-        if len(self.input_size) != 2 or min(self.input_size) < 1:
+        if self._lut is not None:
+            self.meta = replace(self.meta, class_names=tuple(node_names))
+        self.meta.check_classes(node_names, source=self.source)
+        self.input_size = self._input_size(input_size)
+        if self.input_size is not None:
+            self._backend.check_size(self.input_size, self.source)
+        self._pixels: np.ndarray | None = None
+        self._normalised: np.ndarray | None = None
+
+    def _input_size(self, input_size: tuple[int, int] | None) -> tuple[int, int] | None:
+        """Return the network size to run at: the override, the metadata's, or None (dynamic)."""
+        if input_size is None:
+            if self.meta.input_width == 0:
+                return None
+            return self.meta.input_width, self.meta.input_height
+        if len(input_size) != 2 or min(input_size) < 1:
             raise ValueError(f"input_size must be (width, height) >= 1 px, got {input_size}")
-        self._backend.check_size(self.input_size, self.source)
+        return int(input_size[0]), int(input_size[1])
 
     def segment(self, rgb: np.ndarray, with_confidence: bool = False) -> Segmentation:
         """Segment one ``(H, W, 3)`` uint8 RGB image."""
@@ -379,17 +648,23 @@ class Segmenter:
 
     def segment_batch(self, images: Sequence[np.ndarray],
                       with_confidence: bool = False) -> list[Segmentation]:
-        """Segment several RGB images (any sizes) in one network call."""
+        """Segment several RGB images (any sizes) in one network call.
+
+        With a dynamic input size, images of different sizes run one call each.
+        """
         if not len(images):
             return []
         images = [check_rgb(image) for image in images]
+        size = self.input_size or (images[0].shape[1], images[0].shape[0])
+        if self.input_size is None and any(i.shape != images[0].shape for i in images):
+            return [self.segment_batch([image], with_confidence)[0] for image in images]
         start = time.perf_counter()
-        batch = preprocess(images, self.meta, self.input_size)
+        batch = self._network_input(images, size)
         pre_done = time.perf_counter()
-        logits = self._backend.run(batch)
+        output, confidence = self._backend.run(batch, with_confidence)
         infer_done = time.perf_counter()
-        results = postprocess(logits, [image.shape[:2] for image in images],
-                              with_confidence, self.source)
+        results = self._postprocess(output, confidence, [i.shape[:2] for i in images],
+                                    with_confidence)
         end = time.perf_counter()
         per_image = 1000.0 / len(images)
         timings = {"pre": (pre_done - start) * per_image,
@@ -397,23 +672,25 @@ class Segmenter:
                    "post": (end - infer_done) * per_image}
         return [Segmentation(ids, conf, dict(timings)) for ids, conf in results]
 
-    # Class probabilities for label-free quality estimation (dice_seg_ros.quality).
-    def probabilities(self, images: Sequence[np.ndarray]) -> np.ndarray:
-        """Return softmax probabilities ``(N, C, h, w)`` float32 at the network input size.
+    def _network_input(self, images: Sequence[np.ndarray], size: tuple[int, int]
+                       ) -> np.ndarray:
+        """Return the batch the network takes, in buffers reused across frames."""
+        self._pixels = pixel_batch(images, self.meta.color_order, size, out=self._pixels)
+        if self.io.raw_input:
+            return self._pixels
+        self._normalised = normalise(self._pixels, self.meta, out=self._normalised)
+        return self._normalised
 
-        ``(w, h)`` is :attr:`input_size`; no resize back to the camera's size,
-        since quality features are image means.
-
-        Raises:
-            ModelError: if the network does not output ``(N, C, h, w)`` logits.
-
-        """
-        batch = preprocess([check_rgb(image) for image in images], self.meta, self.input_size)
-        logits = np.asarray(self._backend.run(batch), np.float32)
-        if logits.ndim != 4 or logits.shape[1] != self.meta.num_classes:
-            raise ModelError(f"{self.source}: expected (N, {self.meta.num_classes}, H, W) "
-                             f"logits for probabilities, got shape {logits.shape}")
-        logits -= logits.max(axis=1, keepdims=True)
-        np.exp(logits, out=logits)
-        logits /= logits.sum(axis=1, keepdims=True)
-        return logits
+    def _postprocess(self, output: np.ndarray, confidence: np.ndarray | None,
+                     sizes: Sequence[tuple[int, int]], with_confidence: bool
+                     ) -> list[tuple[np.ndarray, np.ndarray | None]]:
+        """Turn the network's output into class ids (and confidence) at each image's size."""
+        if self.io.ids_output:
+            ids = ids_from_graph(output, self._backend.meta.num_classes, self.source)
+            if confidence is not None:
+                check_finite_confidence(confidence, self.source)
+        else:
+            ids, confidence = logits_to_ids(output, with_confidence, self.source)
+        if self._lut is not None:
+            ids = self._lut[ids]
+        return to_camera_sizes(ids, confidence, sizes)

@@ -15,7 +15,8 @@ import numpy as np
 
 from dice_seg_ros.classes import ClassSet
 from dice_seg_ros.errors import ImageEncodingError
-from dice_seg_ros.image_conversion import image_to_numpy, labels_to_ids
+from dice_seg_ros.frame_errors import LABEL, MASK, SIZE, FrameErrors
+from dice_seg_ros.image_conversion import check_label_format, image_to_numpy, labels_to_ids
 from dice_seg_ros.metrics import DiceTracker, FrameScores, nanmean
 from dice_seg_ros.segmentation_core import (LEVEL_ERROR, LEVEL_OK, LEVEL_STALE, LEVEL_WARN,
                                             StatusData, format_value)
@@ -62,17 +63,15 @@ class MonitorCore:
     def __init__(self, classes: ClassSet, label_format: str = "ids", window_size: int = 30,
                  ema_alpha: float = 0.1, warn_below: float = 0.6, error_below: float = 0.3,
                  clock: Callable[[], float] = time.monotonic) -> None:
-        if label_format not in ("ids", "color"):
-            raise ValueError(f"label_format must be 'ids' or 'color', got {label_format!r}")
         self.classes = classes
-        self.label_format = label_format
+        self.label_format = check_label_format(label_format)
         self.tracker = DiceTracker(classes.num_classes, classes.ignore_index,
                                    window_size=window_size, ema_alpha=ema_alpha)
         self.warn_below = warn_below
         self.error_below = error_below
         self.received = {topic: 0 for topic in TOPICS}
         self.paired = 0
-        self.errors = 0
+        self.errors = FrameErrors()
         self.last_error: str | None = None
         self._clock = clock
         self._first_pair_s: float | None = None
@@ -101,7 +100,6 @@ class MonitorCore:
         try:
             scores = self._score(mask_msg, label_msg)
         except ValueError as exc:
-            self.errors += 1
             self.last_error = str(exc)
             raise
         self.last_error = None
@@ -113,13 +111,17 @@ class MonitorCore:
 
     def _score(self, mask_msg: Any, label_msg: Any) -> FrameScores:
         """Convert both messages and update the tracker."""
-        pred = mask_to_ids(mask_msg)
-        target = labels_to_ids(label_msg, self.label_format, self.classes)
+        stamp = stamp_to_ns(mask_msg.header)
+        with self.errors.step(MASK, stamp):
+            pred = mask_to_ids(mask_msg)
+        with self.errors.step(LABEL, stamp):
+            target = labels_to_ids(label_msg, self.label_format, self.classes)
         if pred.shape != target.shape:
-            raise ValueError(
-                f"mask is {pred.shape[1]}x{pred.shape[0]} but labels are "
-                f"{target.shape[1]}x{target.shape[0]} (stamp {stamp_to_ns(mask_msg.header)} ns)")
-        return self.tracker.update(pred, target, stamp_to_ns(mask_msg.header))
+            message = (f"mask is {pred.shape[1]}x{pred.shape[0]} but labels are "
+                       f"{target.shape[1]}x{target.shape[0]} (stamp {stamp} ns)")
+            self.errors.add(SIZE, stamp, message)
+            raise ValueError(message)
+        return self.tracker.update(pred, target, stamp)
 
     @property
     def scored(self) -> int:
@@ -187,7 +189,7 @@ class MonitorCore:
         values = {"pairs": str(self.scored), "unpaired": str(self.unpaired),
                   "received_mask": str(self.received["mask"]),
                   "received_labels": str(self.received["labels"]),
-                  "errors": str(self.errors),
+                  "errors": str(self.errors.total),
                   "mean_dice_window": format_value(mean_dice),
                   "mean_dice_cumulative": format_value(self.tracker.cumulative.mean_dice()),
                   "mean_iou_window": format_value(nanmean(window_iou))}
@@ -213,7 +215,7 @@ class MonitorCore:
         from dice_seg_ros.report import write_report
         latency = {"monitor": self._score_ms_total / self.scored}
         extra = {"source": "dice_monitor_node", "received": dict(self.received),
-                 "errors": self.errors}
+                 "errors": self.errors.as_dict()}
         return write_report(Path(out_dir), self.tracker, list(self.classes.names),
                             unpaired=self.unpaired, fps=self.pairs_per_second(),
                             latency_ms=latency, extra=extra, colors=self.classes.colors)

@@ -11,8 +11,15 @@ Output topics, next to the camera's namespace (``/camera/image_raw`` ->
 class colours), ``overlay`` (rgb8 blend of image and colours), plus the image
 topic itself.
 
-Ctrl-C or a corrupt message part-way through still writes the report for every
-frame done; ``report.json`` says what stopped the run (``stopped_by``).
+A frame that cannot be decoded or scored (a message that does not deserialise,
+an undecodable image, a label with unknown ids, sizes that differ) is skipped
+and counted by reason in ``report.json`` ``errors``; ``--strict`` stops at the
+first one instead. Ctrl-C, a storage fault (damaged database page, MCAP CRC or
+decompression error, I/O error, a file cut off) or a strict error part-way
+through still writes the report for every frame done; ``report.json`` says
+what stopped the run (``stopped_by``, with the last good stamp). A bag that
+``rosbags`` cannot open whole is salvaged up to the damage (``salvage``).
+Without ``--label-topic`` the bag is only segmented into the output bag.
 """
 
 from __future__ import annotations
@@ -20,24 +27,25 @@ from __future__ import annotations
 import argparse
 import json
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import numpy as np
 from tqdm import tqdm
 
-from dice_seg_ros.bag_io import (IMAGE_TYPE, IMAGE_TYPES, BagReader, BagWriter, Pair,
-                                 StampPairer, header_stamp_ns, msg_class,
+from dice_seg_ros.bag_io import (IMAGE_TYPE, IMAGE_TYPES, BadMessage, BagReader, BagWriter,
+                                 Pair, StampPairer, StorageFault, header_stamp_ns, msg_class,
                                  remove_old_bag)
 from dice_seg_ros.classes import ClassSet, load_classes
-from dice_seg_ros.errors import DiceSegError, ModelError
-from dice_seg_ros.image_conversion import (colorize, labels_to_ids, msg_to_rgb,
-                                           numpy_to_image, overlay)
+from dice_seg_ros.errors import BagError, DiceSegError
+from dice_seg_ros.frame_errors import IMAGE, LABEL, MESSAGE, SIZE, FrameErrors
+from dice_seg_ros.image_conversion import (LABEL_FORMATS, colorize, msg_to_rgb, numpy_to_image,
+                                           overlay)
 from dice_seg_ros.inference import Segmenter
+from dice_seg_ros.label_decoding import LabelDecoder
 from dice_seg_ros.metrics import DiceTracker
-from dice_seg_ros.quality import Calibration, calibration_for_model
-from dice_seg_ros.quality_report import write_quality_report
 from dice_seg_ros.report import write_report
 
 OUTPUT_BAG = "output_bag"
@@ -58,13 +66,13 @@ def output_topics(image_topic: str) -> dict[str, str]:
 
 @dataclass
 class Frame:
-    """A decoded image/label pair; stamps in ns, arrays at the camera's resolution."""
+    """A decoded image and its label (None: unlabeled); stamps in ns, camera resolution."""
 
     stamp_ns: int
     log_time_ns: int
     image_msg: Any
     rgb: np.ndarray
-    labels: np.ndarray
+    labels: np.ndarray | None
 
 
 @dataclass
@@ -119,53 +127,86 @@ class _OutputBag:
         self.bag.close()
 
 
-class Replay:
-    """Decode, segment, score and record pairs of one bag; keeps all running state."""
+@contextmanager
+def _at(topic: str, stamp_ns: int) -> Iterator[None]:
+    """Prefix a ValueError (ImageEncodingError included) with the topic and stamp."""
+    try:
+        yield
+    except ValueError as exc:
+        raise type(exc)(f"{topic} at stamp {stamp_ns} ns: {exc}") from exc
 
-    def __init__(self, segmenter: Segmenter, classes: ClassSet, label_format: str,
-                 image_topic: str, label_topic: str, output: _OutputBag | None,
-                 batch_size: int, progress: tqdm | None = None,
-                 calibration: Calibration | None = None) -> None:
+
+class Replay:
+    """Decode, segment, score and record frames of one bag; keeps all running state.
+
+    A frame that cannot be decoded is counted in ``errors`` (by reason, see
+    :mod:`~dice_seg_ros.frame_errors`) and skipped; with ``strict`` its error
+    stops the run instead. ``decoder`` None means an unlabeled bag: frames are
+    segmented and recorded, not scored.
+    """
+
+    def __init__(self, segmenter: Segmenter, classes: ClassSet, decoder: LabelDecoder | None,
+                 image_topic: str, label_topic: str | None, output: _OutputBag | None,
+                 batch_size: int, strict: bool = False, progress: tqdm | None = None) -> None:
         self.segmenter = segmenter
         self.classes = classes
-        self.label_format = label_format
+        self.decoder = decoder
         self.image_topic = image_topic
         self.label_topic = label_topic
         self.output = output
         self.batch_size = batch_size
+        self.strict = strict
         self.progress = progress
         self.tracker = DiceTracker(classes.num_classes, ignore_index=classes.ignore_index)
+        self.errors = FrameErrors()
         self.clock = StageClock()
         self.batch: list[Frame] = []
-        # Label-free estimated mean Dice per scored frame, when a calibration is given.
-        self.calibration = calibration
-        self.estimated: list[float] = []
+        self.segmented = 0
+        self.last_stamp_ns: int | None = None
 
-    def decode(self, image_stamp: int, image: tuple[int, Any], label: tuple[int, Any]) -> Frame:
-        """Convert one pair to arrays; errors name the topic, stamp and sizes."""
+    def bad_message(self, message: BadMessage) -> None:
+        """Count a message that does not deserialise (stamp: its log time); strict: raise."""
+        self.errors.add(MESSAGE, message.log_time_ns, message.error)
+        if self.strict:
+            raise BagError(message.error)
+
+    def decode(self, image_stamp: int, image: tuple[int, Any],
+               label: tuple[int, Any] | None) -> Frame | None:
+        """Convert one image (and its label) to arrays; None if skipped (error counted)."""
+        try:
+            return self._decode(image_stamp, image, label)
+        except ValueError:
+            if self.strict:
+                raise
+            return None
+
+    def _decode(self, image_stamp: int, image: tuple[int, Any],
+                label: tuple[int, Any] | None) -> Frame:
+        """Convert one frame; errors name the topic, stamp and sizes."""
         start = time.perf_counter()
         log_time, image_msg = image
-        try:
+        with self.errors.step(IMAGE, image_stamp), _at(self.image_topic, image_stamp):
             rgb = msg_to_rgb(image_msg)
-        except ValueError as exc:
-            raise type(exc)(f"{self.image_topic} at stamp {image_stamp} ns: {exc}") from exc
         decoded = time.perf_counter()
-        label_stamp = header_stamp_ns(label[1])
-        try:
-            labels = labels_to_ids(label[1], self.label_format, self.classes)
-        except ValueError as exc:
-            raise type(exc)(f"{self.label_topic} at stamp {label_stamp} ns: {exc}") from exc
-        if labels.shape != rgb.shape[:2]:
-            raise ValueError(
-                f"label {self.label_topic} at stamp {label_stamp} ns is "
-                f"{labels.shape[1]}x{labels.shape[0]} px but image {self.image_topic} at "
-                f"stamp {image_stamp} ns is {rgb.shape[1]}x{rgb.shape[0]} px")
         self.clock.add("decode", (decoded - start) * 1000.0)
+        if label is None or self.decoder is None:
+            return Frame(image_stamp, log_time, image_msg, rgb, None)
+        label_stamp = header_stamp_ns(label[1])
+        with self.errors.step(LABEL, image_stamp), _at(self.label_topic, label_stamp):
+            labels = self.decoder(label[1])
+        if labels.shape != rgb.shape[:2]:
+            message = (f"label {self.label_topic} at stamp {label_stamp} ns is "
+                       f"{labels.shape[1]}x{labels.shape[0]} px but image {self.image_topic} "
+                       f"at stamp {image_stamp} ns is {rgb.shape[1]}x{rgb.shape[0]} px")
+            self.errors.add(SIZE, image_stamp, message)
+            raise ValueError(message)
         self.clock.add("labels", (time.perf_counter() - decoded) * 1000.0)
         return Frame(image_stamp, log_time, image_msg, rgb, labels)
 
-    def add(self, frame: Frame) -> None:
-        """Queue a decoded frame; run the batch when it is full."""
+    def add(self, frame: Frame | None) -> None:
+        """Queue a decoded frame (None: skipped); run the batch when it is full."""
+        if frame is None:
+            return
         self.batch.append(frame)
         if len(self.batch) >= self.batch_size:
             self.finish_batch()
@@ -176,34 +217,38 @@ class Replay:
             return
         # Dequeue only after inference: frames of an interrupted batch stay queued.
         results = self.segmenter.segment_batch([f.rgb for f in self.batch])
-        estimates = self._estimates()
         frames, self.batch = self.batch, []
-        self.estimated += estimates
         for frame, result in zip(frames, results):
             for stage, ms in result.timings_ms.items():
                 self.clock.add(stage, ms)
-            scores = self.tracker.update(result.class_ids, frame.labels, frame.stamp_ns)
+            self.segmented += 1
+            self.last_stamp_ns = frame.stamp_ns
+            if frame.labels is not None:
+                self.tracker.update(result.class_ids, frame.labels, frame.stamp_ns)
             if self.output is not None:
                 start = time.perf_counter()
                 self.output.write(frame, result.class_ids)
                 self.clock.add("write", (time.perf_counter() - start) * 1000.0)
-            if self.progress is not None:
-                self.progress.update()
-                self.progress.set_postfix(mean_dice=f"{scores.mean_dice:.3f}",
-                                          cumulative=f"{self.tracker.cumulative.mean_dice():.3f}",
-                                          refresh=False)
+            self._show_progress()
 
-    def _estimates(self) -> list[float]:
-        """Return the queued frames' estimated mean Dice (empty without a calibration)."""
-        if self.calibration is None:
-            return []
-        probs = self.segmenter.probabilities([f.rgb for f in self.batch])
-        return [self.calibration.estimate(p) for p in probs]
+    def _show_progress(self) -> None:
+        if self.progress is None:
+            return
+        self.progress.update()
+        if self.tracker.frames:
+            self.progress.set_postfix(mean_dice=f"{self.tracker.frames[-1].mean_dice:.3f}",
+                                      cumulative=f"{self.tracker.cumulative.mean_dice():.3f}",
+                                      skipped=self.errors.total, refresh=False)
 
 
 @dataclass
 class ReplayResult:
-    """What ``evaluate_bag`` produced: the report dict, file paths, and why it stopped."""
+    """What ``evaluate_bag`` produced: the report dict, file paths, and why it stopped.
+
+    ``error`` is the exception that stopped the run (a storage fault, a frame
+    error under ``strict``, or a run that scored no frame), None after Ctrl-C
+    (see ``stopped_by``) or a complete run.
+    """
 
     report: dict[str, Any]
     paths: dict[str, Path]
@@ -217,29 +262,36 @@ def _score_pairs(replay: Replay, pairs: list[Pair]) -> None:
         replay.add(replay.decode(pair.image_stamp_ns, pair.image, pair.label))
 
 
-def _stream(reader: BagReader, replay: Replay, pairer: StampPairer) -> None:
-    """Feed every image/label message through pairing into ``replay``, to the end."""
-    messages = reader.messages([replay.image_topic, replay.label_topic])
+def _stream(reader: BagReader, replay: Replay, pairer: StampPairer | None) -> None:
+    """Feed every image (and label) message, through pairing, into ``replay``, to the end."""
+    topics = [replay.image_topic] + ([replay.label_topic] if pairer is not None else [])
+    messages = reader.messages(topics)
     while True:
         start = time.perf_counter()
         message = next(messages, None)
         replay.clock.add("read", (time.perf_counter() - start) * 1000.0)
         if message is None:
             break
+        if isinstance(message, BadMessage):
+            replay.bad_message(message)
+            continue
         stamp = header_stamp_ns(message.msg)
         item = (message.log_time_ns, message.msg)
-        if message.topic == replay.image_topic:
+        if pairer is None:
+            replay.add(replay.decode(stamp, item, None))
+        elif message.topic == replay.image_topic:
             _score_pairs(replay, pairer.add_image(stamp, item))
         else:
             _score_pairs(replay, pairer.add_label(stamp, item))
-    _score_pairs(replay, pairer.flush())
+    if pairer is not None:
+        _score_pairs(replay, pairer.flush())
     replay.finish_batch()
 
 
-def _salvage(replay: Replay, pairer: StampPairer) -> int:
+def _salvage(replay: Replay, pairer: StampPairer | None) -> int:
     """After a stop, score every pair already read; return how many could not be."""
     failed = 0
-    for pair in pairer.flush():
+    for pair in pairer.flush() if pairer is not None else []:
         try:
             _score_pairs(replay, [pair])
         except (DiceSegError, ValueError):
@@ -252,71 +304,112 @@ def _salvage(replay: Replay, pairer: StampPairer) -> int:
     return failed
 
 
-def evaluate_bag(bag: str | Path, image_topic: str, label_topic: str, out_dir: str | Path,
-                 segmenter: Segmenter | None = None, label_format: str = "ids",
-                 max_offset_ms: float = 20.0, batch_size: int = 1, output_bag: bool = True,
-                 progress: bool = True, estimated_dice: bool = False) -> ReplayResult:
+def _check_options(image_topic: str, label_topic: str | None, batch_size: int,
+                   output_bag: bool) -> None:
+    """Raise ValueError naming an option that cannot work."""
+    if image_topic == label_topic:
+        raise ValueError(f"image and label topic are the same ({image_topic!r})")
+    if batch_size < 1:
+        raise ValueError(f"batch size must be >= 1, got {batch_size}")
+    if label_topic is None and not output_bag:
+        raise ValueError("without a label topic the output bag is the only output; "
+                         "drop --no-output-bag")
+
+
+def _run(reader: BagReader, replay: Replay,
+         pairer: StampPairer | None) -> tuple[str | None, BaseException | None, int]:
+    """Stream the bag into ``replay``; return (stopped_by, error, frames not evaluated)."""
+    stopped_by, error = None, None
+    try:
+        _stream(reader, replay, pairer)
+    except KeyboardInterrupt:
+        stopped_by = "interrupted (Ctrl-C)"
+    except StorageFault as exc:
+        stopped_by, error = (f"storage error: {exc}; last good frame stamp "
+                             f"{replay.last_stamp_ns} ns"), exc
+    except (DiceSegError, ValueError) as exc:
+        stopped_by, error = f"{type(exc).__name__}: {exc}", exc
+    not_evaluated = _salvage(replay, pairer) if stopped_by is not None else 0
+    return stopped_by, error, not_evaluated
+
+
+def _no_frames_error(replay: Replay, pairer: StampPairer, max_offset_ms: float) -> ValueError:
+    """Explain a complete run that scored no frame, with what to try."""
+    if replay.errors.total:
+        return ValueError(f"no frame scored: {replay.errors.total} frames skipped "
+                          f"({', '.join(replay.errors.counts)}); see 'errors' in report.json")
+    return ValueError(f"no image/label pair found within --max-offset-ms {max_offset_ms:g} "
+                      f"({pairer.unpaired_images} images, {pairer.unpaired_labels} labels "
+                      f"unpaired); raise --max-offset-ms if label stamps differ from image "
+                      f"stamps, or check --label-topic")
+
+
+def evaluate_bag(bag: str | Path, image_topic: str, label_topic: str | None,
+                 out_dir: str | Path, segmenter: Segmenter | None = None,
+                 label_format: str = "ids", max_offset_ms: float = 20.0, batch_size: int = 1,
+                 output_bag: bool = True, progress: bool = True, strict: bool = False,
+                 remap: str | Path | None = None,
+                 colormap: str | Path | None = None) -> ReplayResult:
     """Evaluate ``segmenter`` (default: the shipped model) on a labeled bag.
 
     Writes the report files into ``out_dir`` (and ``out_dir/output_bag`` unless
-    ``output_bag`` is False) even when the run stops early; ``result.error`` is
-    then the exception that stopped it (None for Ctrl-C, see ``stopped_by``).
-    ``estimated_dice`` also estimates each frame's mean Dice without its label
-    (the model's calibration sidecar, see :mod:`dice_seg_ros.quality`) and
-    reports it beside the true one (estimated_dice.csv, a scatter plot, and
-    ``estimated_dice`` in report.json: frames, MAE, Spearman).
+    ``output_bag`` is False) even when the run stops early. Frames that cannot
+    be decoded are skipped and counted (report.json ``errors``) unless
+    ``strict``. Without ``label_topic`` the bag is only segmented: the output
+    bag is written, no report. ``remap`` and ``colormap`` read labels of another
+    ontology (see :mod:`~dice_seg_ros.label_decoding`).
 
     Raises:
         FileNotFoundError, BagError, ModelError, ValueError: before any frame is
             read (missing bag, missing topic or wrong type, bad model, bad options).
 
     """
-    if image_topic == label_topic:
-        raise ValueError(f"image and label topic are the same ({image_topic!r})")
-    if batch_size < 1:
-        raise ValueError(f"batch size must be >= 1, got {batch_size}")
-    if label_format not in ("ids", "color"):
-        raise ValueError(f"label format must be 'ids' or 'color', got {label_format!r}")
+    _check_options(image_topic, label_topic, batch_size, output_bag)
     classes = load_classes()
+    decoder = (LabelDecoder.build(classes, label_format, remap, colormap)
+               if label_topic is not None else None)
     segmenter = segmenter or Segmenter()
-    calibration = _calibration(segmenter) if estimated_dice else None
     out = Path(out_dir)
     with BagReader(bag) as reader:
         image_type = reader.check_topic(image_topic, IMAGE_TYPES)
-        reader.check_topic(label_topic, IMAGE_TYPES)
+        if label_topic is not None:
+            reader.check_topic(label_topic, IMAGE_TYPES)
         out.mkdir(parents=True, exist_ok=True)
         output = (_OutputBag(out / OUTPUT_BAG, image_topic, image_type, classes)
                   if output_bag else None)
         bar = tqdm(total=reader.message_count(image_topic), desc="eval", unit="frame",
                    disable=not progress)
-        replay = Replay(segmenter, classes, label_format, image_topic, label_topic, output,
-                        batch_size, bar, calibration)
-        pairer: StampPairer = StampPairer(max_offset_ms)
-        stopped_by, error, not_evaluated = None, None, 0
+        replay = Replay(segmenter, classes, decoder, image_topic, label_topic, output,
+                        batch_size, strict, bar)
+        pairer = StampPairer(max_offset_ms) if label_topic is not None else None
         start = time.perf_counter()
         try:
-            _stream(reader, replay, pairer)
-        except KeyboardInterrupt:
-            stopped_by = "interrupted (Ctrl-C)"
-        except (DiceSegError, ValueError) as exc:
-            stopped_by, error = f"{type(exc).__name__}: {exc}", exc
-        try:
-            if stopped_by is not None:
-                not_evaluated = _salvage(replay, pairer)
+            stopped_by, error, not_evaluated = _run(reader, replay, pairer)
         finally:
             bar.close()
             if output is not None:
                 output.close()
         elapsed = time.perf_counter() - start
-    frames = len(replay.tracker.frames)
+    if pairer is not None and error is None and stopped_by is None and not replay.tracker.frames:
+        error = _no_frames_error(replay, pairer, max_offset_ms)
+        stopped_by = str(error)
     extra = {
         "stopped_by": stopped_by,
         "bag": str(bag),
         "image_topic": image_topic,
         "label_topic": label_topic,
-        "unpaired_images": pairer.unpaired_images,
-        "unpaired_labels": pairer.unpaired_labels,
+        "label_format": label_format,
+        "remap": str(remap) if remap else None,
+        "colormap": str(colormap) if colormap else None,
+        "unpaired_images": pairer.unpaired_images if pairer else 0,
+        "unpaired_labels": pairer.unpaired_labels if pairer else 0,
         "not_evaluated": not_evaluated,
+        "skipped": replay.errors.total,
+        "errors": replay.errors.as_dict(),
+        "strict": strict,
+        "messages_read": reader.messages_read,
+        "salvage": reader.salvage,
+        "last_good_stamp_ns": replay.last_stamp_ns,
         "model": segmenter.source,
         "backend": segmenter.backend,
         "device": segmenter.device,
@@ -324,48 +417,51 @@ def evaluate_bag(bag: str | Path, image_topic: str, label_topic: str, out_dir: s
         "output_bag": str(output.path) if output else None,
         "output_topics": dict(output.topics, image=image_topic) if output else None,
     }
-    quality_paths = {}
-    if calibration is not None:
-        extra["estimated_dice"], quality_paths = write_quality_report(
-            out, [f.stamp_ns for f in replay.tracker.frames], replay.estimated,
-            [f.mean_dice for f in replay.tracker.frames])
+    fps = replay.segmented / elapsed if elapsed > 0 else 0.0
+    if pairer is None:
+        return ReplayResult(dict(extra, frames=replay.segmented, fps=fps), {}, stopped_by,
+                            error)
     paths = write_report(out, replay.tracker, classes.names,
                          unpaired=pairer.unpaired_images + pairer.unpaired_labels,
-                         fps=frames / elapsed if elapsed > 0 else 0.0,
-                         latency_ms=replay.clock.mean(frames), extra=extra,
-                         colors=classes.colors)
+                         fps=fps, latency_ms=replay.clock.mean(replay.segmented),
+                         extra=extra, colors=classes.colors)
     report = json.loads(paths["report"].read_text(encoding="utf-8"))
-    return ReplayResult(report, dict(paths, **quality_paths), stopped_by, error)
+    return ReplayResult(report, paths, stopped_by, error)
 
 
-def _calibration(segmenter: Segmenter) -> Calibration:
-    """Return the calibration sidecar of the segmenter's model; ModelError if it has none."""
-    calibration = calibration_for_model(segmenter.model_path)
-    if calibration is None:
-        raise ModelError(f"{segmenter.model_path} has no estimated-Dice calibration "
-                         f"(NAME.quality.json next to it); run 'dice-seg calibrate'")
-    return calibration
+def _score(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.3f}"
+
+
+def _error_lines(report: dict[str, Any]) -> list[str]:
+    """One line per kind of skipped frame: count, first stamps, first message."""
+    return [f"skipped {info['count']} frames ({kind}; first at stamps "
+            f"{info['first_stamps_ns']} ns): {info['first_message']}"
+            for kind, info in report.get("errors", {}).items()]
 
 
 def format_summary(result: ReplayResult) -> str:
     """Return a short human-readable summary: headline scores and where the files are."""
     report = result.report
-
-    def score(value: float | None) -> str:
-        return "n/a" if value is None else f"{value:.3f}"
-
-    lines = [f"frames evaluated: {report['frames']}  unpaired images/labels: "
-             f"{report['unpaired_images']}/{report['unpaired_labels']}  "
-             f"fps: {report['fps']:.1f}  ({report['backend']} on {report['device']})",
-             f"mean Dice: {score(report['mean_dice'])}  mean IoU: {score(report['mean_iou'])}",
-             "per-class Dice: " + ", ".join(f"{name} {score(value)}"
-                                            for name, value in report["dice"].items()),
-             "latency ms/frame: " + ", ".join(f"{stage} {ms:.1f}"
-                                              for stage, ms in report["latency_ms"].items())]
-    if report.get("estimated_dice"):
-        agreement = report["estimated_dice"]
-        lines.append(f"estimated vs true mean Dice per frame: MAE {score(agreement['mae'])}, "
-                     f"Spearman {score(agreement['spearman'])}")
+    if report.get("label_topic") is None:
+        lines = [f"frames segmented: {report['frames']}  fps: {report['fps']:.1f}  "
+                 f"({report['backend']} on {report['device']})"]
+    else:
+        absent = report.get("classes_absent_from_labels") or []
+        lines = [f"frames evaluated: {report['frames']}  unpaired images/labels: "
+                 f"{report['unpaired_images']}/{report['unpaired_labels']}  "
+                 f"fps: {report['fps']:.1f}  ({report['backend']} on {report['device']})",
+                 f"mean Dice: {_score(report['mean_dice'])}  mean Dice over classes present "
+                 f"in the labels: {_score(report['mean_dice_present'])}  "
+                 f"mean IoU: {_score(report['mean_iou'])}",
+                 "per-class Dice: " + ", ".join(
+                     f"{name} {_score(value)}{' (absent from labels)' if name in absent else ''}"
+                     for name, value in report["dice"].items()),
+                 "latency ms/frame: " + ", ".join(f"{stage} {ms:.1f}"
+                                                  for stage, ms in report["latency_ms"].items())]
+    lines += _error_lines(report)
+    if report.get("salvage"):
+        lines.append(f"salvaged: {report['salvage']} ({report['messages_read']} messages read)")
     lines += [f"{name}: {path}" for name, path in result.paths.items()]
     if report.get("output_bag"):
         topics = ", ".join(report["output_topics"].values())
@@ -374,18 +470,21 @@ def format_summary(result: ReplayResult) -> str:
     if result.stopped_by:
         lines.append(f"stopped early by {result.stopped_by}; the report covers the "
                      f"{report['frames']} frames done")
-    return "\n".join(lines)
+    return "\n".join(line.replace("\n", " ") for line in lines)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Add ``dice-seg eval`` options."""
+    parser.epilog = ("exit status: 0 = the whole bag was read (skipped frames are counted in "
+                     "report.json 'errors'); 2 = an error stopped the run or no frame was "
+                     "scored, with or without a partial report; 130 = Ctrl-C")
     parser.add_argument("--bag", required=True, type=Path,
                         help="rosbag2 directory (sqlite3 or MCAP) or a .mcap/.db3 file")
     parser.add_argument("--image-topic", required=True,
                         help="sensor_msgs/Image or CompressedImage topic")
-    parser.add_argument("--label-topic", required=True,
+    parser.add_argument("--label-topic", default=None,
                         help="label image topic (class ids, or colours with --label-format "
-                             "color)")
+                             "color); without it the bag is only segmented into the output bag")
     parser.add_argument("--model", type=Path, default=None,
                         help=".onnx or .pt model (default: the shipped model)")
     parser.add_argument("--backend", choices=("ort", "torch"), default="ort")
@@ -393,17 +492,23 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--threads", type=int, default=None, help="CPU threads for inference")
     parser.add_argument("--out", type=Path, default=Path("dice_seg_eval"),
                         help="output directory (default ./dice_seg_eval)")
-    parser.add_argument("--label-format", choices=("ids", "color"), default="ids")
+    parser.add_argument("--label-format", choices=LABEL_FORMATS, default="ids")
+    parser.add_argument("--remap", type=Path, default=None,
+                        help="YAML {source_id: class_id} mapping label ids of another "
+                             "ontology onto the classes (unlisted ids -> ignore)")
+    parser.add_argument("--colormap", type=Path, default=None,
+                        help="CSV id,name,r,g,b of the label colours (with --label-format "
+                             "color); ids are class ids, or source ids with --remap")
     parser.add_argument("--max-offset-ms", type=float, default=20.0,
                         help="largest image/label stamp difference to pair, ms (default 20)")
     parser.add_argument("--batch-size", type=int, default=1,
                         help="images per network call (default 1)")
+    parser.add_argument("--strict", action="store_true",
+                        help="stop at the first frame that cannot be decoded (default: skip "
+                             "and count it)")
     parser.add_argument("--no-output-bag", action="store_true",
                         help="do not write the MCAP bag of masks and overlays")
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
-    parser.add_argument("--estimated-dice", action="store_true",
-                        help="also estimate each frame's Dice without labels (the model's "
-                             ".quality.json) and compare it with the true Dice")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -413,7 +518,8 @@ def run(args: argparse.Namespace) -> int:
     result = evaluate_bag(args.bag, args.image_topic, args.label_topic, args.out, segmenter,
                           label_format=args.label_format, max_offset_ms=args.max_offset_ms,
                           batch_size=args.batch_size, output_bag=not args.no_output_bag,
-                          progress=not args.no_progress, estimated_dice=args.estimated_dice)
+                          progress=not args.no_progress, strict=args.strict,
+                          remap=args.remap, colormap=args.colormap)
     return print_result(result)
 
 

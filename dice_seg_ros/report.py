@@ -16,7 +16,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from dice_seg_ros.metrics import DiceTracker
+from dice_seg_ros.metrics import DiceTracker, nanmean
 
 REPORT_JSON = "report.json"
 PER_FRAME_CSV = "per_frame.csv"
@@ -44,7 +44,10 @@ def summary(tracker: DiceTracker, class_names: Sequence[str], *, unpaired: int, 
     """Return the report dictionary (JSON-ready: NaN -> None).
 
     Keys: frames, unpaired, classes, dice and iou (class name -> cumulative
-    score, None for a class never seen), mean_dice, mean_iou, fps, latency_ms
+    score, None for a class never seen), mean_dice, mean_iou,
+    classes_absent_from_labels (names of classes with no label pixel: their Dice
+    is 0 where predicted, None where not), mean_dice_present (mean Dice over the
+    classes present in the labels only), fps, latency_ms
     (stage -> mean ms per frame), confusion_matrix (rows = label, cols =
     prediction, pixels), then ``extra`` (which may override any of them).
     """
@@ -53,14 +56,18 @@ def summary(tracker: DiceTracker, class_names: Sequence[str], *, unpaired: int, 
         raise ValueError(f"{len(names)} class names {names} for a tracker of "
                          f"{tracker.num_classes} classes")
     cumulative = tracker.cumulative
+    present = cumulative.matrix.sum(axis=1) > 0
+    dice = cumulative.dice()
     report = {
         "frames": len(tracker.frames),
         "unpaired": int(unpaired),
         "classes": names,
-        "dice": dict(zip(names, cumulative.dice())),
+        "dice": dict(zip(names, dice)),
         "iou": dict(zip(names, cumulative.iou())),
         "mean_dice": cumulative.mean_dice(),
         "mean_iou": cumulative.mean_iou(),
+        "classes_absent_from_labels": [n for n, p in zip(names, present) if not p],
+        "mean_dice_present": nanmean(dice[present]),
         "fps": fps,
         "latency_ms": dict(latency_ms),
         "confusion_matrix": cumulative.matrix,

@@ -27,7 +27,7 @@ def _ament_share() -> Path | None:
         return None
     try:
         return Path(get_package_share_directory(PACKAGE_NAME))
-    except PackageNotFoundError:
+    except (PackageNotFoundError, OSError):  # OSError: AMENT_PREFIX_PATH unset (pip rclpy)
         return None
 
 

@@ -4,8 +4,9 @@ import numpy as np
 import pytest
 from conftest import image_msg
 
-from dice_seg_ros.bag_io import (IMAGE_TYPE, BagReader, BagWriter, StampPairer,
-                                 header_stamp_ns, make_header, msg_class, remove_old_bag)
+from dice_seg_ros.bag_io import (IMAGE_TYPE, BadMessage, BagMessage, BagReader, BagWriter,
+                                 StampPairer, StorageFault, header_stamp_ns, make_header,
+                                 msg_class, remove_old_bag)
 from dice_seg_ros.errors import BagError
 
 MS = 1_000_000
@@ -48,14 +49,19 @@ def test_missing_bag_is_file_not_found(tmp_path):
         BagReader(tmp_path / "nope")
 
 
-def test_truncated_bag_is_bag_error(tmp_path):
+def test_truncated_bag_is_salvaged_up_to_the_cut(tmp_path):
     _write_small_bag(tmp_path / "bag", frames=5)
     (mcap,) = (tmp_path / "bag").glob("*.mcap")
     data = mcap.read_bytes()
     mcap.write_bytes(data[: len(data) // 2])
-    with pytest.raises(BagError, match="bag"):
-        with BagReader(tmp_path / "bag") as bag:
-            list(bag.messages(["/camera/image_raw"]))
+    with BagReader(tmp_path / "bag") as bag:
+        assert "File end magic" in bag.salvage
+        got = []
+        with pytest.raises(StorageFault, match="cut off.*last good log time"):
+            for message in bag.messages(["/camera/image_raw"]):
+                got.append(message.log_time_ns)
+    assert 0 < len(got) < 5
+    assert got == [1_000 * MS + k * 100 * MS for k in range(len(got))]
 
 
 def test_garbage_file_is_bag_error(tmp_path):
@@ -66,15 +72,16 @@ def test_garbage_file_is_bag_error(tmp_path):
             list(bag.messages(["/x"]))
 
 
-def test_undeserialisable_message_names_topic(tmp_path):
+def test_undeserialisable_message_is_yielded_as_bad_and_reading_goes_on(tmp_path):
     with BagWriter(tmp_path / "bag") as bag:
         bag.write("/camera/image_raw", 5, image_msg(np.zeros((2, 2, 3), np.uint8), 5))
         bag.write_raw("/camera/image_raw", 6, b"\x00\x01\x00\x00garbage")
+        bag.write("/camera/image_raw", 7, image_msg(np.zeros((2, 2, 3), np.uint8), 7))
     with BagReader(tmp_path / "bag") as bag:
-        stream = bag.messages(["/camera/image_raw"])
-        assert next(stream).log_time_ns == 5
-        with pytest.raises(BagError, match="/camera/image_raw at log time 6"):
-            next(stream)
+        first, bad, last = bag.messages(["/camera/image_raw"])
+    assert isinstance(first, BagMessage) and isinstance(last, BagMessage)
+    assert isinstance(bad, BadMessage) and bad.log_time_ns == 6
+    assert "/camera/image_raw at log time 6 ns does not deserialise" in bad.error
 
 
 def test_check_topic_errors(tmp_path):

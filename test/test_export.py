@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 
 torch = pytest.importorskip("torch")
@@ -11,7 +12,7 @@ from dice_seg_ros import export  # noqa: E402
 from dice_seg_ros.classes import load_classes  # noqa: E402
 from dice_seg_ros.cli import main  # noqa: E402
 from dice_seg_ros.errors import ModelError  # noqa: E402
-from dice_seg_ros.inference import Segmenter  # noqa: E402
+from dice_seg_ros.inference import Segmenter, preprocess  # noqa: E402
 from dice_seg_ros.data.synthetic import generate_scene  # noqa: E402
 from dice_seg_ros.model import build_model, default_meta, load_checkpoint  # noqa: E402
 from dice_seg_ros.model import save_checkpoint  # noqa: E402
@@ -30,14 +31,47 @@ def checkpoint(tmp_path):
 
 def test_export_writes_meta_and_matches_torch(tmp_path, checkpoint):
     path, meta = checkpoint
-    out, parity = export.export_checkpoint(path, tmp_path / "tiny.onnx")
+    out, parity = export.export_checkpoint(path, tmp_path / "tiny.onnx",
+                                           io=export.IO_FLOAT_LOGITS)
     assert parity.ok
     assert parity.max_abs_diff < 1e-3 and parity.argmax_agreement > 0.999
     assert Segmenter(out, device="cpu").meta == meta
     session = ort.InferenceSession(str(out), providers=["CPUExecutionProvider"])
-    batch = export.sample_inputs(meta, count=3)
-    logits = session.run(None, {export.INPUT_NAME: batch})[0]
+    batch = preprocess(export.sample_scenes(meta, count=3), meta, (64, 48))
+    logits = session.run(None, {"image": batch})[0]
     assert logits.shape == (3, len(NAMES), 48, 64)
+
+
+def test_default_export_takes_pixels_and_gives_the_host_paths_masks(tmp_path, checkpoint):
+    path, meta = checkpoint
+    legacy, _ = export.export_checkpoint(path, tmp_path / "legacy.onnx",
+                                         io=export.IO_FLOAT_LOGITS)
+    out, parity = export.export_checkpoint(path, tmp_path / "pixels.onnx")
+    assert parity.ok
+    session = ort.InferenceSession(str(out), providers=["CPUExecutionProvider"])
+    assert [(i.name, i.type) for i in session.get_inputs()] == [("pixels", "tensor(uint8)")]
+    assert [(o.name, o.type) for o in session.get_outputs()] == [
+        ("class_ids", "tensor(uint8)"), ("confidence", "tensor(float)")]
+    new, old = Segmenter(out, device="cpu"), Segmenter(legacy, device="cpu")
+    assert new.io.raw_input and new.io.ids_output and not old.io.raw_input
+    assert new.meta == old.meta == meta
+    # Other sizes than the export's, several in one batch, with and without confidence.
+    scenes = [generate_scene(seed, 90, 70)[0] for seed in (3, 4)]
+    for with_confidence in (False, True):
+        for a, b in zip(new.segment_batch(scenes, with_confidence),
+                        old.segment_batch(scenes, with_confidence)):
+            assert a.class_ids.shape == (70, 90) and a.class_ids.dtype == np.uint8
+            assert (a.class_ids == b.class_ids).mean() > 0.999
+            if with_confidence:
+                np.testing.assert_allclose(a.confidence, b.confidence, atol=1e-4)
+            else:
+                assert a.confidence is None
+
+
+def test_unknown_io_kind(tmp_path, checkpoint):
+    path, _ = checkpoint
+    with pytest.raises(ValueError, match="I/O kind"):
+        export.export_checkpoint(path, tmp_path / "x.onnx", io="nchw-probabilities")
 
 
 def test_export_cli(tmp_path, checkpoint, capsys):
@@ -67,7 +101,8 @@ def test_shipped_model_matches_classes_and_is_small():
     assert onnx_path.stat().st_size + torch_path.stat().st_size < 10 * 2**20
     model, torch_meta = load_checkpoint(torch_path, class_names=NAMES)
     assert torch_meta == meta
-    parity = export.check_parity(model, onnx_path, export.sample_inputs(meta, 1))
+    assert Segmenter(onnx_path, device="cpu").io.raw_input  # shipped in the in-graph format
+    parity = export.check_parity(model, meta, onnx_path, export.sample_scenes(meta, 1))
     assert parity.ok, parity
 
 

@@ -246,3 +246,31 @@ def test_torch_explicit_cuda_without_gpu_is_an_error():
         pytest.skip("this machine has a CUDA GPU")
     with pytest.raises(ValueError, match="cuda"):
         Segmenter(backend="torch", device="cuda")
+
+
+def test_sessions_do_not_spin_between_frames(tiny):
+    options = tiny._backend.session.get_session_options()
+    for entry in ("session.intra_op.allow_spinning", "session.inter_op.allow_spinning"):
+        assert options.get_session_config_entry(entry) == "0"
+
+
+def test_io_binding_path_gives_the_same_masks(tiny_onnx_model):
+    images = [RNG.integers(0, 256, (48, 64, 3), dtype=np.uint8) for _ in range(3)]
+    plain = Segmenter(tiny_onnx_model, device="cpu", threads=1)
+    bound = Segmenter(tiny_onnx_model, device="cpu", threads=1)
+    bound._backend.io_binding = True  # what GPU providers use, run here on the CPU
+    for a, b in zip(plain.segment_batch(images, True), bound.segment_batch(images, True)):
+        np.testing.assert_array_equal(a.class_ids, b.class_ids)
+        np.testing.assert_array_equal(a.confidence, b.confidence)
+
+
+def test_reused_buffers_never_leak_into_earlier_results(tiny):
+    # At the network size no resize copies the output, so aliasing would show here.
+    first_image, second_image = (RNG.integers(0, 256, (48, 64, 3), dtype=np.uint8)
+                                 for _ in range(2))
+    first = tiny.segment(first_image, with_confidence=True)
+    kept = first.class_ids.copy(), first.confidence.copy()
+    tiny.segment(second_image, with_confidence=True)
+    np.testing.assert_array_equal(first.class_ids, kept[0])
+    np.testing.assert_array_equal(first.confidence, kept[1])
+    np.testing.assert_array_equal(tiny.segment(first_image).class_ids, kept[0])

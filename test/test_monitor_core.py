@@ -133,7 +133,7 @@ def test_size_mismatch_names_both_sizes():
     _, label = pair_msgs(0, size=(12, 16))
     with pytest.raises(ValueError, match="32x24.*16x12"):
         core.score_pair(mask, label)
-    assert core.errors == 1 and core.status().level == LEVEL_ERROR
+    assert core.errors.counts == {"size_mismatch": 1} and core.status().level == LEVEL_ERROR
     core.score_pair(*pair_msgs(1))
     assert core.last_error is None and core.scored == 1
 

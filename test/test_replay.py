@@ -127,37 +127,60 @@ def test_unpaired_frames_are_counted(tmp_path, tiny_segmenter):
     assert strict["frames"] == 2 and strict["unpaired"] == 4
 
 
-def test_short_image_mid_bag_still_writes_report(tmp_path, tiny_segmenter):
+def _bag_with_short_image(path):
     rgb, _ = _scenes(1)[0]
     bad = image_msg(rgb, 1250 * MS)
     bad.data = bad.data[: len(bad.data) // 2]  # shorter than height * step
-    bag = _bag(tmp_path / "bag", _frames(_scenes(4)),
-               [(IMAGE_TOPIC, 1250 * MS, bad),
-                (LABEL_TOPIC, 1250 * MS, image_msg(np.zeros((SMALL_H, SMALL_W), np.uint8),
-                                                   1250 * MS, "mono8"))])
+    return _bag(path, _frames(_scenes(4)),
+                [(IMAGE_TOPIC, 1250 * MS, bad),
+                 (LABEL_TOPIC, 1250 * MS, image_msg(np.zeros((SMALL_H, SMALL_W), np.uint8),
+                                                    1250 * MS, "mono8"))])
+
+
+def test_short_image_mid_bag_is_skipped_and_counted(tmp_path, tiny_segmenter):
+    bag = _bag_with_short_image(tmp_path / "bag")
     result = _eval(bag, tmp_path / "out", tiny_segmenter, batch_size=2)
-    assert isinstance(result.error, ImageEncodingError)
+    assert result.error is None and result.stopped_by is None
     report = json.loads((tmp_path / "out" / "report.json").read_text())
-    # Every good frame read before the stop (1000..1300 ms) is scored; only 1250 is lost.
-    assert report["frames"] == 4 and report["not_evaluated"] == 0
-    assert "/camera/image_raw at stamp 1250000000" in report["stopped_by"]
+    # Every good frame, before and after the bad one, is scored.
+    assert report["frames"] == 4 and report["skipped"] == 1
+    error = report["errors"]["image_decode"]
+    assert error["count"] == 1 and error["first_stamps_ns"] == [1250 * MS]
+    assert "/camera/image_raw at stamp 1250000000" in error["first_message"]
     with BagReader(tmp_path / "out" / "output_bag") as out:
         assert out.message_count(output_topics(IMAGE_TOPIC)["mask"]) == 4
 
 
-def test_undeserialisable_message_mid_bag_via_cli(tmp_path, tiny_onnx_model, capsys):
+def test_strict_stops_at_the_short_image_and_keeps_what_was_read(tmp_path, tiny_segmenter):
+    bag = _bag_with_short_image(tmp_path / "bag")
+    result = _eval(bag, tmp_path / "out", tiny_segmenter, batch_size=2, strict=True)
+    assert isinstance(result.error, ImageEncodingError)
+    report = json.loads((tmp_path / "out" / "report.json").read_text())
+    # Every good frame read before the stop (1000..1300 ms) is scored; only 1250 is lost.
+    assert report["frames"] == 4 and report["not_evaluated"] == 0 and report["strict"]
+    assert "/camera/image_raw at stamp 1250000000" in report["stopped_by"]
+    assert report["errors"]["image_decode"]["count"] == 1
+
+
+@pytest.mark.parametrize("strict", [False, True])
+def test_undeserialisable_message_mid_bag_via_cli(tmp_path, tiny_onnx_model, capsys, strict):
     bag = _bag(tmp_path / "bag", _frames(_scenes(3)),
                [(LABEL_TOPIC, 1150 * MS, b"\x00\x01\x00\x00\xff\xff\xff\xff junk")])
     code = main(["eval", "--bag", str(bag), "--image-topic", IMAGE_TOPIC, "--label-topic",
                  LABEL_TOPIC, "--model", str(tiny_onnx_model), "--out", str(tmp_path / "out"),
-                 "--device", "cpu", "--no-progress"])
+                 "--device", "cpu", "--no-progress"] + (["--strict"] if strict else []))
     captured = capsys.readouterr()
-    assert code == 2
-    assert "dice-seg eval: error: corrupt message" in captured.err
-    assert "/camera/labels at log time 1150000000" in captured.err
-    assert "stopped early" in captured.out
     report = json.loads((tmp_path / "out" / "report.json").read_text())
-    assert report["frames"] == 2 and report["stopped_by"].startswith("BagError")
+    assert report["errors"]["message"]["first_stamps_ns"] == [1150 * MS]
+    if strict:
+        assert code == 2 and report["frames"] == 2
+        assert captured.err.count("\n") == 1
+        assert captured.err.startswith("dice-seg eval: error: /camera/labels at log time "
+                                       "1150000000 ns does not deserialise")
+        assert "stopped early" in captured.out
+    else:
+        assert code == 0 and report["frames"] == 3 and captured.err == ""
+        assert "skipped 1 frames (message; first at stamps [1150000000] ns)" in captured.out
 
 
 def test_ctrl_c_writes_partial_report(small_bag, tmp_path, tiny_segmenter, monkeypatch):
@@ -181,22 +204,42 @@ def test_ctrl_c_writes_partial_report(small_bag, tmp_path, tiny_segmenter, monke
 
 def test_labels_outside_class_list(tmp_path, tiny_segmenter):
     rgb, ids = _scenes(1)[0]
-    ids = ids.copy()
-    ids[0, 0] = 7
-    bag = _bag(tmp_path / "bag", [(1000 * MS, rgb, ids)])
+    bad = ids.copy()
+    bad[0, 0] = 250  # a stray byte in one label
+    bag = _bag(tmp_path / "bag", [(1000 * MS, rgb, bad)] + _frames(_scenes(2), start=1100))
     result = _eval(bag, tmp_path / "out", tiny_segmenter)
-    assert isinstance(result.error, ValueError)
-    assert "/camera/labels at stamp 1000000000" in str(result.error) and "7" in str(result.error)
-    assert result.report["frames"] == 0
+    assert result.error is None and result.report["frames"] == 2
+    error = result.report["errors"]["label_decode"]
+    assert error["count"] == 1 and error["first_stamps_ns"] == [1000 * MS]
+    assert "/camera/labels at stamp 1000000000" in error["first_message"]
+    assert "250" in error["first_message"]
+    strict = _eval(bag, tmp_path / "strict", tiny_segmenter, strict=True)
+    # Stopped at 1000 ms; the 1100 ms pair, already read, is scored; 1200 ms is not.
+    assert isinstance(strict.error, ValueError) and strict.report["frames"] == 1
+    assert "/camera/labels at stamp 1000000000" in str(strict.error)
 
 
 def test_label_and_image_sizes_differ(tmp_path, tiny_segmenter):
     rgb, ids = _scenes(1)[0]
     bag = _bag(tmp_path / "bag", [(1000 * MS, rgb, ids[:60, :80])])
     result = _eval(bag, tmp_path / "out", tiny_segmenter)
-    assert isinstance(result.error, ValueError)
-    assert "80x60" in str(result.error) and "160x120" in str(result.error)
-    assert "1000000000" in str(result.error)
+    # The only frame is skipped, so the run scored nothing: an error that says why.
+    assert isinstance(result.error, ValueError) and "1 frames skipped" in str(result.error)
+    message = result.report["errors"]["size_mismatch"]["first_message"]
+    assert "80x60" in message and "160x120" in message and "1000000000" in message
+
+
+def test_zero_pairs_exit_2_with_a_hint(tmp_path, tiny_onnx_model, capsys):
+    rgb, ids = _scenes(1)[0]
+    bag = _bag(tmp_path / "bag", [], [(IMAGE_TOPIC, 1000 * MS, image_msg(rgb, 1000 * MS)),
+                                      (LABEL_TOPIC, 1050 * MS,
+                                       image_msg(ids, 1050 * MS, "mono8"))])
+    args = ["eval", "--bag", str(bag), "--image-topic", IMAGE_TOPIC, "--label-topic",
+            LABEL_TOPIC, "--model", str(tiny_onnx_model), "--out", str(tmp_path / "out"),
+            "--no-progress"]
+    assert main(args) == 2
+    assert "raise --max-offset-ms" in capsys.readouterr().err
+    assert main(args + ["--max-offset-ms", "60"]) == 0
 
 
 def test_missing_topic_lists_topics(small_bag, tmp_path, tiny_segmenter):

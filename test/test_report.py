@@ -69,3 +69,16 @@ def test_empty_tracker_gives_nulls_not_nan(tmp_path):
 def test_class_name_count_must_match(tmp_path):
     with pytest.raises(ValueError, match="2 class names"):
         write_report(tmp_path, DiceTracker(3), NAMES[:2], unpaired=0, fps=0.0, latency_ms={})
+
+
+def test_classes_absent_from_labels_are_marked_and_kept_out_of_mean_present(tmp_path):
+    tracker = DiceTracker(3, ignore_index=255)
+    target = np.array([[0, 0, 1, 1]], np.uint8)       # no "trail" (2) in the labels
+    tracker.update(np.array([[0, 0, 1, 2]], np.uint8), target, stamp_ns=1)
+    paths = write_report(tmp_path, tracker, NAMES, unpaired=0, fps=1.0, latency_ms={})
+    report = json.loads(paths["report"].read_text())
+    assert report["classes_absent_from_labels"] == ["trail"]
+    assert report["dice"]["trail"] == 0.0             # predicted although absent
+    assert report["dice"]["grass"] == pytest.approx(2 / 3)
+    assert report["mean_dice"] == pytest.approx((1 + 2 / 3 + 0) / 3)
+    assert report["mean_dice_present"] == pytest.approx((1 + 2 / 3) / 2)
