@@ -1,9 +1,10 @@
 """Label-free estimated Dice: cost against inference, and accuracy on real frames.
 
-Cost: :func:`~dice_seg_ros.quality.frame_features` at the calibration's
-temperature on the network-resolution probabilities of a 640x480 frame, against
-``Segmenter.segment`` of the same frame (the baseline), timed round-robin in the
-same run. Goal: features <= 10 % of inference.
+Cost: :func:`~dice_seg_ros.quality.frame_features` (at a temperature other
+than 1) on the class ids and confidence of a 640x480 frame, against
+``Segmenter.segment(with_confidence=True)`` of the same frame (the baseline,
+what the node runs to publish ``~/confidence``), timed round-robin in the same
+run. Goal: features <= 10 % of inference.
 
 Accuracy (with ``--ycor DIR``): calibrations fitted on generated scenes, on
 YCOR train, and on both, each scored on YCOR valid by per-frame Spearman
@@ -37,9 +38,11 @@ from dice_seg_ros.quality_report import plot_estimated_vs_true
 def cost(segmenter: Segmenter, temperature: float, repeats: int) -> None:
     """Print ms per frame of segment() and of the features, and their ratio."""
     rgb, _ = generate_scene(7)
-    probs = segmenter.probabilities([rgb])[0]
-    funcs = {"segment 640x480": lambda: segmenter.segment(rgb),
-             "features": lambda: frame_features(probs, temperature=temperature)}
+    result = segmenter.segment(rgb, with_confidence=True)
+    classes = segmenter.meta.num_classes
+    funcs = {"segment 640x480": lambda: segmenter.segment(rgb, with_confidence=True),
+             "features": lambda: frame_features(result.class_ids, result.confidence, classes,
+                                                temperature=temperature)}
     samples: dict[str, list[float]] = {name: [] for name in funcs}
     for func in funcs.values():
         func()

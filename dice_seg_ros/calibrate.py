@@ -16,13 +16,13 @@ import time
 from pathlib import Path
 from typing import Iterable, Iterator
 
-import cv2
 import numpy as np
 from tqdm import tqdm
 
 from dice_seg_ros.bag_io import IMAGE_TYPES, BagReader, StampPairer, header_stamp_ns
 from dice_seg_ros.classes import ClassSet, load_classes
 from dice_seg_ros.data.datasets import FORMATS
+from dice_seg_ros.errors import ModelError
 from dice_seg_ros.image_conversion import labels_to_ids, msg_to_rgb
 from dice_seg_ros.inference import Segmenter
 from dice_seg_ros.metrics import DiceTracker
@@ -79,14 +79,19 @@ class FrameTable:
 
     def add(self, rgb: np.ndarray, labels: np.ndarray) -> None:
         """Segment one labeled frame; record its features, true mean Dice and NLL."""
-        class_ids = self.segmenter.segment(rgb).class_ids
-        tracker = DiceTracker(self.classes.num_classes, ignore_index=self.classes.ignore_index)
-        self.dice.append(tracker.update(class_ids, labels).mean_dice)
-        probs = self.segmenter.probabilities([rgb])[0]
-        self.features.append(np.stack([frame_features(probs, temperature=t)
-                                       for t in TEMPERATURES]))
-        small = cv2.resize(labels, self.segmenter.input_size, interpolation=cv2.INTER_NEAREST)
-        self.nll += temperature_nll(probs, small, self.classes.ignore_index)
+        result = self.segmenter.segment(rgb, with_confidence=True)
+        if result.confidence is None:
+            raise ModelError(f"{self.segmenter.source}: the model gives no confidence (max "
+                             f"softmax probability), which the Dice estimate needs; export "
+                             f"it with 'dice-seg export' (class ids + confidence)")
+        num_classes = self.classes.num_classes
+        tracker = DiceTracker(num_classes, ignore_index=self.classes.ignore_index)
+        self.dice.append(tracker.update(result.class_ids, labels).mean_dice)
+        self.features.append(np.stack([
+            frame_features(result.class_ids, result.confidence, num_classes, temperature=t)
+            for t in TEMPERATURES]))
+        self.nll += temperature_nll(result.class_ids, result.confidence, labels, num_classes,
+                                    self.classes.ignore_index)
 
     def fit(self) -> Calibration:
         """Fit the temperature by NLL, then the calibration at that temperature."""

@@ -1,12 +1,16 @@
-"""Label-free estimated Dice: per-frame features from class probabilities, and a calibration.
+"""Label-free estimated Dice: per-frame features from the network's confidence; calibration.
 
-On a robot there are no labels, but the network's own probabilities say a lot
+On a robot there are no labels, but the network's own confidence says a lot
 about how good its mask probably is (MetaSeg-style aggregates, Rottmann et al.
-2018). :func:`frame_features` turns one frame's softmax probabilities into a
-few numbers: the expected soft Dice of the argmax mask under the probabilities
-themselves, the mean top-class probability, the normalised entropy, the share
-of uncertain pixels, how many classes are predicted only on a sliver, and the
-predicted area of each class.
+2018). :func:`frame_features` turns one frame's class ids and max softmax
+probability (what every model kind gives: in-graph argmax models output both,
+logits are reduced to them) into a few numbers: the expected soft Dice of the
+mask under the network's probabilities, the mean top-class probability, the
+normalised entropy, the share of uncertain pixels, how many classes are
+predicted only on a sliver, and each class's predicted area. The probability
+left over by the top class is taken as spread evenly over the other classes,
+which is all that the max probability tells; :func:`features_from_probabilities`
+reduces a full ``(C, H, W)`` or ``(H, W, C)`` probability array the same way.
 
 A :class:`Calibration`, fitted on labeled frames (``dice-seg calibrate``), maps
 those features to an estimate of the frame's true mean Dice (the metric of
@@ -24,6 +28,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
@@ -33,14 +38,13 @@ import numpy as np
 from dice_seg_ros.errors import ModelError
 
 SIDECAR_SUFFIX = ".quality.json"
-FORMAT_VERSION = 1
-# Features are image means: every 4th pixel of the network-resolution
-# probabilities in each axis (80x60 of 320x240) gives nearly the same figures
-# at a sixteenth of the cost (0.26 vs 0.96 ms for stride 2 here).
-FEATURE_STRIDE = 4
+FORMAT_VERSION = 2
+# Features are image means: a grid of about 80x60 points (every 8th pixel of a
+# 640x480 frame) gives nearly the figures of every pixel at a fraction of the cost.
+FEATURE_PIXELS = 4800
 # A class counts as "clearly there" when it covers at least 1 % of the frame.
 MIN_AREA = 0.01
-# Probabilities are clipped here before logarithms (float32 softmax underflows to 0).
+# Probabilities are clipped here before logarithms.
 TINY = 1e-12
 BASE_FEATURES = ("soft_dice", "soft_dice_large", "min_class_soft_dice", "top_prob",
                  "entropy", "low_conf_fraction", "sliver_classes")
@@ -51,6 +55,94 @@ RIDGE = 1.0
 def feature_names(class_names: Sequence[str]) -> tuple[str, ...]:
     """Return the names of :func:`frame_features`' entries, in order, for these classes."""
     return BASE_FEATURES + tuple(f"area_{name}" for name in class_names)
+
+
+def grid_stride(shape: tuple[int, ...]) -> int:
+    """Return the pixel step leaving about FEATURE_PIXELS grid points in an ``(H, W)`` frame."""
+    return max(1, round(math.sqrt(shape[0] * shape[1] / FEATURE_PIXELS)))
+
+
+def temper(top: np.ndarray, num_classes: int, temperature: float) -> np.ndarray:
+    """Return the max probability after dividing the logits by ``temperature``.
+
+    The other ``C - 1`` classes are taken to share ``1 - top`` evenly, so
+    ``top_T = top^(1/T) / (top^(1/T) + (C-1) ((1-top)/(C-1))^(1/T))``.
+    """
+    if temperature <= 0 or not np.isfinite(temperature):
+        raise ValueError(f"temperature must be a positive number, got {temperature}")
+    if temperature == 1.0:
+        return top
+    inverse = 1.0 / temperature
+    gap = (np.log(np.maximum(1.0 - top, TINY)) - np.log(np.maximum(top, TINY))) * inverse
+    gap += (1.0 - inverse) * math.log(num_classes - 1)
+    # 1 / (1 + exp(gap)), in place: this runs per frame on the robot.
+    np.exp(gap, out=gap)
+    gap += 1.0
+    return np.reciprocal(gap, out=gap)
+
+
+def _grid(class_ids: np.ndarray, confidence: np.ndarray, num_classes: int,
+          stride: int | None) -> tuple[np.ndarray, np.ndarray]:
+    """Check a frame's ids and confidence; return both subsampled, flat (ids as intp)."""
+    class_ids, confidence = np.asarray(class_ids), np.asarray(confidence)
+    if class_ids.ndim != 2 or class_ids.shape != confidence.shape or class_ids.size == 0:
+        raise ValueError(f"expected (H, W) class ids and confidence of the same shape, got "
+                         f"{class_ids.shape} and {confidence.shape}")
+    if not np.issubdtype(confidence.dtype, np.floating):
+        raise ValueError(f"confidence must be float probabilities, got dtype {confidence.dtype}")
+    if num_classes < 2:
+        raise ValueError(f"need at least 2 classes, got {num_classes}")
+    step = stride or grid_stride(class_ids.shape)
+    ids = class_ids[::step, ::step].astype(np.intp).ravel()
+    if ids.max() >= num_classes:
+        raise ValueError(f"class id {ids.max()} is not below the {num_classes} classes")
+    return ids, confidence[::step, ::step].astype(np.float32).ravel()
+
+
+def frame_features(class_ids: np.ndarray, confidence: np.ndarray, num_classes: int,
+                   temperature: float = 1.0, stride: int | None = None) -> np.ndarray:
+    """Return the ``(7 + C,)`` float64 features of one frame (see :func:`feature_names`).
+
+    Args:
+        class_ids: ``(H, W)`` predicted class ids (any resolution).
+        confidence: ``(H, W)`` max softmax probability of each pixel.
+        num_classes: C.
+        temperature: softmax temperature applied first (a calibration's).
+        stride: pixel step of the grid; default :func:`grid_stride`.
+
+    Returns:
+        soft_dice: mean over classes predicted anywhere or expected on >= 1 % of
+        the frame of ``2 sum(M_c p_c) / (sum M_c + sum p_c)`` (M_c the mask of
+        class c, p_c its probability): the Dice the mask would score if labels
+        were drawn from the probabilities; soft_dice_large: the same over classes
+        predicted on >= 1 %; min_class_soft_dice: the worst of those classes;
+        top_prob: mean max probability; entropy: mean entropy / log C;
+        low_conf_fraction: share of pixels whose max probability is < 0.5;
+        sliver_classes: classes predicted on under 1 % (each costs the true mean
+        Dice a near-zero term); area_<class>: predicted share of the frame.
+
+    """
+    ids, top = _grid(class_ids, confidence, num_classes, stride)
+    top = temper(top, num_classes, temperature)
+    pixels = ids.size
+    area = np.bincount(ids, minlength=num_classes) / pixels
+    hit = np.bincount(ids, weights=top, minlength=num_classes) / pixels
+    mean_top = float(top.mean(dtype=np.float64))
+    # Expected area of c: its own pixels' top probability plus its even share of
+    # every other pixel's leftover probability.
+    expected = hit + ((1.0 - mean_top) - (area - hit)) / (num_classes - 1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        soft = 2.0 * hit / (area + expected)
+    large = area >= MIN_AREA
+    counted = (area > 0) | (expected >= MIN_AREA)
+    rest = np.maximum(1.0 - top, TINY)
+    entropy = -(np.vdot(top, np.log(np.maximum(top, TINY)))
+                + np.vdot(rest, np.log(rest / (num_classes - 1)))) / pixels
+    base = [soft[counted].mean(), soft[large].mean() if large.any() else 0.0,
+            soft[large].min() if large.any() else 0.0, mean_top,
+            float(entropy) / math.log(num_classes), float((top < 0.5).mean()),
+            float(((area > 0) & ~large).sum())]
+    return np.concatenate([np.asarray(base, np.float64), area])
 
 
 def channels_first(probs: np.ndarray, channel_axis: int = 0) -> np.ndarray:
@@ -73,82 +165,28 @@ def channels_first(probs: np.ndarray, channel_axis: int = 0) -> np.ndarray:
     return probs
 
 
-def log_probs_at(probs: np.ndarray, temperature: float) -> tuple[np.ndarray, np.ndarray]:
-    """Return ``(p, log p)`` of ``softmax(log(probs) / temperature)`` over axis 0.
-
-    ``probs`` is ``(C, ...)``; a temperature divides the logits before the
-    softmax. The logarithms come along because the entropy needs them anyway.
-    """
-    if temperature <= 0 or not np.isfinite(temperature):
-        raise ValueError(f"temperature must be a positive number, got {temperature}")
-    logs = np.log(np.maximum(probs, np.float32(TINY)))
-    if temperature == 1.0:
-        return probs, logs
-    # log p >= log TINY, so log p / T cannot overflow exp: no max to subtract first.
-    logs *= np.float32(1.0 / temperature)
-    scaled = np.exp(logs)
-    total = scaled.sum(axis=0)
-    scaled /= total
-    logs -= np.log(total)
-    return scaled, logs
-
-
 def argmax_max(probs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Return the flat argmax class ids and max values over axis 0 of ``(C, H, W)``.
+    """Return the argmax class ids and max values over axis 0 of ``(C, H, W)``.
 
     A loop over the few class planes is 2-3x faster than ``argmax(axis=0)``,
     which strides across them; ties go to the lower id, as with ``argmax``.
     """
-    top = probs[0].ravel().copy()
+    top = probs[0].copy()
     ids = np.zeros(top.shape, np.intp)
     for channel in range(1, probs.shape[0]):
-        plane = probs[channel].ravel()
+        plane = probs[channel]
         ids[plane > top] = channel
         np.maximum(top, plane, out=top)
     return ids, top
 
 
-def frame_features(probs: np.ndarray, channel_axis: int = 0, temperature: float = 1.0,
-                   stride: int = FEATURE_STRIDE) -> np.ndarray:
-    """Return the ``(7 + C,)`` float64 features of one frame (see :func:`feature_names`).
-
-    Args:
-        probs: softmax probabilities at network resolution, ``(C, H, W)`` or ``(H, W, C)``.
-        channel_axis: where the class axis is (0 or 2).
-        temperature: softmax temperature applied first (a calibration's).
-        stride: use every ``stride``-th pixel in each axis.
-
-    Returns:
-        soft_dice: mean over classes predicted anywhere or expected on >= 1 % of
-        the frame of ``2 sum(M_c p_c) / (sum M_c + sum p_c)`` (M_c the argmax
-        mask, p_c the probability): the Dice the mask would score if labels were
-        drawn from the probabilities; soft_dice_large: the same over classes
-        predicted on >= 1 %; min_class_soft_dice: the worst of those classes;
-        top_prob: mean max probability; entropy: mean entropy / log C;
-        low_conf_fraction: share of pixels whose max probability is < 0.5;
-        sliver_classes: classes predicted on under 1 % (each costs the true mean
-        Dice a near-zero term); area_<class>: predicted share of the frame.
-
-    """
-    # One contiguous copy of the subsampled grid: strided numpy ops cost several times more.
-    p = np.ascontiguousarray(channels_first(probs, channel_axis)[:, ::stride, ::stride],
-                             dtype=np.float32)
-    p, logs = log_probs_at(p, temperature)
-    num_classes = p.shape[0]
-    pixels = p.shape[1] * p.shape[2]
-    ids, top = argmax_max(p)
-    area = np.bincount(ids, minlength=num_classes) / pixels
-    expected = p.reshape(num_classes, -1).sum(axis=1, dtype=np.float64) / pixels
-    hit = np.bincount(ids, weights=top, minlength=num_classes) / pixels
-    with np.errstate(invalid="ignore", divide="ignore"):
-        soft = 2.0 * hit / (area + expected)
-    large = area >= MIN_AREA
-    counted = (area > 0) | (expected >= MIN_AREA)
-    entropy = -float(np.vdot(p, logs)) / pixels / np.log(num_classes)
-    base = [soft[counted].mean(), soft[large].mean() if large.any() else 0.0,
-            soft[large].min() if large.any() else 0.0, top.mean(dtype=np.float64), entropy,
-            (top < 0.5).mean(), float(((area > 0) & ~large).sum())]
-    return np.concatenate([np.asarray(base, np.float64), area])
+def features_from_probabilities(probs: np.ndarray, channel_axis: int = 0,
+                                temperature: float = 1.0) -> np.ndarray:
+    """Return :func:`frame_features` of a full ``(C, H, W)`` or ``(H, W, C)`` probability array."""
+    probs = channels_first(probs, channel_axis)
+    step = grid_stride(probs.shape[1:])
+    ids, top = argmax_max(probs[:, ::step, ::step])
+    return frame_features(ids, top, probs.shape[0], temperature, stride=1)
 
 
 def rankdata(values: np.ndarray) -> np.ndarray:
@@ -210,33 +248,42 @@ def fit_temperature(nll: np.ndarray, temperatures: Sequence[float] = TEMPERATURE
     return float(temperatures[int(np.argmin(nll))])
 
 
-def temperature_nll(probs: np.ndarray, labels: np.ndarray, ignore_index: int | None = 255,
-                    temperatures: Sequence[float] = TEMPERATURES, stride: int = 4) -> np.ndarray:
+def temperature_nll(class_ids: np.ndarray, confidence: np.ndarray, labels: np.ndarray,
+                    num_classes: int, ignore_index: int | None = 255,
+                    temperatures: Sequence[float] = TEMPERATURES,
+                    stride: int | None = None) -> np.ndarray:
     """Return the summed pixel negative log-likelihood of ``labels`` at each temperature.
 
+    Under the even-leftover model of :func:`temper`: ``-log top_T`` where the
+    label is the predicted class, ``-log((1 - top_T) / (C - 1))`` elsewhere.
+
     Args:
-        probs: ``(C, H, W)`` softmax probabilities at network resolution.
-        labels: ``(H, W)`` class ids at the same resolution (``ignore_index`` skipped).
+        class_ids: ``(H, W)`` predicted class ids.
+        confidence: ``(H, W)`` max softmax probability.
+        labels: ``(H, W)`` true class ids (``ignore_index`` skipped).
+        num_classes: C.
         ignore_index: label value not counted, or None.
         temperatures: the candidates.
-        stride: use every ``stride``-th pixel in each axis.
+        stride: pixel step of the grid; default :func:`grid_stride`.
 
     Sum it over frames, then pick with :func:`fit_temperature`.
     """
-    probs = channels_first(probs)
-    if labels.shape != probs.shape[1:]:
-        raise ValueError(f"labels {labels.shape} do not match probabilities {probs.shape}")
-    logs = np.log(np.maximum(probs[:, ::stride, ::stride], TINY)).reshape(probs.shape[0], -1)
-    target = labels[::stride, ::stride].ravel()
-    keep = target < probs.shape[0] if ignore_index is None else (
-        (target != ignore_index) & (target < probs.shape[0]))
-    logs, target = logs[:, keep], target[keep].astype(np.intp)
+    labels = np.asarray(labels)
+    if labels.shape != np.shape(class_ids):
+        raise ValueError(f"labels {labels.shape} do not match class ids "
+                         f"{np.shape(class_ids)}")
+    step = stride or grid_stride(labels.shape)
+    ids, top = _grid(class_ids, confidence, num_classes, step)
+    target = labels[::step, ::step].ravel()
+    keep = target < num_classes if ignore_index is None else (
+        (target != ignore_index) & (target < num_classes))
+    right = ids[keep] == target[keep]
+    top = top[keep]
     out = np.empty(len(temperatures))
     for k, temperature in enumerate(temperatures):
-        scaled = logs / temperature
-        top = scaled.max(axis=0)
-        norm = top + np.log(np.exp(scaled - top).sum(axis=0))
-        out[k] = float((norm - scaled[target, np.arange(target.size)]).sum())
+        tempered = temper(top.astype(np.float64), num_classes, temperature)
+        likelihood = np.where(right, tempered, (1.0 - tempered) / (num_classes - 1))
+        out[k] = float(-np.log(np.maximum(likelihood, TINY)).sum())
     return out
 
 
@@ -286,9 +333,15 @@ class Calibration:
         score = ((features - self.mean) / self.scale) @ self.weights + self.bias
         return np.clip(np.interp(score, self.knots_x, self.knots_y), 0.0, 1.0)
 
-    def estimate(self, probs: np.ndarray, channel_axis: int = 0) -> float:
-        """Return the estimated mean Dice of one frame from its ``probs`` (network resolution)."""
-        return float(self.predict(frame_features(probs, channel_axis, self.temperature))[0])
+    @property
+    def num_classes(self) -> int:
+        """Number of classes C the features describe."""
+        return len(self.feature_names) - len(BASE_FEATURES)
+
+    def estimate(self, class_ids: np.ndarray, confidence: np.ndarray) -> float:
+        """Return the estimated mean Dice of one frame from its ids and max probability."""
+        features = frame_features(class_ids, confidence, self.num_classes, self.temperature)
+        return float(self.predict(features)[0])
 
     def to_dict(self) -> dict[str, Any]:
         """Return a JSON-ready dict (the sidecar's content)."""
@@ -319,6 +372,10 @@ class Calibration:
         except (KeyError, TypeError, ValueError) as exc:
             raise ModelError(f"{source}: invalid quality calibration ({exc!r})") from exc
         sizes = {len(cal.feature_names), cal.mean.size, cal.scale.size, cal.weights.size}
+        if cal.feature_names[:len(BASE_FEATURES)] != BASE_FEATURES:
+            raise ModelError(f"{source}: quality calibration features "
+                             f"{list(cal.feature_names[:len(BASE_FEATURES)])} are not "
+                             f"{list(BASE_FEATURES)}; re-run 'dice-seg calibrate'")
         if len(sizes) != 1 or cal.knots_x.size != cal.knots_y.size or cal.knots_x.size < 1:
             raise ModelError(f"{source}: quality calibration arrays have inconsistent sizes")
         return cal

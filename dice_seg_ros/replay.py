@@ -39,13 +39,15 @@ from dice_seg_ros.bag_io import (IMAGE_TYPE, IMAGE_TYPES, BadMessage, BagReader,
                                  Pair, StampPairer, StorageFault, header_stamp_ns, msg_class,
                                  remove_old_bag)
 from dice_seg_ros.classes import ClassSet, load_classes
-from dice_seg_ros.errors import BagError, DiceSegError
+from dice_seg_ros.errors import BagError, DiceSegError, ModelError
 from dice_seg_ros.frame_errors import IMAGE, LABEL, MESSAGE, SIZE, FrameErrors
 from dice_seg_ros.image_conversion import (LABEL_FORMATS, colorize, msg_to_rgb, numpy_to_image,
                                            overlay)
 from dice_seg_ros.inference import Segmenter
 from dice_seg_ros.label_decoding import LabelDecoder
 from dice_seg_ros.metrics import DiceTracker
+from dice_seg_ros.quality import Calibration, calibration_for_model
+from dice_seg_ros.quality_report import write_quality_report
 from dice_seg_ros.report import write_report
 
 OUTPUT_BAG = "output_bag"
@@ -147,7 +149,8 @@ class Replay:
 
     def __init__(self, segmenter: Segmenter, classes: ClassSet, decoder: LabelDecoder | None,
                  image_topic: str, label_topic: str | None, output: _OutputBag | None,
-                 batch_size: int, strict: bool = False, progress: tqdm | None = None) -> None:
+                 batch_size: int, strict: bool = False, progress: tqdm | None = None,
+                 calibration: Calibration | None = None) -> None:
         self.segmenter = segmenter
         self.classes = classes
         self.decoder = decoder
@@ -163,6 +166,9 @@ class Replay:
         self.batch: list[Frame] = []
         self.segmented = 0
         self.last_stamp_ns: int | None = None
+        # Label-free estimated mean Dice of each scored frame, when a calibration is given.
+        self.calibration = calibration
+        self.estimated: list[float] = []
 
     def bad_message(self, message: BadMessage) -> None:
         """Count a message that does not deserialise (stamp: its log time); strict: raise."""
@@ -216,7 +222,8 @@ class Replay:
         if not self.batch:
             return
         # Dequeue only after inference: frames of an interrupted batch stay queued.
-        results = self.segmenter.segment_batch([f.rgb for f in self.batch])
+        results = self.segmenter.segment_batch([f.rgb for f in self.batch],
+                                               with_confidence=self.calibration is not None)
         frames, self.batch = self.batch, []
         for frame, result in zip(frames, results):
             for stage, ms in result.timings_ms.items():
@@ -225,6 +232,9 @@ class Replay:
             self.last_stamp_ns = frame.stamp_ns
             if frame.labels is not None:
                 self.tracker.update(result.class_ids, frame.labels, frame.stamp_ns)
+                if self.calibration is not None:
+                    self.estimated.append(self.calibration.estimate(result.class_ids,
+                                                                    result.confidence))
             if self.output is not None:
                 start = time.perf_counter()
                 self.output.write(frame, result.class_ids)
@@ -349,7 +359,8 @@ def evaluate_bag(bag: str | Path, image_topic: str, label_topic: str | None,
                  label_format: str = "ids", max_offset_ms: float = 20.0, batch_size: int = 1,
                  output_bag: bool = True, progress: bool = True, strict: bool = False,
                  remap: str | Path | None = None,
-                 colormap: str | Path | None = None) -> ReplayResult:
+                 colormap: str | Path | None = None,
+                 estimated_dice: bool = False) -> ReplayResult:
     """Evaluate ``segmenter`` (default: the shipped model) on a labeled bag.
 
     Writes the report files into ``out_dir`` (and ``out_dir/output_bag`` unless
@@ -357,7 +368,11 @@ def evaluate_bag(bag: str | Path, image_topic: str, label_topic: str | None,
     be decoded are skipped and counted (report.json ``errors``) unless
     ``strict``. Without ``label_topic`` the bag is only segmented: the output
     bag is written, no report. ``remap`` and ``colormap`` read labels of another
-    ontology (see :mod:`~dice_seg_ros.label_decoding`).
+    ontology (see :mod:`~dice_seg_ros.label_decoding`). ``estimated_dice`` also
+    estimates each scored frame's mean Dice without its label (the model's
+    calibration, see :mod:`~dice_seg_ros.quality`) and reports it beside the true
+    one: estimated_dice.csv, a scatter plot, and report.json ``estimated_dice``
+    (frames, MAE, Spearman).
 
     Raises:
         FileNotFoundError, BagError, ModelError, ValueError: before any frame is
@@ -369,6 +384,7 @@ def evaluate_bag(bag: str | Path, image_topic: str, label_topic: str | None,
     decoder = (LabelDecoder.build(classes, label_format, remap, colormap)
                if label_topic is not None else None)
     segmenter = segmenter or Segmenter()
+    calibration = _calibration(segmenter) if estimated_dice else None
     out = Path(out_dir)
     with BagReader(bag) as reader:
         image_type = reader.check_topic(image_topic, IMAGE_TYPES)
@@ -380,7 +396,7 @@ def evaluate_bag(bag: str | Path, image_topic: str, label_topic: str | None,
         bar = tqdm(total=reader.message_count(image_topic), desc="eval", unit="frame",
                    disable=not progress)
         replay = Replay(segmenter, classes, decoder, image_topic, label_topic, output,
-                        batch_size, strict, bar)
+                        batch_size, strict, bar, calibration)
         pairer = StampPairer(max_offset_ms) if label_topic is not None else None
         start = time.perf_counter()
         try:
@@ -421,12 +437,29 @@ def evaluate_bag(bag: str | Path, image_topic: str, label_topic: str | None,
     if pairer is None:
         return ReplayResult(dict(extra, frames=replay.segmented, fps=fps), {}, stopped_by,
                             error)
+    quality_paths = {}
+    if calibration is not None:
+        extra["estimated_dice"], quality_paths = write_quality_report(
+            out, [f.stamp_ns for f in replay.tracker.frames], replay.estimated,
+            [f.mean_dice for f in replay.tracker.frames])
     paths = write_report(out, replay.tracker, classes.names,
                          unpaired=pairer.unpaired_images + pairer.unpaired_labels,
                          fps=fps, latency_ms=replay.clock.mean(replay.segmented),
                          extra=extra, colors=classes.colors)
     report = json.loads(paths["report"].read_text(encoding="utf-8"))
-    return ReplayResult(report, paths, stopped_by, error)
+    return ReplayResult(report, dict(paths, **quality_paths), stopped_by, error)
+
+
+def _calibration(segmenter: Segmenter) -> Calibration:
+    """Return the estimated-Dice calibration of the segmenter's model; ModelError if none."""
+    if segmenter.io.ids_output and segmenter.io.confidence_output is None:
+        raise ModelError(f"{segmenter.source}: the model outputs class ids without a "
+                         f"confidence, which the estimated Dice needs")
+    calibration = calibration_for_model(segmenter.model_path)
+    if calibration is None:
+        raise ModelError(f"{segmenter.model_path} has no estimated-Dice calibration "
+                         f"(NAME.quality.json next to it); run 'dice-seg calibrate'")
+    return calibration
 
 
 def _score(value: float | None) -> str:
@@ -462,6 +495,10 @@ def format_summary(result: ReplayResult) -> str:
     lines += _error_lines(report)
     if report.get("salvage"):
         lines.append(f"salvaged: {report['salvage']} ({report['messages_read']} messages read)")
+    if report.get("estimated_dice"):
+        agreement = report["estimated_dice"]
+        lines.append(f"estimated vs true mean Dice per frame: MAE {_score(agreement['mae'])}, "
+                     f"Spearman {_score(agreement['spearman'])}")
     lines += [f"{name}: {path}" for name, path in result.paths.items()]
     if report.get("output_bag"):
         topics = ", ".join(report["output_topics"].values())
@@ -509,6 +546,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-output-bag", action="store_true",
                         help="do not write the MCAP bag of masks and overlays")
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    parser.add_argument("--estimated-dice", action="store_true",
+                        help="also estimate each frame's Dice without its label (the model's "
+                             ".quality.json) and compare it with the true Dice")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -519,7 +559,8 @@ def run(args: argparse.Namespace) -> int:
                           label_format=args.label_format, max_offset_ms=args.max_offset_ms,
                           batch_size=args.batch_size, output_bag=not args.no_output_bag,
                           progress=not args.no_progress, strict=args.strict,
-                          remap=args.remap, colormap=args.colormap)
+                          remap=args.remap, colormap=args.colormap,
+                          estimated_dice=args.estimated_dice)
     return print_result(result)
 
 

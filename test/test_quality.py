@@ -10,29 +10,31 @@ from dice_seg_ros.calibrate import FrameTable, generated_frames
 from dice_seg_ros.classes import load_classes
 from dice_seg_ros.cli import main
 from dice_seg_ros.errors import ModelError
-from dice_seg_ros.quality import (BASE_FEATURES, calibration_for_model, feature_names,
-                                  file_sha256, fit_calibration, fit_temperature,
-                                  frame_features, isotonic_fit, load_calibration, log_probs_at,
-                                  rankdata, sidecar_path, spearman, temperature_nll)
+from dice_seg_ros.quality import (BASE_FEATURES, calibration_for_model,
+                                  features_from_probabilities, feature_names, file_sha256,
+                                  fit_calibration, fit_temperature, frame_features, grid_stride,
+                                  isotonic_fit, load_calibration, rankdata, sidecar_path,
+                                  spearman, temper, temperature_nll)
 from dice_seg_ros.synthetic_bag import IMAGE_TOPIC, LABEL_TOPIC
 
 C = 4
 
 
-def _softmax(logits, axis=0):
-    e = np.exp(logits - logits.max(axis=axis, keepdims=True))
-    return e / e.sum(axis=axis, keepdims=True)
+def _even(ids, top):
+    """Return (C, H, W) probabilities: ``top`` at ``ids``, the rest spread evenly."""
+    probs = np.repeat(((1.0 - top) / (C - 1))[None], C, axis=0)
+    np.put_along_axis(probs, ids[None], top[None], axis=0)
+    return probs.astype(np.float32)
 
 
 def _feature(values, name):
     return values[BASE_FEATURES.index(name)]
 
 
-def test_confident_one_hot_frame():
-    ids = np.zeros((8, 12), np.intp)
+def test_confident_frame():
+    ids = np.zeros((8, 12), np.uint8)
     ids[:, 3:] = 2
-    probs = np.eye(C, dtype=np.float32)[ids].transpose(2, 0, 1)
-    f = frame_features(probs, stride=1)
+    f = frame_features(ids, np.ones((8, 12), np.float32), C, stride=1)
     assert f.shape == (len(feature_names("abcd")),)
     for name, value in (("soft_dice", 1.0), ("soft_dice_large", 1.0), ("top_prob", 1.0),
                         ("entropy", 0.0), ("low_conf_fraction", 0.0), ("sliver_classes", 0)):
@@ -40,8 +42,9 @@ def test_confident_one_hot_frame():
     assert f[len(BASE_FEATURES):] == pytest.approx([0.25, 0, 0.75, 0])
 
 
-def test_uniform_probabilities_are_maximally_uncertain():
-    f = frame_features(np.full((C, 6, 6), 1.0 / C, np.float32), stride=1)
+def test_uniform_confidence_is_maximally_uncertain():
+    f = frame_features(np.zeros((6, 6), np.uint8), np.full((6, 6), 1.0 / C, np.float32), C,
+                       stride=1)
     assert _feature(f, "top_prob") == pytest.approx(1.0 / C)
     assert _feature(f, "entropy") == pytest.approx(1.0, abs=1e-5)
     assert _feature(f, "low_conf_fraction") == 1.0
@@ -49,43 +52,67 @@ def test_uniform_probabilities_are_maximally_uncertain():
 
 def test_soft_dice_is_the_expected_dice_under_the_probabilities():
     rng = np.random.default_rng(0)
-    probs = _softmax(rng.normal(scale=2.0, size=(C, 10, 10))).astype(np.float32)
-    ids = probs.argmax(axis=0)
+    ids = rng.integers(0, C, size=(10, 10))
+    probs = _even(ids, rng.uniform(0.3, 1.0, size=(10, 10)))
     per_class = []
     for c in range(C):
         mask = ids == c
         if mask.any() or probs[c].mean() >= 0.01:
             per_class.append(2 * probs[c][mask].sum() / (mask.sum() + probs[c].sum()))
-    assert _feature(frame_features(probs, stride=1), "soft_dice") == pytest.approx(
-        np.mean(per_class), rel=1e-5)
+    features = features_from_probabilities(probs)
+    assert _feature(features, "soft_dice") == pytest.approx(np.mean(per_class), rel=1e-5)
+    entropy = -(probs * np.log(probs)).sum(axis=0).mean() / np.log(C)
+    assert _feature(features, "entropy") == pytest.approx(entropy, rel=1e-5)
 
 
-def test_channel_last_equals_channel_first_and_bad_shapes_are_named():
-    probs = _softmax(np.random.default_rng(1).normal(size=(C, 16, 20))).astype(np.float32)
-    assert np.array_equal(frame_features(probs), frame_features(probs.transpose(1, 2, 0), 2))
+def test_channel_last_equals_channel_first_and_bad_input_is_named():
+    rng = np.random.default_rng(1)
+    probs = _even(rng.integers(0, C, size=(16, 20)), rng.uniform(0.3, 1, size=(16, 20)))
+    assert np.array_equal(features_from_probabilities(probs),
+                          features_from_probabilities(probs.transpose(1, 2, 0), 2))
     with pytest.raises(ValueError, match="shape"):
-        frame_features(probs[0])
-    with pytest.raises(ValueError, match="dtype"):
-        frame_features((probs * 255).astype(np.uint8))
+        features_from_probabilities(probs[0])
+    ids = np.zeros((4, 4), np.uint8)
+    with pytest.raises(ValueError, match="same shape"):
+        frame_features(ids, np.ones((4, 5), np.float32), C)
+    with pytest.raises(ValueError, match="float"):
+        frame_features(ids, np.ones((4, 4), np.uint8), C)
+    with pytest.raises(ValueError, match="class id 4"):
+        frame_features(ids + 4, np.ones((4, 4), np.float32), C)
+
+
+def test_features_use_about_4800_grid_points():
+    assert grid_stride((480, 640)) == 8 and grid_stride((60, 80)) == 1
+    rng = np.random.default_rng(2)
+    ids = rng.integers(0, C, size=(480, 640)).astype(np.uint8)
+    top = rng.uniform(0.3, 1, size=(480, 640)).astype(np.float32)
+    assert np.array_equal(frame_features(ids, top, C), frame_features(ids, top, C, stride=8))
 
 
 def test_temperature_equals_dividing_the_logits():
-    logits = np.random.default_rng(2).normal(scale=3.0, size=(C, 5, 7)).astype(np.float32)
-    scaled, logs = log_probs_at(_softmax(logits), 2.5)
-    assert scaled == pytest.approx(_softmax(logits / 2.5), abs=1e-5)
-    assert np.exp(logs) == pytest.approx(scaled, abs=1e-5)
+    rng = np.random.default_rng(3)
+    # One high logit, the others equal: the leftover is exactly even at every temperature.
+    logits = np.zeros((C, 5, 7))
+    logits[0] = rng.uniform(0, 4, size=(5, 7))
+    softmax = np.exp(logits) / np.exp(logits).sum(axis=0)
+    scaled = np.exp(logits / 2.5) / np.exp(logits / 2.5).sum(axis=0)
+    assert temper(softmax[0], C, 2.5) == pytest.approx(scaled[0], rel=1e-9)
     with pytest.raises(ValueError, match="temperature"):
-        log_probs_at(_softmax(logits), 0.0)
+        temper(softmax[0], C, 0.0)
 
 
 def test_temperature_fit_undoes_overconfidence():
-    rng = np.random.default_rng(3)
-    logits = rng.normal(scale=2.0, size=(C, 64, 64))
-    true = _softmax(logits)
-    # Labels drawn from softmax(z); the "network" reports softmax(2 z): overconfident by 2.
-    labels = (true.cumsum(axis=0) < rng.random((64, 64))).sum(axis=0)
+    rng = np.random.default_rng(4)
+    shape = (96, 96)
+    ids = rng.integers(0, C, size=shape)
+    true_top = rng.uniform(0.3, 1.0, size=shape)
+    # Labels are right with probability true_top, else another class at random.
+    wrong = rng.random(shape) >= true_top
+    labels = np.where(wrong, (ids + rng.integers(1, C, size=shape)) % C, ids)
     labels[:4] = 255
-    nll = temperature_nll(_softmax(2.0 * logits).astype(np.float32), labels, stride=1)
+    # The network reports its logits doubled: temperature 0.5, overconfident.
+    reported = temper(true_top, C, 0.5).astype(np.float32)
+    nll = temperature_nll(ids, reported, labels, C, stride=1)
     assert fit_temperature(nll) == pytest.approx(2.0, rel=0.15)
 
 
@@ -112,9 +139,10 @@ def test_spearman_with_ties_matches_scipy():
 
 def _synthetic_fit():
     rng = np.random.default_rng(5)
-    features = rng.random((120, 3))
+    names = feature_names(("x",))
+    features = rng.random((120, len(names)))
     dice = np.clip(0.2 + 0.7 * features[:, 0] ** 2 + rng.normal(scale=0.03, size=120), 0, 1)
-    return fit_calibration(features, dice, 1.3, ("a", "b", "c")), features, dice
+    return fit_calibration(features, dice, 1.3, names), features, dice
 
 
 def test_calibration_tracks_dice_and_round_trips(tmp_path):
@@ -126,7 +154,8 @@ def test_calibration_tracks_dice_and_round_trips(tmp_path):
     loaded = load_calibration(calibration.save(tmp_path / "cal.json"))
     assert np.array_equal(loaded.predict(features), estimate)
     assert loaded.temperature == 1.3
-    with pytest.raises(ValueError, match="expected 3 features"):
+    assert loaded.num_classes == 1
+    with pytest.raises(ValueError, match="expected 8 features"):
         calibration.predict(features[:, :2])
 
 
@@ -152,17 +181,12 @@ def test_invalid_calibration_files_are_named(tmp_path):
     bad.write_text(json.dumps({"format_version": 1, "temperature": 1.0}))
     with pytest.raises(ModelError, match="invalid quality calibration"):
         load_calibration(bad)
+    calibration, _, _ = _synthetic_fit()
+    calibration.feature_names = ("mystery",) + calibration.feature_names[1:]
+    with pytest.raises(ModelError, match="re-run 'dice-seg calibrate'"):
+        load_calibration(calibration.save(bad))
     with pytest.raises(FileNotFoundError):
         load_calibration(tmp_path / "missing.json")
-
-
-def test_segmenter_probabilities_agree_with_its_masks(tiny_segmenter):
-    width, height = tiny_segmenter.input_size
-    rgb = next(generated_frames(1, seed=11, width=width, height=height))[0]
-    probs = tiny_segmenter.probabilities([rgb])
-    assert probs.shape == (1, tiny_segmenter.meta.num_classes, height, width)
-    assert probs.sum(axis=1) == pytest.approx(np.ones((1, height, width)), abs=1e-5)
-    assert np.array_equal(probs[0].argmax(axis=0), tiny_segmenter.segment(rgb).class_ids)
 
 
 def test_frame_table_records_true_dice_of_the_masks(tiny_segmenter):
@@ -187,6 +211,7 @@ def test_calibrate_command_writes_a_sidecar_for_the_model(small_bag, tiny_onnx_m
     assert "calibrated on 28 frames" in capsys.readouterr().out
     calibration = load_calibration(out, tiny_onnx_model)
     assert calibration.model_file == tiny_onnx_model.name
+    assert calibration.num_classes == load_classes().num_classes
     assert calibration.fit["frames"] == 28 and str(small_bag) in calibration.fit["data"]
     assert main(["calibrate", "--model", str(tiny_onnx_model)]) == 2
 
@@ -205,8 +230,8 @@ def test_argmax_max_matches_numpy_with_ties():
 
     probs = np.random.default_rng(6).integers(0, 3, size=(C, 9, 7)).astype(np.float32)
     ids, top = argmax_max(probs)
-    assert np.array_equal(ids, probs.argmax(axis=0).ravel())
-    assert np.array_equal(top, probs.max(axis=0).ravel())
+    assert np.array_equal(ids, probs.argmax(axis=0))
+    assert np.array_equal(top, probs.max(axis=0))
 
 
 def test_eval_reports_estimated_beside_true_dice(small_bag, tiny_onnx_model, tmp_path):
@@ -236,7 +261,8 @@ def test_eval_reports_estimated_beside_true_dice(small_bag, tiny_onnx_model, tmp
     frames = list(generated_frames(4, seed=3, width=SMALL_W, height=SMALL_H))
     for row, truth, (rgb, _) in zip(rows, per_frame, frames):
         assert float(row["true_mean_dice"]) == pytest.approx(float(truth["mean_dice"]))
-        expected = calibration.estimate(segmenter.probabilities([rgb])[0])
+        segmented = segmenter.segment(rgb, with_confidence=True)
+        expected = calibration.estimate(segmented.class_ids, segmented.confidence)
         assert float(row["estimated_mean_dice"]) == pytest.approx(expected, abs=1e-6)
     agreement = result.report["estimated_dice"]
     assert agreement["frames"] == 4 and 0 <= agreement["mae"] <= 1
