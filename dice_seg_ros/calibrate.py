@@ -172,7 +172,8 @@ def run(args: argparse.Namespace) -> int:
     if not args.bag and args.dataset is None and args.generated <= 0:
         raise ValueError("give labeled frames: --bag, --dataset and/or --generated N")
     classes = load_classes()
-    segmenter = Segmenter(args.model, backend=args.backend, device="cpu", threads=args.threads)
+    segmenter = Segmenter(args.model, backend=args.backend, device="cpu", threads=args.threads,
+                          estimate_dice=False)
     start = time.perf_counter()
     table = collect(segmenter, _frames(args, classes), classes, progress=not args.no_progress)
     calibration = table.fit()

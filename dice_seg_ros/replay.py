@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -46,7 +47,6 @@ from dice_seg_ros.image_conversion import (LABEL_FORMATS, colorize, msg_to_rgb, 
 from dice_seg_ros.inference import Segmenter
 from dice_seg_ros.label_decoding import LabelDecoder
 from dice_seg_ros.metrics import DiceTracker
-from dice_seg_ros.quality import Calibration, calibration_for_model
 from dice_seg_ros.quality_report import write_quality_report
 from dice_seg_ros.report import write_report
 
@@ -149,8 +149,7 @@ class Replay:
 
     def __init__(self, segmenter: Segmenter, classes: ClassSet, decoder: LabelDecoder | None,
                  image_topic: str, label_topic: str | None, output: _OutputBag | None,
-                 batch_size: int, strict: bool = False, progress: tqdm | None = None,
-                 calibration: Calibration | None = None) -> None:
+                 batch_size: int, strict: bool = False, progress: tqdm | None = None) -> None:
         self.segmenter = segmenter
         self.classes = classes
         self.decoder = decoder
@@ -166,8 +165,7 @@ class Replay:
         self.batch: list[Frame] = []
         self.segmented = 0
         self.last_stamp_ns: int | None = None
-        # Label-free estimated mean Dice of each scored frame, when a calibration is given.
-        self.calibration = calibration
+        # Label-free estimated mean Dice of each scored frame (NaN without a calibration).
         self.estimated: list[float] = []
 
     def bad_message(self, message: BadMessage) -> None:
@@ -222,8 +220,7 @@ class Replay:
         if not self.batch:
             return
         # Dequeue only after inference: frames of an interrupted batch stay queued.
-        results = self.segmenter.segment_batch([f.rgb for f in self.batch],
-                                               with_confidence=self.calibration is not None)
+        results = self.segmenter.segment_batch([f.rgb for f in self.batch])
         frames, self.batch = self.batch, []
         for frame, result in zip(frames, results):
             for stage, ms in result.timings_ms.items():
@@ -232,9 +229,8 @@ class Replay:
             self.last_stamp_ns = frame.stamp_ns
             if frame.labels is not None:
                 self.tracker.update(result.class_ids, frame.labels, frame.stamp_ns)
-                if self.calibration is not None:
-                    self.estimated.append(self.calibration.estimate(result.class_ids,
-                                                                    result.confidence))
+                self.estimated.append(math.nan if result.estimated_dice is None
+                                      else result.estimated_dice)
             if self.output is not None:
                 start = time.perf_counter()
                 self.output.write(frame, result.class_ids)
@@ -384,7 +380,10 @@ def evaluate_bag(bag: str | Path, image_topic: str, label_topic: str | None,
     decoder = (LabelDecoder.build(classes, label_format, remap, colormap)
                if label_topic is not None else None)
     segmenter = segmenter or Segmenter()
-    calibration = _calibration(segmenter) if estimated_dice else None
+    if estimated_dice and segmenter.calibration is None:
+        raise ModelError(f"{segmenter.model_path} has no usable estimated-Dice calibration "
+                         f"(NAME.quality.json next to it, fitted for this model); run "
+                         f"'dice-seg calibrate'")
     out = Path(out_dir)
     with BagReader(bag) as reader:
         image_type = reader.check_topic(image_topic, IMAGE_TYPES)
@@ -396,7 +395,7 @@ def evaluate_bag(bag: str | Path, image_topic: str, label_topic: str | None,
         bar = tqdm(total=reader.message_count(image_topic), desc="eval", unit="frame",
                    disable=not progress)
         replay = Replay(segmenter, classes, decoder, image_topic, label_topic, output,
-                        batch_size, strict, bar, calibration)
+                        batch_size, strict, bar)
         pairer = StampPairer(max_offset_ms) if label_topic is not None else None
         start = time.perf_counter()
         try:
@@ -438,7 +437,7 @@ def evaluate_bag(bag: str | Path, image_topic: str, label_topic: str | None,
         return ReplayResult(dict(extra, frames=replay.segmented, fps=fps), {}, stopped_by,
                             error)
     quality_paths = {}
-    if calibration is not None:
+    if estimated_dice:
         extra["estimated_dice"], quality_paths = write_quality_report(
             out, [f.stamp_ns for f in replay.tracker.frames], replay.estimated,
             [f.mean_dice for f in replay.tracker.frames])
@@ -448,18 +447,6 @@ def evaluate_bag(bag: str | Path, image_topic: str, label_topic: str | None,
                          extra=extra, colors=classes.colors)
     report = json.loads(paths["report"].read_text(encoding="utf-8"))
     return ReplayResult(report, dict(paths, **quality_paths), stopped_by, error)
-
-
-def _calibration(segmenter: Segmenter) -> Calibration:
-    """Return the estimated-Dice calibration of the segmenter's model; ModelError if none."""
-    if segmenter.io.ids_output and segmenter.io.confidence_output is None:
-        raise ModelError(f"{segmenter.source}: the model outputs class ids without a "
-                         f"confidence, which the estimated Dice needs")
-    calibration = calibration_for_model(segmenter.model_path)
-    if calibration is None:
-        raise ModelError(f"{segmenter.model_path} has no estimated-Dice calibration "
-                         f"(NAME.quality.json next to it); run 'dice-seg calibrate'")
-    return calibration
 
 
 def _score(value: float | None) -> str:

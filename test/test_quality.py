@@ -251,6 +251,7 @@ def test_eval_reports_estimated_beside_true_dice(small_bag, tiny_onnx_model, tmp
                                   np.random.default_rng(8).random(40), 1.5, names)
     calibration.model_file, calibration.model_sha256 = "tiny.onnx", file_sha256(model)
     calibration.save(sidecar_path(model))
+    segmenter = Segmenter(model, device="cpu", threads=1)
     result = evaluate_bag(small_bag, IMAGE_TOPIC, LABEL_TOPIC, tmp_path / "eval", segmenter,
                           output_bag=False, progress=False, estimated_dice=True, batch_size=3)
     with open(result.paths["estimated_dice"], newline="") as stream:
@@ -263,7 +264,23 @@ def test_eval_reports_estimated_beside_true_dice(small_bag, tiny_onnx_model, tmp
         assert float(row["true_mean_dice"]) == pytest.approx(float(truth["mean_dice"]))
         segmented = segmenter.segment(rgb, with_confidence=True)
         expected = calibration.estimate(segmented.class_ids, segmented.confidence)
+        assert segmenter.segment(rgb).estimated_dice == pytest.approx(expected)
         assert float(row["estimated_mean_dice"]) == pytest.approx(expected, abs=1e-6)
     agreement = result.report["estimated_dice"]
     assert agreement["frames"] == 4 and 0 <= agreement["mae"] <= 1
     assert result.paths["estimated_plot"].stat().st_size > 0
+
+
+def test_segmenter_ignores_a_calibration_for_another_model(tiny_onnx_model, tmp_path, caplog):
+    import shutil
+
+    from dice_seg_ros.inference import Segmenter
+
+    model = shutil.copy(tiny_onnx_model, tmp_path / "tiny.onnx")
+    calibration, _, _ = _synthetic_fit()
+    calibration.model_file, calibration.model_sha256 = "tiny.onnx", "0" * 64
+    calibration.save(sidecar_path(model))
+    segmenter = Segmenter(model, device="cpu", threads=1)
+    assert segmenter.calibration is None and "re-run 'dice-seg calibrate'" in caplog.text
+    rgb = next(generated_frames(1, seed=13, width=SMALL_W, height=SMALL_H))[0]
+    assert segmenter.segment(rgb).estimated_dice is None
