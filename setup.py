@@ -23,7 +23,7 @@ setup(
         (f"share/{PACKAGE}/models", glob("models/*.onnx") + glob("models/*.pt")
          + glob("models/*.quality.json")),
     ],
-    # ROS packages (rclpy, message_filters, ...) are declared in package.xml and
+    # ROS packages (rclpy, sensor_msgs, ...) are declared in package.xml and
     # come from the ROS installation; they must never be pip requirements.
     install_requires=[
         "numpy>=1.24",
@@ -47,12 +47,25 @@ setup(
             "monai>=1.3",
             "colcon-common-extensions>=0.3",
         ],
+        # ROS 2 Jazzy's rclpy and message packages as wheels, for running the
+        # nodes in tests and CI without a ROS installation. A robot gets them
+        # from its ROS installation instead (package.xml).
+        "ros-test": [
+            "ros-jazzy-rclpy[fastrtps]",
+            "ros-jazzy-sensor-msgs",
+            "ros-jazzy-std-msgs",
+            "ros-jazzy-std-srvs",
+            "ros-jazzy-diagnostic-msgs",
+            "ros-jazzy-rcl-interfaces",
+            "ros-jazzy-lifecycle-msgs",
+        ],
     },
     zip_safe=True,
     entry_points={
         "console_scripts": [
             "dice-seg = dice_seg_ros.cli:main",
             "segmentation_node = dice_seg_ros.segmentation_node:main",
+            "segmentation_lifecycle_node = dice_seg_ros.segmentation_node:lifecycle_main",
             "dice_monitor_node = dice_seg_ros.dice_monitor_node:main",
         ],
     },

@@ -7,13 +7,11 @@ Stamps are integer nanoseconds throughout.
 
 from __future__ import annotations
 
-import bisect
 import shutil
 import struct
-from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, Generic, Iterable, Iterator, NamedTuple, TypeVar
+from typing import Any, Iterable, Iterator, NamedTuple
 
 from rosbags.rosbag2 import Reader, StoragePlugin, Writer, WriterError
 from rosbags.serde import SerdeError
@@ -30,8 +28,6 @@ CAMERA_INFO_TYPE = "sensor_msgs/msg/CameraInfo"
 IMAGE_TYPES = (IMAGE_TYPE, COMPRESSED_TYPE)
 
 STORAGES = {"mcap": StoragePlugin.MCAP, "sqlite3": StoragePlugin.SQLITE3}
-
-T = TypeVar("T")
 
 
 @lru_cache(maxsize=1)
@@ -317,119 +313,3 @@ class BagWriter:
         if topic not in self._connections:
             raise BagError(f"topic {topic!r} was not added to bag {self.path}")
         self._writer.write(self._connections[topic], int(log_time_ns), data)
-
-
-class Pair(NamedTuple, Generic[T]):
-    """An image matched with its label; stamps in ns."""
-
-    image_stamp_ns: int
-    label_stamp_ns: int
-    image: T
-    label: T
-
-
-@dataclass
-class _Pending(Generic[T]):
-    """Items of one stream waiting for a partner, kept sorted by stamp."""
-
-    stamps: list[int] = field(default_factory=list)
-    items: list[T] = field(default_factory=list)
-    watermark: int = -(2 ** 63)
-
-    def add(self, stamp: int, item: T) -> None:
-        index = bisect.bisect_right(self.stamps, stamp)
-        self.stamps.insert(index, stamp)
-        self.items.insert(index, item)
-        self.watermark = max(self.watermark, stamp)
-
-    def remove(self, indices: set[int]) -> None:
-        self.stamps = [s for i, s in enumerate(self.stamps) if i not in indices]
-        self.items = [x for i, x in enumerate(self.items) if i not in indices]
-
-
-class StampPairer(Generic[T]):
-    """Pair images with labels by header stamp, streaming, with a bounded buffer.
-
-    Each image is matched to the unused label nearest in stamp, at most
-    ``max_offset_ms`` away (an exact stamp is simply the nearest). Each label is
-    used at most once. A match is final once both streams have moved past the
-    window of both items, so later messages cannot offer a closer partner; stamps
-    may arrive out of order within that window. Items that find no partner are
-    counted in ``unpaired_images`` / ``unpaired_labels``, never silently lost.
-    When more than ``max_pending`` items of one stream wait (e.g. the label
-    topic went silent), the buffer is settled early to bound memory.
-    """
-
-    def __init__(self, max_offset_ms: float = 20.0, max_pending: int = 64) -> None:
-        if max_offset_ms < 0:
-            raise ValueError(f"max_offset_ms must be >= 0, got {max_offset_ms}")
-        self.max_offset_ns = int(round(max_offset_ms * 1e6))
-        self.max_pending = max_pending
-        self.unpaired_images = 0
-        self.unpaired_labels = 0
-        self.paired = 0
-        self._images: _Pending[T] = _Pending()
-        self._labels: _Pending[T] = _Pending()
-
-    def add_image(self, stamp_ns: int, image: T) -> list[Pair[T]]:
-        """Add an image; return the pairs that became final."""
-        self._images.add(int(stamp_ns), image)
-        return self._settle(force=len(self._images.stamps) > self.max_pending)
-
-    def add_label(self, stamp_ns: int, label: T) -> list[Pair[T]]:
-        """Add a label; return the pairs that became final."""
-        self._labels.add(int(stamp_ns), label)
-        return self._settle(force=len(self._labels.stamps) > self.max_pending)
-
-    def flush(self) -> list[Pair[T]]:
-        """Match everything still waiting (end of bag); return the final pairs."""
-        return self._settle(force=True)
-
-    @property
-    def pending(self) -> int:
-        """Number of images and labels still waiting for a partner."""
-        return len(self._images.stamps) + len(self._labels.stamps)
-
-    def _candidates(self) -> list[tuple[int, int, int]]:
-        """Return ``(|dt| ns, image index, label index)`` within the window, nearest first."""
-        out = []
-        labels = self._labels.stamps
-        for i, stamp in enumerate(self._images.stamps):
-            lo = bisect.bisect_left(labels, stamp - self.max_offset_ns)
-            hi = bisect.bisect_right(labels, stamp + self.max_offset_ns)
-            out.extend((abs(labels[j] - stamp), i, j) for j in range(lo, hi))
-        out.sort()
-        return out
-
-    def _settle(self, force: bool) -> list[Pair[T]]:
-        """Commit matches that no later message can improve; drop hopeless items."""
-        # An item is settled once the other stream has passed beyond its window:
-        # streams arrive (nearly) in stamp order, so no closer partner can come.
-        image_done = self._labels.watermark - self.max_offset_ns
-        label_done = self._images.watermark - self.max_offset_ns
-        used_images: set[int] = set()
-        used_labels: set[int] = set()
-        matches = []
-        for _, i, j in self._candidates():
-            if i in used_images or j in used_labels:
-                continue
-            # Greedy nearest-first matching; a tentative match still reserves both
-            # items, so neither is dropped as unpaired while it may yet be final.
-            used_images.add(i)
-            used_labels.add(j)
-            if force or (self._images.stamps[i] < image_done
-                         and self._labels.stamps[j] < label_done):
-                matches.append((i, j))
-        pairs = [Pair(self._images.stamps[i], self._labels.stamps[j],
-                      self._images.items[i], self._labels.items[j]) for i, j in matches]
-        drop_images = {i for i, s in enumerate(self._images.stamps)
-                       if i not in used_images and (force or s < image_done)}
-        drop_labels = {j for j, s in enumerate(self._labels.stamps)
-                       if j not in used_labels and (force or s < label_done)}
-        self.paired += len(pairs)
-        self.unpaired_images += len(drop_images)
-        self.unpaired_labels += len(drop_labels)
-        self._images.remove(drop_images | {i for i, _ in matches})
-        self._labels.remove(drop_labels | {j for _, j in matches})
-        pairs.sort(key=lambda pair: pair.image_stamp_ns)
-        return pairs

@@ -138,3 +138,44 @@ def remap_lut(mapping: dict[int, int], default: int = DEFAULT_IGNORE_INDEX) -> n
     for src, dst in mapping.items():
         lut[src] = dst
     return lut
+
+
+def generated_colors(count: int) -> np.ndarray:
+    """Return ``(count, 3)`` uint8 RGB colours evenly spaced in hue (for unnamed palettes)."""
+    import cv2
+
+    hues = (np.arange(count) * 180 // max(count, 1)).astype(np.uint8)
+    hsv = np.stack([hues, np.full(count, 200, np.uint8), np.full(count, 230, np.uint8)], -1)
+    return cv2.cvtColor(hsv[None], cv2.COLOR_HSV2RGB)[0]
+
+
+def classes_for_model(model_names: tuple[str, ...] | list[str],
+                      classes_file: str | Path | None = None) -> ClassSet:
+    """Return the ClassSet of a model: its own class names, with colours from a classes file.
+
+    The model's class list (its metadata) is the one source of truth. A given
+    ``classes_file`` supplies the colours and must list the same names in the
+    same order. Without one, the shipped ``config/classes.yaml`` is used when
+    its names match, else colours are generated for the model's names.
+
+    Raises:
+        ModelError: ``classes_file`` lists other classes than the model (naming both).
+        FileNotFoundError, ValueError: ``classes_file`` is missing or malformed.
+
+    """
+    from dice_seg_ros.errors import ModelError
+
+    names = tuple(model_names)
+    if classes_file:
+        classes = load_classes(classes_file)
+        if classes.names != names:
+            raise ModelError(
+                f"classes file {classes_file} lists {list(classes.names)} but the model has "
+                f"{len(names)} classes {list(names)}; give a file with the model's classes "
+                f"or none")
+        return classes
+    shipped = load_classes()
+    if shipped.names == names:
+        return shipped
+    return ClassSet(names, generated_colors(len(names)), (False,) * len(names),
+                    DEFAULT_IGNORE_INDEX)

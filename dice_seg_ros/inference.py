@@ -5,8 +5,9 @@
 post-processing (argmax, optional confidence, resize back to the camera's
 resolution) are shared, so both back ends produce the same masks. The model's
 ``ModelMeta`` (input size, mean/std, class list) travels inside the model file
-(or, for a network exported elsewhere, in a sidecar YAML next to it) and is
-checked against ``config/classes.yaml`` on load.
+(or, for a network exported elsewhere, in a sidecar YAML next to it); its class
+list is the one source of truth for what each class id means
+(``classes.classes_for_model`` adds colours).
 
 Two kinds of ONNX graph run, told apart by the graph's own input and output
 types (``GraphIO``): float NCHW normalised input with float logits out (older
@@ -324,12 +325,13 @@ def _select_providers(device: str, providers: Sequence[str] | None) -> list[str]
     return chosen
 
 
-def _provider_options(name: str) -> tuple[str, dict[str, Any]] | str:
+def _provider_options(name: str,
+                      engine_cache_dir: Path | None = None) -> tuple[str, dict[str, Any]] | str:
     """Return ``name`` with options: TensorRT in fp16 with an engine cache, others as is."""
     if name != "TensorrtExecutionProvider":
         return name
     # Building a TensorRT engine takes minutes; cache it across runs.
-    cache = Path.home() / ".cache" / "dice_seg_ros" / "tensorrt"
+    cache = engine_cache_dir or Path.home() / ".cache" / "dice_seg_ros" / "tensorrt"
     cache.mkdir(parents=True, exist_ok=True)
     return name, {"trt_fp16_enable": True, "trt_engine_cache_enable": True,
                   "trt_engine_cache_path": str(cache)}
@@ -396,14 +398,14 @@ class _OrtBackend:
     """
 
     def __init__(self, path: Path, device: str, providers: Sequence[str] | None,
-                 threads: int | None) -> None:
+                 threads: int | None, engine_cache_dir: Path | None = None) -> None:
         import onnxruntime as ort
 
         chosen = _select_providers(device, providers)
         try:
             self.session = ort.InferenceSession(
                 str(path), _session_options(threads),
-                providers=[_provider_options(p) for p in chosen])
+                providers=[_provider_options(p, engine_cache_dir) for p in chosen])
         except Exception as exc:  # ORT raises several private pybind types for bad files
             raise ModelError(f"{path}: cannot load ONNX model ({type(exc).__name__}: "
                              f"{str(exc).strip()[:300]})") from exc
@@ -591,6 +593,8 @@ class Segmenter:
             model's metadata.
         threads: CPU threads for the back end (None: library default).
         compile_model: wrap the torch model in ``torch.compile``.
+        engine_cache_dir: TensorRT engine cache folder (default
+            ``~/.cache/dice_seg_ros/tensorrt``); one per instance when several run.
         estimate_dice: fill ``Segmentation.estimated_dice`` when the model has a
             calibration (``NAME.quality.json``; one fitted for another model is
             ignored with a warning).
@@ -603,8 +607,8 @@ class Segmenter:
         sidecar's "dynamic" size (each image runs at its own size).
 
     Raises:
-        ModelError: missing/corrupt model, missing metadata and sidecar, or
-            classes that do not match ``config/classes.yaml`` (naming the file).
+        ModelError: missing/corrupt model, missing metadata and sidecar, or a
+            sidecar remap onto classes the classes file lacks (naming the file).
         ValueError: unknown backend/device, or "cuda" requested without a GPU.
 
     """
@@ -612,7 +616,9 @@ class Segmenter:
     def __init__(self, model_path: str | Path | None = None, backend: str = "ort",
                  device: str = "auto", providers: Sequence[str] | None = None,
                  input_size: tuple[int, int] | None = None, threads: int | None = None,
-                 compile_model: bool = False, estimate_dice: bool = True) -> None:
+                 compile_model: bool = False,
+                 engine_cache_dir: str | Path | None = None,
+                 estimate_dice: bool = True) -> None:
         if backend not in BACKENDS:
             raise ValueError(f"unknown backend {backend!r}; choose from {BACKENDS}")
         if device not in DEVICES:
@@ -621,7 +627,8 @@ class Segmenter:
         self.source = str(self.model_path)
         if backend == "ort":
             self._backend: _OrtBackend | _TorchBackend = _OrtBackend(
-                self.model_path, device, providers, threads)
+                self.model_path, device, providers, threads,
+                Path(engine_cache_dir) if engine_cache_dir else None)
         else:
             self._backend = _TorchBackend(self.model_path, device, threads, compile_model)
         self.backend = backend
@@ -633,7 +640,6 @@ class Segmenter:
         self.meta = self._backend.meta
         if self._lut is not None:
             self.meta = replace(self.meta, class_names=tuple(node_names))
-        self.meta.check_classes(node_names, source=self.source)
         self.input_size = self._input_size(input_size)
         if self.input_size is not None:
             self._backend.check_size(self.input_size, self.source)

@@ -3,13 +3,26 @@
 Scores come from ``metrics.DiceTracker``, the same object ``dice-seg eval``
 uses, so the node and the offline evaluation agree on the same frames. Message
 classes are passed in (rclpy's or a rosbags typestore's), never imported.
+
+Masks and labels are paired by ``pairing.StampPairer`` (equal stamps by default,
+as masks carry their camera frame's header). Memory stays flat over a long run:
+per-frame rows are streamed to a CSV file as they are scored, only the last
+``recent_frames`` rows are kept for the plots, and running counts live apart
+from rows. Reports are written from a snapshot, by ``write_report`` or on a
+background thread by ``write_report_async``, while pairs keep being scored.
 """
 
 from __future__ import annotations
 
+import csv
+import json
+import tempfile
+import threading
 import time
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import IO, Any, Callable
 
 import numpy as np
 
@@ -18,12 +31,16 @@ from dice_seg_ros.errors import ImageEncodingError
 from dice_seg_ros.frame_errors import LABEL, MASK, SIZE, FrameErrors
 from dice_seg_ros.image_conversion import check_label_format, image_to_numpy, labels_to_ids
 from dice_seg_ros.metrics import DiceTracker, FrameScores, nanmean
+from dice_seg_ros.pairing import StampPairer
 from dice_seg_ros.segmentation_core import (LEVEL_ERROR, LEVEL_OK, LEVEL_STALE, LEVEL_WARN,
                                             StatusData, format_value)
 
 TOPICS = ("mask", "labels")
 # Rows of the ~/dice Float32MultiArray; columns are the classes.
 DICE_ROWS = ("frame", "window", "cumulative", "ema")
+# Frames kept in memory for the Dice-over-time plot: 2 minutes at 30 Hz. Every
+# frame still gets its row in the streamed per_frame.csv.
+RECENT_FRAMES = 3600
 
 
 def stamp_to_ns(header: Any) -> int:
@@ -46,6 +63,89 @@ def mask_to_ids(msg: Any) -> np.ndarray:
     return ids
 
 
+class RowStream:
+    """Per-frame rows appended to a CSV file as frames are scored (report.per_frame_row).
+
+    Args:
+        class_names: class name per class id (the column names).
+        path: CSV file to write; None = a temporary file deleted by ``close``.
+
+    """
+
+    def __init__(self, class_names: tuple[str, ...], path: str | Path | None = None) -> None:
+        from dice_seg_ros.report import per_frame_header
+
+        self._temporary = path is None
+        if path is None:
+            handle, name = tempfile.mkstemp(prefix="dice_monitor_", suffix=".csv")
+            self._stream: IO[str] = open(handle, "w", newline="", encoding="utf-8")
+            self.path = Path(name)
+        else:
+            self.path = Path(path)
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._stream = open(self.path, "w", newline="", encoding="utf-8")
+        self._writer = csv.writer(self._stream)
+        self._writer.writerow(per_frame_header(class_names))
+
+    def append(self, index: int, frame: FrameScores) -> None:
+        """Write the row of frame ``index``."""
+        from dice_seg_ros.report import per_frame_row
+
+        self._writer.writerow(per_frame_row(index, frame))
+
+    def flush(self) -> int:
+        """Flush buffered rows to the file; return its size in bytes."""
+        self._stream.flush()
+        return self._stream.tell()
+
+    def close(self) -> None:
+        """Close the file (and delete it if it was temporary)."""
+        if not self._stream.closed:
+            self._stream.close()
+        if self._temporary:
+            self.path.unlink(missing_ok=True)
+
+
+@dataclass
+class ReportSnapshot:
+    """What a report needs, copied at one instant so scoring can go on meanwhile.
+
+    Attributes:
+        tracker: a DiceTracker holding the cumulative counts and the recent frames.
+        scored: pairs scored in the whole run.
+        extra: report.json keys beyond the tracker's (counts, rates, latency).
+        unpaired: messages not (yet) part of a pair.
+        fps: scored pairs per second.
+        latency_ms: mean milliseconds per pair of each stage.
+        rows_path: the streamed per_frame.csv.
+        rows_bytes: its size when the snapshot was taken (rows of scored pairs only).
+
+    """
+
+    tracker: DiceTracker
+    scored: int
+    unpaired: int
+    fps: float
+    latency_ms: dict[str, float]
+    rows_path: Path
+    rows_bytes: int
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class Added:
+    """Outcome of one message given to ``MonitorCore.add``.
+
+    Attributes:
+        scores: the scores of each pair the message completed (usually 0 or 1).
+        errors: the errors of pairs that could not be scored.
+
+    """
+
+    scores: list[FrameScores] = field(default_factory=list)
+    errors: list[Exception] = field(default_factory=list)
+
+
 class MonitorCore:
     """Pair-by-pair Dice/IoU with counters, thresholds and report writing.
 
@@ -56,31 +156,60 @@ class MonitorCore:
         ema_alpha: EMA weight of the newest frame, in (0, 1].
         warn_below: window mean Dice under which the status is WARN.
         error_below: window mean Dice under which the status is ERROR.
+        slop_s: largest stamp difference in seconds for a pair; 0 = equal stamps only.
+        max_pending: messages per topic kept while waiting for a partner.
+        rows_path: where per-frame rows are streamed; None = a temporary file.
+        recent_frames: frames kept in memory for the Dice-over-time plot.
         clock: monotonic time source in seconds (injectable for tests).
 
     """
 
     def __init__(self, classes: ClassSet, label_format: str = "ids", window_size: int = 30,
                  ema_alpha: float = 0.1, warn_below: float = 0.6, error_below: float = 0.3,
+                 slop_s: float = 0.0, max_pending: int = 30,
+                 rows_path: str | Path | None = None, recent_frames: int = RECENT_FRAMES,
                  clock: Callable[[], float] = time.monotonic) -> None:
         self.classes = classes
         self.label_format = check_label_format(label_format)
         self.tracker = DiceTracker(classes.num_classes, classes.ignore_index,
-                                   window_size=window_size, ema_alpha=ema_alpha)
+                                   window_size=window_size, ema_alpha=ema_alpha,
+                                   max_frames=recent_frames)
+        self.pairer: StampPairer[Any] = StampPairer(max_offset_ms=slop_s * 1000.0,
+                                                    max_pending=max_pending,
+                                                    equal_is_final=True)
+        self.rows = RowStream(classes.names, rows_path)
         self.warn_below = warn_below
         self.error_below = error_below
         self.received = {topic: 0 for topic in TOPICS}
         self.paired = 0
+        self.scored = 0
         self.errors = FrameErrors()
         self.last_error: str | None = None
         self._clock = clock
         self._first_pair_s: float | None = None
         self._last_pair_s: float | None = None
         self._score_ms_total = 0.0
+        # Scoring (executor thread) and snapshots (report thread) take turns.
+        self._lock = threading.RLock()
+        self._report_thread: ThreadPoolExecutor | None = None
 
     def count(self, topic: str) -> None:
         """Count one message received on ``topic`` ("mask" or "labels")."""
         self.received[topic] += 1
+
+    def add(self, topic: str, msg: Any) -> Added:
+        """Count a mask or label message, pair it by stamp and score the pairs it completes."""
+        with self._lock:
+            self.count(topic)
+            stamp = stamp_to_ns(msg.header)
+            add = self.pairer.add_image if topic == "mask" else self.pairer.add_label
+            outcome = Added()
+            for pair in add(stamp, msg):
+                try:
+                    outcome.scores.append(self.score_pair(pair.image, pair.label))
+                except ValueError as exc:
+                    outcome.errors.append(exc)
+            return outcome
 
     @property
     def unpaired(self) -> int:
@@ -88,26 +217,29 @@ class MonitorCore:
         return sum(self.received.values()) - len(TOPICS) * self.paired
 
     def score_pair(self, mask_msg: Any, label_msg: Any) -> FrameScores:
-        """Score one prediction/label pair and fold it into every running figure.
+        """Score one prediction/label pair, fold it into every running figure, stream its row.
 
         Raises:
             ImageEncodingError: if either image has an unusable encoding.
             ValueError: if the sizes differ or the labels hold unknown class ids.
 
         """
-        start = time.perf_counter()
-        self.paired += 1
-        try:
-            scores = self._score(mask_msg, label_msg)
-        except ValueError as exc:
-            self.last_error = str(exc)
-            raise
-        self.last_error = None
-        self._score_ms_total += (time.perf_counter() - start) * 1000.0
-        now = self._clock()
-        self._first_pair_s = now if self._first_pair_s is None else self._first_pair_s
-        self._last_pair_s = now
-        return scores
+        with self._lock:
+            start = time.perf_counter()
+            self.paired += 1
+            try:
+                scores = self._score(mask_msg, label_msg)
+            except ValueError as exc:
+                self.last_error = str(exc)
+                raise
+            self.rows.append(self.scored, scores)
+            self.scored += 1
+            self.last_error = None
+            self._score_ms_total += (time.perf_counter() - start) * 1000.0
+            now = self._clock()
+            self._first_pair_s = now if self._first_pair_s is None else self._first_pair_s
+            self._last_pair_s = now
+            return scores
 
     def _score(self, mask_msg: Any, label_msg: Any) -> FrameScores:
         """Convert both messages and update the tracker."""
@@ -123,11 +255,6 @@ class MonitorCore:
             raise ValueError(message)
         return self.tracker.update(pred, target, stamp)
 
-    @property
-    def scored(self) -> int:
-        """Number of pairs folded into the metrics."""
-        return len(self.tracker.frames)
-
     def window_mean_dice(self) -> float:
         """Mean over classes of the sliding-window Dice (NaN before the first pair)."""
         return nanmean(self.tracker.window_dice())
@@ -142,7 +269,7 @@ class MonitorCore:
     def dice_table(self) -> np.ndarray:
         """Return ``(4, C)`` float32 Dice: rows frame, window, cumulative, ema (DICE_ROWS)."""
         num = self.classes.num_classes
-        frame = self.tracker.frames[-1].dice if self.scored else np.full(num, np.nan)
+        frame = self.tracker.frames[-1].dice if self.tracker.frames else np.full(num, np.nan)
         return np.stack([frame, self.tracker.window_dice(), self.tracker.cumulative.dice(),
                          self.tracker.ema_dice()]).astype(np.float32)
 
@@ -190,6 +317,8 @@ class MonitorCore:
                   "received_mask": str(self.received["mask"]),
                   "received_labels": str(self.received["labels"]),
                   "errors": str(self.errors.total),
+                  **{f"unpaired_{reason}": str(count)
+                     for reason, count in self.pairer.unpaired_by_reason().items()},
                   "mean_dice_window": format_value(mean_dice),
                   "mean_dice_cumulative": format_value(self.tracker.cumulative.mean_dice()),
                   "mean_iou_window": format_value(nanmean(window_iou))}
@@ -200,22 +329,101 @@ class MonitorCore:
         return StatusData(name=name, level=level, message=message,
                           hardware_id="dice_monitor", values=values)
 
-    def write_report(self, out_dir: str | Path) -> dict[str, Path]:
-        """Write report.json, per_frame.csv and plots, as ``dice-seg eval`` does.
+    def snapshot(self) -> ReportSnapshot:
+        """Copy what a report needs (cumulative counts, recent frames, counters) at once.
 
         Raises:
             ValueError: if no pair has been scored yet (an empty report says nothing).
 
         """
-        if self.scored == 0:
-            raise ValueError(
-                f"no mask/label pair scored yet ({self.received['mask']} masks, "
-                f"{self.received['labels']} labels received); no report written to {out_dir}")
-        # Imported here: report pulls in matplotlib, which the node needs only now.
-        from dice_seg_ros.report import write_report
-        latency = {"monitor": self._score_ms_total / self.scored}
-        extra = {"source": "dice_monitor_node", "received": dict(self.received),
-                 "errors": self.errors.as_dict()}
-        return write_report(Path(out_dir), self.tracker, list(self.classes.names),
-                            unpaired=self.unpaired, fps=self.pairs_per_second(),
-                            latency_ms=latency, extra=extra, colors=self.classes.colors)
+        with self._lock:
+            if self.scored == 0:
+                raise ValueError(
+                    f"no mask/label pair scored yet ({self.received['mask']} masks, "
+                    f"{self.received['labels']} labels received)")
+            tracker = DiceTracker(self.classes.num_classes, self.classes.ignore_index)
+            tracker.cumulative.matrix[...] = self.tracker.cumulative.matrix
+            # FrameScores are frozen and their arrays never change: a shallow copy is enough.
+            tracker.frames.extend(self.tracker.frames)
+            extra = {"source": "dice_monitor_node", "frames": self.scored,
+                     "received": dict(self.received),
+                     "errors": self.errors.as_dict(),
+                     "unpaired_by_reason": self.pairer.unpaired_by_reason(),
+                     "plotted_frames": len(tracker.frames)}
+            return ReportSnapshot(tracker=tracker, scored=self.scored, unpaired=self.unpaired,
+                                  fps=self.pairs_per_second(),
+                                  latency_ms={"monitor": self._score_ms_total / self.scored},
+                                  rows_path=self.rows.path, rows_bytes=self.rows.flush(),
+                                  extra=extra)
+
+    def write_report(self, out_dir: str | Path) -> dict[str, Path]:
+        """Write report.json, per_frame.csv and plots now, as ``dice-seg eval`` does.
+
+        Raises:
+            ValueError: if no pair has been scored yet.
+            OSError: if ``out_dir`` cannot be written.
+
+        """
+        return write_snapshot(self.snapshot(), out_dir, self.classes)
+
+    def write_report_async(self, out_dir: str | Path) -> Future:
+        """Take a snapshot now and write it on the report thread; return its Future.
+
+        The Future's result is what ``write_report`` returns, or its exception.
+
+        Raises:
+            ValueError: if no pair has been scored yet (raised at once, not in the Future).
+
+        """
+        snapshot = self.snapshot()
+        if self._report_thread is None:
+            self._report_thread = ThreadPoolExecutor(max_workers=1,
+                                                     thread_name_prefix="dice_report")
+        return self._report_thread.submit(write_snapshot, snapshot, out_dir, self.classes)
+
+    def close(self) -> None:
+        """Finish reports in progress and close the row stream."""
+        if self._report_thread is not None:
+            self._report_thread.shutdown(wait=True)
+            self._report_thread = None
+        self.rows.close()
+
+
+def _copy_rows(snapshot: ReportSnapshot, target: Path) -> None:
+    """Copy the streamed rows of the snapshot's pairs to ``target`` (unless it is the stream)."""
+    if target.exists() and target.samefile(snapshot.rows_path):
+        return
+    with open(snapshot.rows_path, "rb") as source, open(target, "wb") as out:
+        remaining = snapshot.rows_bytes
+        while remaining > 0:
+            chunk = source.read(min(remaining, 1 << 20))
+            if not chunk:
+                break
+            out.write(chunk)
+            remaining -= len(chunk)
+
+
+def write_snapshot(snapshot: ReportSnapshot, out_dir: str | Path,
+                   classes: ClassSet) -> dict[str, Path]:
+    """Write report.json, per_frame.csv, then the plots (slowest last) of a snapshot.
+
+    Returns:
+        ``{"report", "per_frame", "dice_over_time", "confusion_matrix"}`` -> path.
+
+    """
+    # Imported here: report pulls in matplotlib, which the node needs only now.
+    from dice_seg_ros import report
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    paths = {"report": out / report.REPORT_JSON, "per_frame": out / report.PER_FRAME_CSV,
+             "dice_over_time": out / report.DICE_PLOT,
+             "confusion_matrix": out / report.CONFUSION_PLOT}
+    names = list(classes.names)
+    data = report.summary(snapshot.tracker, names, unpaired=snapshot.unpaired, fps=snapshot.fps,
+                          latency_ms=snapshot.latency_ms, extra=snapshot.extra)
+    paths["report"].write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
+    _copy_rows(snapshot, paths["per_frame"])
+    report.plot_dice_over_time(paths["dice_over_time"], snapshot.tracker, names, classes.colors)
+    report.plot_confusion(paths["confusion_matrix"], snapshot.tracker.cumulative.matrix, names)
+    return paths

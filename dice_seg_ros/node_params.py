@@ -11,6 +11,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Mapping, Sequence
 
+from dice_seg_ros.image_conversion import LABEL_FORMATS
+
 SEGMENTATION_NODE = "segmentation_node"
 MONITOR_NODE = "dice_monitor_node"
 
@@ -80,7 +82,12 @@ SEGMENTATION_PARAMS: tuple[ParamSpec, ...] = (
               value_range=(0, 8192)),
     ParamSpec("input_height", 0, "network input height in pixels; 0 = the model's own",
               value_range=(0, 8192)),
-    ParamSpec("classes_file", "", "classes YAML (names, colours); empty = the shipped one"),
+    ParamSpec("classes_file", "",
+              "classes YAML giving colours (and names) to the model's classes; empty = the "
+              "shipped one where its names match the model's, else generated colours"),
+    ParamSpec("engine_cache_dir", "",
+              "TensorRT engine cache folder; empty = ~/.cache/dice_seg_ros/tensorrt/ plus the "
+              "node's namespace and name, so instances never share engines"),
     ParamSpec("overlay_alpha", 0.5,
               "weight of the colour mask in ~/overlay (0 = camera only, 1 = mask only)",
               value_range=(0.0, 1.0), read_only=False),
@@ -97,6 +104,11 @@ SEGMENTATION_PARAMS: tuple[ParamSpec, ...] = (
               read_only=False),
     ParamSpec("publish_confidence", False,
               "publish ~/confidence (32FC1 top-class probability)", read_only=False),
+    ParamSpec("output_qos_reliability", "reliable",
+              "reliability of the mask, colour, overlay, confidence and camera_info publishers",
+              choices=QOS_CHOICES),
+    ParamSpec("output_qos_depth", 5, "queue depth of the output publishers, in messages",
+              value_range=(1, 100)),
     ParamSpec("min_fps", 5.0, "frame rate in Hz under which /diagnostics reports WARN",
               value_range=(0.0, 1000.0), read_only=False),
     ParamSpec("diagnostics_period_s", 1.0, "period of /diagnostics messages, in seconds",
@@ -107,11 +119,15 @@ MONITOR_PARAMS: tuple[ParamSpec, ...] = (
     ParamSpec("classes_file", "", "classes YAML (names, colours); empty = the shipped one"),
     ParamSpec("label_format", "ids",
               "labels topic content: ids (mono8 class ids) or color (rgb8 class colours)",
-              choices=("ids", "color")),
-    ParamSpec("sync_slop_s", 0.05,
-              "largest stamp difference, in seconds, for a mask and a label to pair",
+              choices=LABEL_FORMATS),
+    ParamSpec("sync_slop_s", 0.0,
+              "largest stamp difference, in seconds, for a mask and a label to pair; 0 = "
+              "equal stamps only (masks carry the camera header); set it only for label "
+              "streams stamped differently",
               value_range=(0.0, 10.0)),
-    ParamSpec("sync_queue_size", 30, "messages per topic kept while waiting for a partner",
+    ParamSpec("sync_queue_size", 30,
+              "messages per topic kept while waiting for a partner; beyond it the oldest is "
+              "dropped and counted as unpaired_*_buffer_full",
               value_range=(1, 10000)),
     ParamSpec("qos_reliability", "reliable",
               "reliability of the mask and labels subscriptions: best_effort or reliable",

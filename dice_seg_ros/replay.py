@@ -37,9 +37,8 @@ import numpy as np
 from tqdm import tqdm
 
 from dice_seg_ros.bag_io import (IMAGE_TYPE, IMAGE_TYPES, BadMessage, BagReader, BagWriter,
-                                 Pair, StampPairer, StorageFault, header_stamp_ns, msg_class,
-                                 remove_old_bag)
-from dice_seg_ros.classes import ClassSet, load_classes
+                                 StorageFault, header_stamp_ns, msg_class, remove_old_bag)
+from dice_seg_ros.classes import ClassSet, classes_for_model
 from dice_seg_ros.errors import BagError, DiceSegError, ModelError
 from dice_seg_ros.frame_errors import IMAGE, LABEL, MESSAGE, SIZE, FrameErrors
 from dice_seg_ros.image_conversion import (LABEL_FORMATS, colorize, msg_to_rgb, numpy_to_image,
@@ -47,6 +46,7 @@ from dice_seg_ros.image_conversion import (LABEL_FORMATS, colorize, msg_to_rgb, 
 from dice_seg_ros.inference import Segmenter
 from dice_seg_ros.label_decoding import LabelDecoder
 from dice_seg_ros.metrics import DiceTracker
+from dice_seg_ros.pairing import Pair, StampPairer
 from dice_seg_ros.quality_report import write_quality_report
 from dice_seg_ros.report import write_report
 
@@ -354,8 +354,8 @@ def evaluate_bag(bag: str | Path, image_topic: str, label_topic: str | None,
                  out_dir: str | Path, segmenter: Segmenter | None = None,
                  label_format: str = "ids", max_offset_ms: float = 20.0, batch_size: int = 1,
                  output_bag: bool = True, progress: bool = True, strict: bool = False,
-                 remap: str | Path | None = None,
-                 colormap: str | Path | None = None,
+                 remap: str | Path | None = None, colormap: str | Path | None = None,
+                 classes_file: str | Path | None = None,
                  estimated_dice: bool = False) -> ReplayResult:
     """Evaluate ``segmenter`` (default: the shipped model) on a labeled bag.
 
@@ -376,10 +376,10 @@ def evaluate_bag(bag: str | Path, image_topic: str, label_topic: str | None,
 
     """
     _check_options(image_topic, label_topic, batch_size, output_bag)
-    classes = load_classes()
+    segmenter = segmenter or Segmenter()
+    classes = classes_for_model(segmenter.meta.class_names, classes_file)
     decoder = (LabelDecoder.build(classes, label_format, remap, colormap)
                if label_topic is not None else None)
-    segmenter = segmenter or Segmenter()
     if estimated_dice and segmenter.calibration is None:
         raise ModelError(f"{segmenter.model_path} has no usable estimated-Dice calibration "
                          f"(NAME.quality.json next to it, fitted for this model); run "
@@ -523,6 +523,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--colormap", type=Path, default=None,
                         help="CSV id,name,r,g,b of the label colours (with --label-format "
                              "color); ids are class ids, or source ids with --remap")
+    parser.add_argument("--classes", type=Path, default=None,
+                        help="classes YAML with colours for the model's classes "
+                             "(default: shipped, if its names match the model's)")
     parser.add_argument("--max-offset-ms", type=float, default=20.0,
                         help="largest image/label stamp difference to pair, ms (default 20)")
     parser.add_argument("--batch-size", type=int, default=1,
@@ -546,7 +549,7 @@ def run(args: argparse.Namespace) -> int:
                           label_format=args.label_format, max_offset_ms=args.max_offset_ms,
                           batch_size=args.batch_size, output_bag=not args.no_output_bag,
                           progress=not args.no_progress, strict=args.strict,
-                          remap=args.remap, colormap=args.colormap,
+                          remap=args.remap, colormap=args.colormap, classes_file=args.classes,
                           estimated_dice=args.estimated_dice)
     return print_result(result)
 

@@ -16,7 +16,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from dice_seg_ros.metrics import DiceTracker, nanmean
+from dice_seg_ros.metrics import DiceTracker, FrameScores, nanmean
 
 REPORT_JSON = "report.json"
 PER_FRAME_CSV = "per_frame.csv"
@@ -76,16 +76,26 @@ def summary(tracker: DiceTracker, class_names: Sequence[str], *, unpaired: int, 
     return _clean(report)
 
 
+def per_frame_header(class_names: Sequence[str]) -> list[str]:
+    """Return the per_frame.csv column names."""
+    return (["frame", "stamp_ns", "mean_dice", "mean_iou"]
+            + [f"dice_{n}" for n in class_names] + [f"iou_{n}" for n in class_names])
+
+
+def per_frame_row(index: int, frame: FrameScores) -> list[Any]:
+    """Return one per_frame.csv row: index, stamp (ns), mean Dice/IoU, per-class Dice and IoU."""
+    scores = [frame.mean_dice, frame.mean_iou, *frame.dice, *frame.iou]
+    return ([index, "" if frame.stamp_ns is None else frame.stamp_ns]
+            + [f"{v:.6f}" for v in scores])
+
+
 def write_per_frame_csv(path: Path, tracker: DiceTracker, class_names: Sequence[str]) -> None:
     """Write one row per frame: index, stamp (ns), mean Dice/IoU, per-class Dice and IoU."""
     with open(path, "w", newline="", encoding="utf-8") as stream:
         writer = csv.writer(stream)
-        writer.writerow(["frame", "stamp_ns", "mean_dice", "mean_iou"]
-                        + [f"dice_{n}" for n in class_names] + [f"iou_{n}" for n in class_names])
+        writer.writerow(per_frame_header(class_names))
         for index, frame in enumerate(tracker.frames):
-            scores = [frame.mean_dice, frame.mean_iou, *frame.dice, *frame.iou]
-            writer.writerow([index, "" if frame.stamp_ns is None else frame.stamp_ns]
-                            + [f"{v:.6f}" for v in scores])
+            writer.writerow(per_frame_row(index, frame))
 
 
 def plot_dice_over_time(path: Path, tracker: DiceTracker, class_names: Sequence[str],

@@ -27,7 +27,8 @@ def _ament_share() -> Path | None:
         return None
     try:
         return Path(get_package_share_directory(PACKAGE_NAME))
-    except (PackageNotFoundError, OSError):  # OSError: AMENT_PREFIX_PATH unset (pip rclpy)
+    except (PackageNotFoundError, OSError):
+        # OSError: no AMENT_PREFIX_PATH (rclpy from pip, no sourced workspace).
         return None
 
 

@@ -13,10 +13,13 @@ is at most one inference old. Overwritten frames are counted as dropped.
 
 from __future__ import annotations
 
+import copy
+import json
 import threading
 import time
 from collections import deque
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping
 
 import numpy as np
@@ -65,6 +68,45 @@ def diagnostic_array(statuses: Iterable[StatusData], header: Any, array_cls: typ
                    hardware_id=s.hardware_id,
                    values=[key_value_cls(key=k, value=v) for k, v in s.values.items()])
         for s in statuses])
+
+
+def class_table_json(classes: ClassSet) -> str:
+    """Return the class table as JSON: ``{"classes": [{id, name, color, drivable}], ...}``.
+
+    The fallback payload of ``~/class_table`` (std_msgs/String) where
+    vision_msgs is not installed; ids are mask values, colours RGB 0..255.
+    """
+    return json.dumps({
+        "classes": [{"id": i, "name": name, "color": [int(c) for c in classes.colors[i]],
+                     "drivable": bool(classes.drivable[i])}
+                    for i, name in enumerate(classes.names)],
+        "ignore_index": int(classes.ignore_index)})
+
+
+def label_info(classes: ClassSet, header: Any, label_info_cls: type,
+               vision_class_cls: type) -> Any:
+    """Build a ``vision_msgs/LabelInfo`` mapping each mask value to its class name."""
+    return label_info_cls(header=header, threshold=0.0, class_map=[
+        vision_class_cls(class_id=i, class_name=name) for i, name in enumerate(classes.names)])
+
+
+def with_header(msg: Any, header: Any) -> Any:
+    """Return a shallow copy of ``msg`` (e.g. CameraInfo) carrying ``header``."""
+    out = copy.copy(msg)
+    out.header = header
+    return out
+
+
+def engine_cache_dir(configured: str, node_name: str) -> Path:
+    """Return the TensorRT engine cache folder of one node instance.
+
+    ``configured`` wins when set; otherwise the fully qualified ``node_name``
+    (e.g. ``/front/dice_seg``) picks a folder under ``~/.cache/dice_seg_ros/tensorrt``
+    so instances never overwrite each other's engines.
+    """
+    if configured:
+        return Path(configured).expanduser()
+    return Path.home() / ".cache" / "dice_seg_ros" / "tensorrt" / node_name.strip("/")
 
 
 def format_value(value: float, digits: int = 3) -> str:

@@ -1,35 +1,47 @@
-"""rclpy node: camera images in, class-id mask, colour mask, overlay and confidence out.
+"""rclpy nodes: camera images in, class-id mask, colour mask, overlay and confidence out.
 
 Only ROS wiring lives here: parameters, QoS, publishers and message types.
 Frame handling (conversion, inference, the latest-frame worker, statistics)
-is ``segmentation_core``, the same code ``dice-seg eval`` runs.
+is ``segmentation_core``, the same code ``dice-seg eval`` runs. Two nodes share
+the wiring: ``SegmentationNode`` starts segmenting at once, and
+``SegmentationLifecycleNode`` (a managed node) loads the model in ``configure``
+and subscribes in ``activate``, or does both at start with ``autostart``.
+
+Outputs (relative to the node, so a namespace and name keep cameras apart):
+``~/mask`` mono8 class ids, ``~/mask_color``, ``~/overlay``, ``~/confidence``,
+``~/camera_info`` (the camera's, with each mask's header: the mask keeps the
+camera's geometry) and ``~/class_table``, published once with transient-local
+durability: ``vision_msgs/LabelInfo`` where vision_msgs is installed, else a
+``std_msgs/String`` holding ``segmentation_core.class_table_json``.
 """
 
 from __future__ import annotations
 
 import sys
 import threading
-from typing import Any, Callable, Sequence
+from typing import Any, Sequence
 
-import rclpy
-from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
-from rcl_interfaces.msg import (FloatingPointRange, IntegerRange, ParameterDescriptor,
-                                SetParametersResult)
-from rclpy.exceptions import ParameterException
-from rclpy.executors import ExternalShutdownException
+from rclpy.lifecycle import LifecycleNode, State, TransitionCallbackReturn
 from rclpy.node import Node
-from rclpy.parameter import Parameter
-from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
-from sensor_msgs.msg import CompressedImage, Image
-from std_msgs.msg import Header
+from sensor_msgs.msg import CameraInfo, CompressedImage, Image
+from std_msgs.msg import Header, String
 
-from dice_seg_ros.classes import load_classes
-from dice_seg_ros.errors import DiceSegError
+from dice_seg_ros.classes import classes_for_model
 from dice_seg_ros.inference import Segmenter
 from dice_seg_ros.node_params import (AUTO_PROVIDERS, SEGMENTATION_NODE, SEGMENTATION_PARAMS,
-                                      ParamSpec, validate_all)
+                                      ParamSpec)
+from dice_seg_ros.ros_plumbing import (NodeLog, QosEvents, create_diagnostics_publisher,
+                                       declare_specs, descriptor, forward_library_logging,
+                                       parameter_callback, publish_diagnostics, qos_profile,
+                                       run_node, status_name)
 from dice_seg_ros.segmentation_core import (FrameProcessor, FrameResult, OutputFlags,
-                                            SegmentationWorker, diagnostic_array)
+                                            SegmentationWorker, class_table_json,
+                                            engine_cache_dir, label_info, with_header)
+
+try:
+    from vision_msgs.msg import LabelInfo, VisionClass
+except ImportError:  # not on PyPI; a ROS installation may have it
+    LabelInfo = VisionClass = None
 
 # Optional output -> (switch parameter, topic).
 OPTIONAL_OUTPUTS = {
@@ -37,132 +49,144 @@ OPTIONAL_OUTPUTS = {
     "overlay": ("publish_overlay", "~/overlay"),
     "confidence": ("publish_confidence", "~/confidence"),
 }
-OUTPUT_DEPTH = 5
-# Bad parameters, model or classes file: reported in one line, not a traceback.
-STARTUP_ERRORS = (DiceSegError, FileNotFoundError, ValueError, ParameterException)
+LIFECYCLE_NODE = "segmentation_lifecycle_node"
+AUTOSTART = ParamSpec("autostart", False,
+                      "configure and activate the managed node at start (no lifecycle manager)")
 
 
-def descriptor(spec: ParamSpec) -> ParameterDescriptor:
-    """Return the ROS ParameterDescriptor of a spec (description, range, read_only)."""
-    desc = ParameterDescriptor(description=spec.description, read_only=spec.read_only)
-    if spec.choices is not None:
-        desc.additional_constraints = f"one of: {', '.join(spec.choices)}"
-    if spec.value_range is not None:
-        low, high = spec.value_range
-        if spec.type_name == "integer":
-            desc.integer_range = [IntegerRange(from_value=int(low), to_value=int(high), step=1)]
-        else:
-            desc.floating_point_range = [
-                FloatingPointRange(from_value=float(low), to_value=float(high), step=0.0)]
-    return desc
-
-
-def declare_specs(node: Node, specs: Sequence[ParamSpec]) -> dict[str, Any]:
-    """Declare every spec as a parameter, check the values, return ``{name: value}``.
-
-    Raises:
-        ValueError: naming the node, parameter and reason, for an invalid value.
-
-    """
-    declared = node.declare_parameters("", [
-        (s.name, list(s.default) if isinstance(s.default, tuple) else s.default, descriptor(s))
-        for s in specs])
-    values = {p.name: p.value for p in declared}
-    reason = validate_all(specs, values)
-    if reason:
-        raise ValueError(f"{node.get_name()}: invalid parameter: {reason}")
-    return values
-
-
-def parameter_callback(node_values: dict[str, Any], specs: Sequence[ParamSpec], apply):
-    """Return an on-set-parameters callback that validates, stores and applies changes.
-
-    ``apply(changes)`` is called with ``{name: value}`` after the values passed
-    validation and were stored in ``node_values``.
-    """
-    def callback(params: list[Parameter]) -> SetParametersResult:
-        changes = {p.name: p.value for p in params}
-        reason = validate_all(specs, {**node_values, **changes})
-        if reason:
-            return SetParametersResult(successful=False, reason=reason)
-        node_values.update(changes)
-        apply(changes)
-        return SetParametersResult(successful=True)
-    return callback
-
-
-def qos_profile(reliability: str, depth: int) -> QoSProfile:
-    """Return a keep-last QoS profile; ``reliability`` is "best_effort" or "reliable"."""
-    policy = (ReliabilityPolicy.BEST_EFFORT if reliability == "best_effort"
-              else ReliabilityPolicy.RELIABLE)
-    return QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=depth, reliability=policy)
-
-
-def publish_diagnostics(node: Node, publisher, statuses) -> None:
-    """Publish StatusData items as one DiagnosticArray stamped with the node's clock."""
-    header = Header(stamp=node.get_clock().now().to_msg())
-    publisher.publish(diagnostic_array(statuses, header, DiagnosticArray, DiagnosticStatus,
-                                       KeyValue))
-
-
-def make_segmenter(values: dict[str, Any]) -> Segmenter:
-    """Build the Segmenter from the node's parameter values."""
+def make_segmenter(values: dict[str, Any], node_name: str) -> Segmenter:
+    """Build the Segmenter from the node's parameter values and fully qualified name."""
     providers = values["providers"]
     size = (values["input_width"], values["input_height"])
     return Segmenter(model_path=values["model_path"] or None, backend=values["backend"],
                      device=values["device"],
                      providers=None if list(providers) == list(AUTO_PROVIDERS) else providers,
-                     input_size=size if all(size) else None)
+                     input_size=size if all(size) else None,
+                     engine_cache_dir=engine_cache_dir(values["engine_cache_dir"], node_name))
 
 
-class SegmentationNode(Node):
-    """Segment the newest camera frame and publish masks with the camera's header."""
+class SegmentationWiring:
+    """Publishers, subscription and worker of a segmentation node, in lifecycle steps.
 
-    def __init__(self, **kwargs: Any) -> None:
-        super().__init__(SEGMENTATION_NODE, **kwargs)
-        self._values = declare_specs(self, SEGMENTATION_PARAMS)
-        values = self._values
-        classes = load_classes(values["classes_file"] or None)
-        self._processor = FrameProcessor(make_segmenter(values), classes, Image,
-                                         values["overlay_alpha"])
+    ``configure`` loads the model and creates the publishers, ``activate``
+    subscribes to the camera, ``deactivate`` unsubscribes, ``cleanup`` frees
+    everything ``configure`` made.
+    """
+
+    def __init__(self, node: Node, values: dict[str, Any]) -> None:
+        self.node = node
+        self.values = values
+        self.log = NodeLog(node)
+        self.events = QosEvents(self.log)
+        self.processor: FrameProcessor | None = None
+        self.worker: SegmentationWorker | None = None
         self._lock = threading.Lock()  # publishers change in the parameter callback
-        self._mask_pub = self.create_publisher(Image, "~/mask", OUTPUT_DEPTH)
         self._optional: dict[str, Any] = {}
-        self._sync_optional_publishers()
-        self._worker = SegmentationWorker(self._processor, self._publish, flags=self._wanted,
-                                          on_error=self._log_frame_error)
-        self._diag_pub = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
-        self.add_on_set_parameters_callback(
-            parameter_callback(self._values, SEGMENTATION_PARAMS, self._apply))
+        self._pubs: dict[str, Any] = {}
+        self._subs: list[Any] = []
+        self._timer = None
+        self._camera_info: CameraInfo | None = None
+        self._undo_logging = forward_library_logging(node)
+
+    def configure(self) -> None:
+        """Load the model and create the publishers, diagnostics timer and class table."""
+        node, values = self.node, self.values
+        segmenter = make_segmenter(values, node.get_fully_qualified_name())
+        classes = classes_for_model(segmenter.meta.class_names, values["classes_file"] or None)
+        self.processor = FrameProcessor(segmenter, classes, Image, values["overlay_alpha"])
+        self._pubs["mask"] = self._publisher(Image, "~/mask")
+        self._pubs["camera_info"] = self._publisher(CameraInfo, "~/camera_info")
+        self._pubs["diagnostics"] = create_diagnostics_publisher(node)
+        self._publish_class_table()
+        self.sync_optional_publishers()
+        self.worker = SegmentationWorker(self.processor, self._publish, flags=self._wanted,
+                                         on_error=lambda exc: self.log.exception("frame", exc))
+        self._timer = node.create_timer(values["diagnostics_period_s"], self._diagnostics)
+
+    def _publisher(self, msg_type: type, topic: str, transient_local: bool = False) -> Any:
+        """Create an output publisher with the output QoS parameters and QoS event logging."""
+        qos = qos_profile(self.values["output_qos_reliability"],
+                          1 if transient_local else self.values["output_qos_depth"],
+                          transient_local=transient_local)
+        return self.node.create_publisher(msg_type, topic, qos,
+                                          event_callbacks=self.events.publisher(topic))
+
+    def _publish_class_table(self) -> None:
+        """Publish the class table once; transient-local keeps it for late subscribers."""
+        classes = self.processor.classes
+        header = Header(stamp=self.node.get_clock().now().to_msg())
+        if LabelInfo is not None:
+            msg = label_info(classes, header, LabelInfo, VisionClass)
+            self._pubs["class_table"] = self._publisher(LabelInfo, "~/class_table", True)
+        else:
+            msg = String(data=class_table_json(classes))
+            self._pubs["class_table"] = self._publisher(String, "~/class_table", True)
+        self._pubs["class_table"].publish(msg)
+
+    def activate(self) -> None:
+        """Start the worker and subscribe to the camera image and camera_info."""
+        node, values = self.node, self.values
         topic, msg_type = (("image/compressed", CompressedImage) if values["use_compressed"]
                            else ("image", Image))
-        self._worker.start()
-        self._sub = self.create_subscription(
-            msg_type, topic, self._worker.submit,
-            qos_profile(values["qos_reliability"], values["qos_depth"]))
-        self._timer = self.create_timer(values["diagnostics_period_s"], self._diagnostics)
-        segmenter = self._processor.segmenter
-        self.get_logger().info(
-            f"segmenting {self._sub.topic_name} ({msg_type.__name__}, "
+        self.worker.start()
+        qos = qos_profile(values["qos_reliability"], values["qos_depth"])
+        self._subs = [
+            node.create_subscription(msg_type, topic, self.worker.submit, qos,
+                                     event_callbacks=self.events.subscription(topic)),
+            node.create_subscription(CameraInfo, "camera_info", self._on_camera_info, qos,
+                                     event_callbacks=self.events.subscription("camera_info"))]
+        segmenter = self.processor.segmenter
+        node.get_logger().info(
+            f"segmenting {self._subs[0].topic_name} ({msg_type.__name__}, "
             f"{values['qos_reliability']}) with {segmenter.backend} on {segmenter.device}, "
-            f"model {getattr(segmenter, 'source', values['model_path'])}")
+            f"model {segmenter.source}, classes {list(self.processor.classes.names)}")
 
-    def _sync_optional_publishers(self) -> None:
+    def deactivate(self) -> None:
+        """Unsubscribe and stop the worker after the frame in progress."""
+        for sub in self._subs:
+            self.node.destroy_subscription(sub)
+        self._subs = []
+        if self.worker is not None:
+            self.worker.stop()
+
+    def cleanup(self) -> None:
+        """Destroy what ``configure`` created."""
+        self.deactivate()
+        with self._lock:
+            for pub in [*self._pubs.values(), *self._optional.values()]:
+                self.node.destroy_publisher(pub)
+            self._pubs, self._optional = {}, {}
+        if self._timer is not None:
+            self.node.destroy_timer(self._timer)
+            self._timer = None
+        self.processor = self.worker = None
+
+    def close(self) -> None:
+        """Stop everything and give the library's logging back to Python."""
+        self.deactivate()
+        self._undo_logging()
+
+    def _on_camera_info(self, msg: CameraInfo) -> None:
+        """Keep the newest camera_info, republished with each mask's header."""
+        self._camera_info = msg
+
+    def sync_optional_publishers(self) -> None:
         """Create enabled optional publishers and destroy disabled ones."""
         with self._lock:
             for key, (switch, topic) in OPTIONAL_OUTPUTS.items():
-                enabled = self._values[switch]
+                enabled = self.values[switch]
                 if enabled and key not in self._optional:
-                    self._optional[key] = self.create_publisher(Image, topic, OUTPUT_DEPTH)
+                    self._optional[key] = self._publisher(Image, topic)
                 elif not enabled and key in self._optional:
-                    self.destroy_publisher(self._optional.pop(key))
+                    self.node.destroy_publisher(self._optional.pop(key))
 
-    def _apply(self, changes: dict[str, Any]) -> None:
+    def apply(self, changes: dict[str, Any]) -> None:
         """Apply run-time parameter changes (overlay alpha, publishing switches)."""
-        if "overlay_alpha" in changes:
-            self._processor.overlay_alpha = changes["overlay_alpha"]
-        if any(switch in changes for switch, _ in OPTIONAL_OUTPUTS.values()):
-            self._sync_optional_publishers()
+        if "overlay_alpha" in changes and self.processor is not None:
+            self.processor.overlay_alpha = changes["overlay_alpha"]
+        if self.processor is not None and any(
+                switch in changes for switch, _ in OPTIONAL_OUTPUTS.values()):
+            self.sync_optional_publishers()
 
     def _wanted(self) -> OutputFlags:
         """Ask for an optional output only while something subscribes to it."""
@@ -171,61 +195,105 @@ class SegmentationNode(Node):
                                   for key, pub in self._optional.items()})
 
     def _publish(self, result: FrameResult) -> None:
-        """Publish every message the core made for this frame."""
-        self._mask_pub.publish(result.mask)
+        """Publish every message the core made for this frame, and camera_info with its header."""
+        self._pubs["mask"].publish(result.mask)
+        if self._camera_info is not None:
+            self._pubs["camera_info"].publish(with_header(self._camera_info, result.header))
         with self._lock:
             for key, pub in self._optional.items():
                 msg = getattr(result, key)
                 if msg is not None:
                     pub.publish(msg)
 
-    def _log_frame_error(self, exc: Exception) -> None:
-        """Log a frame that could not be processed (at most every 5 s)."""
-        self.get_logger().error(f"frame skipped: {exc}", throttle_duration_sec=5.0)
-
     def _diagnostics(self) -> None:
-        """Publish fps, latency per stage and drops on /diagnostics."""
-        status = self._worker.status(self._values["min_fps"],
-                                     name=f"{self.get_name()}: segmentation")
-        publish_diagnostics(self, self._diag_pub, [status])
+        """Publish fps, latency per stage, drops and transport losses on /diagnostics."""
+        status = self.worker.status(self.values["min_fps"],
+                                    name=status_name(self.node, "segmentation"))
+        status.values.update(self.events.values())
+        publish_diagnostics(self.node, self._pubs["diagnostics"], [status])
+
+
+class SegmentationNode(Node):
+    """Segment the newest camera frame and publish masks with the camera's header."""
+
+    def __init__(self, node_name: str = SEGMENTATION_NODE, **kwargs: Any) -> None:
+        super().__init__(node_name, **kwargs)
+        self._values = declare_specs(self, SEGMENTATION_PARAMS)
+        self.wiring = SegmentationWiring(self, self._values)
+        try:
+            self.wiring.configure()
+        except Exception:
+            self.wiring.close()
+            raise
+        self.add_on_set_parameters_callback(
+            parameter_callback(self._values, SEGMENTATION_PARAMS, self.wiring.apply))
+        self.wiring.activate()
 
     def destroy_node(self) -> None:
         """Stop the worker thread, then destroy the node."""
-        self._worker.stop()
+        self.wiring.close()
         super().destroy_node()
 
 
-def run_node(make_node: Callable[[], Node], name: str, args: Sequence[str] | None = None,
-             on_exit: Callable[[Node], None] | None = None) -> int:
-    """Start rclpy, build a node, spin it until shutdown, clean up; return the exit code.
+class SegmentationLifecycleNode(LifecycleNode):
+    """The segmentation node as a managed node: model loaded in configure, camera in activate."""
 
-    A bad parameter, model or classes file ends the process with one line on
-    stderr and exit code 1 instead of a traceback. ``on_exit(node)`` runs after
-    spinning stops (Ctrl-C, SIGTERM or ``rclpy.shutdown``) and before the node is
-    destroyed.
-    """
-    rclpy.init(args=args)
-    try:
-        node = make_node()
-    except STARTUP_ERRORS as exc:
-        print(f"{name}: error: {exc}", file=sys.stderr)
-        rclpy.try_shutdown()
-        return 1
-    try:
-        rclpy.spin(node)
-    except (KeyboardInterrupt, ExternalShutdownException):
-        pass
-    finally:
-        if on_exit is not None:
-            on_exit(node)
-        node.destroy_node()
-        rclpy.try_shutdown()
-    return 0
+    def __init__(self, node_name: str = LIFECYCLE_NODE, **kwargs: Any) -> None:
+        super().__init__(node_name, **kwargs)
+        self._values = declare_specs(self, SEGMENTATION_PARAMS)
+        autostart = self.declare_parameter(AUTOSTART.name, AUTOSTART.default,
+                                           descriptor(AUTOSTART)).value
+        self.wiring = SegmentationWiring(self, self._values)
+        self.add_on_set_parameters_callback(
+            parameter_callback(self._values, SEGMENTATION_PARAMS, self.wiring.apply))
+        if autostart:
+            self.trigger_configure()
+            self.trigger_activate()
+
+    def on_configure(self, state: State) -> TransitionCallbackReturn:
+        """Load the model and create the publishers; FAILURE (logged) on a bad model."""
+        try:
+            self.wiring.configure()
+        except Exception as exc:  # noqa: BLE001 - any load error is a failed transition
+            self.get_logger().error(f"configure failed: {type(exc).__name__}: {exc}")
+            self.wiring.cleanup()
+            return TransitionCallbackReturn.FAILURE
+        return TransitionCallbackReturn.SUCCESS
+
+    def on_activate(self, state: State) -> TransitionCallbackReturn:
+        """Subscribe to the camera and start segmenting."""
+        self.wiring.activate()
+        return TransitionCallbackReturn.SUCCESS
+
+    def on_deactivate(self, state: State) -> TransitionCallbackReturn:
+        """Unsubscribe from the camera."""
+        self.wiring.deactivate()
+        return TransitionCallbackReturn.SUCCESS
+
+    def on_cleanup(self, state: State) -> TransitionCallbackReturn:
+        """Unload the model and destroy the publishers."""
+        self.wiring.cleanup()
+        return TransitionCallbackReturn.SUCCESS
+
+    def on_shutdown(self, state: State) -> TransitionCallbackReturn:
+        """Release everything on shutdown from any state."""
+        self.wiring.cleanup()
+        return TransitionCallbackReturn.SUCCESS
+
+    def destroy_node(self) -> None:
+        """Stop the worker thread, then destroy the node."""
+        self.wiring.close()
+        super().destroy_node()
 
 
 def main(args: Sequence[str] | None = None) -> int:
     """Run the segmentation node until shutdown; return the process exit code."""
     return run_node(SegmentationNode, SEGMENTATION_NODE, args)
+
+
+def lifecycle_main(args: Sequence[str] | None = None) -> int:
+    """Run the managed segmentation node until shutdown; return the process exit code."""
+    return run_node(SegmentationLifecycleNode, LIFECYCLE_NODE, args)
 
 
 if __name__ == "__main__":

@@ -42,6 +42,7 @@ from dice_seg_ros.data.datasets import FORMATS, LabeledImages, open_dataset
 from dice_seg_ros.data.torch_dataset import (VAL_SEED_BASE, EpochConcat, FileScenes,
                                              SyntheticScenes)
 from dice_seg_ros.errors import DiceSegError, ModelError
+from dice_seg_ros.image_conversion import LABEL_FORMATS
 from dice_seg_ros.losses import LOSS_NAMES, make_loss
 from dice_seg_ros.metrics import ConfusionMatrix
 from dice_seg_ros.model import (DEFAULT_INPUT_SIZE, build_model, default_meta, read_checkpoint,
@@ -102,7 +103,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--val-split", help="use only validation images named VAL_SPLIT_*")
     parser.add_argument("--mix-synthetic", type=int, default=0,
                         help="real data: add this many generated scenes to every epoch")
-    parser.add_argument("--label-format", choices=("ids", "color"), default="ids",
+    parser.add_argument("--label-format", choices=LABEL_FORMATS, default="ids",
                         help="folder format: id PNGs or colour PNGs (classes.yaml colours)")
     parser.add_argument("--remap", help="YAML {source id: class id} for real datasets")
     parser.add_argument("--data-licence",

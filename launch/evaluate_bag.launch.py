@@ -28,6 +28,11 @@ PACKAGE = "dice_seg_ros"
 SHARE = get_package_share_directory(PACKAGE)
 IMAGE_TOPIC = "/camera/image_raw"
 LABELS_TOPIC = "/camera/labels"
+# The segmentation node runs as /camera/dice_seg: its mask is the topic
+# `dice-seg eval` writes for IMAGE_TOPIC (replay.output_topics).
+SEGMENTATION_NAMESPACE = "camera"
+SEGMENTATION_NAME = "dice_seg"
+MASK_TOPIC = f"/{SEGMENTATION_NAMESPACE}/{SEGMENTATION_NAME}/mask"
 
 
 def generate_launch_description():
@@ -39,6 +44,7 @@ def generate_launch_description():
     segmentation = IncludeLaunchDescription(
         PythonLaunchDescriptionSource(os.path.join(SHARE, "launch", "segmentation.launch.py")),
         launch_arguments={"image_topic": IMAGE_TOPIC,
+                          "namespace": SEGMENTATION_NAMESPACE, "name": SEGMENTATION_NAME,
                           "model_path": LaunchConfiguration("model_path"),
                           "backend": LaunchConfiguration("backend"),
                           "device": LaunchConfiguration("device"),
@@ -51,7 +57,7 @@ def generate_launch_description():
                                                   value_type=str),
                      "label_format": ParameterValue(LaunchConfiguration("label_format"),
                                                     value_type=str)}],
-        remappings=[("mask", "/segmentation_node/mask"), ("labels", LABELS_TOPIC)])
+        remappings=[("mask", MASK_TOPIC), ("labels", LABELS_TOPIC)])
     return LaunchDescription([
         DeclareLaunchArgument("bag", description="labeled rosbag2 folder (dice-seg make-bag)"),
         DeclareLaunchArgument("report_dir", default_value="dice_seg_report",

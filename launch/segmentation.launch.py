@@ -2,12 +2,17 @@
 
 Example::
 
-    ros2 launch dice_seg_ros segmentation.launch.py image_topic:=/camera/image_raw \
-        device:=cuda use_rviz:=true
+    ros2 launch dice_seg_ros segmentation.launch.py namespace:=camera \
+        image_topic:=/camera/image_raw device:=cuda use_rviz:=true
 
-Parameters come from ``params_file`` (default: the shipped
-config/segmentation.yaml); ``model_path``, ``backend``, ``device`` and
-``use_compressed`` override it only when given.
+The node runs as ``/<namespace>/<name>`` (default ``/camera/dice_seg``), so its
+outputs are ``/camera/dice_seg/mask`` and so on: the names ``dice-seg eval``
+writes into its output bag and ``rviz/dice_seg.rviz`` shows. One launch per
+camera with its own namespace keeps several cameras apart (see
+two_cameras.launch.py). Parameters come from ``params_file`` (default: the
+shipped config/segmentation.yaml, keyed ``/**`` so any name and namespace
+get them); ``model_path``, ``backend``, ``device`` and ``use_compressed``
+override it only when given.
 """
 
 import os
@@ -40,26 +45,37 @@ def _overrides(context):
     return overrides
 
 
+def camera_info_topic(image_topic: str) -> str:
+    """Return the camera_info topic beside an image topic (/cam/image_raw -> /cam/camera_info)."""
+    parent = image_topic.rstrip("/").rsplit("/", 1)[0] if "/" in image_topic else ""
+    return f"{parent}/camera_info" if parent else "camera_info"
+
+
 def _segmentation_node(context):
     """Build the node with the parameter file plus the launch-argument overrides."""
     image_topic = LaunchConfiguration("image_topic").perform(context)
     return [Node(
-        package=PACKAGE, executable="segmentation_node", name="segmentation_node",
+        package=PACKAGE, executable="segmentation_node",
+        name=LaunchConfiguration("name"), namespace=LaunchConfiguration("namespace"),
         output="screen",
         parameters=[LaunchConfiguration("params_file").perform(context), _overrides(context)],
-        remappings=[("image", image_topic), ("image/compressed", image_topic + "/compressed")],
+        remappings=[("image", image_topic), ("image/compressed", image_topic + "/compressed"),
+                    ("camera_info", camera_info_topic(image_topic))],
     )]
 
 
 def generate_launch_description():
     """Declare the launch arguments, the node and the optional RViz."""
     return LaunchDescription([
+        DeclareLaunchArgument("namespace", default_value="camera",
+                              description="namespace of the node: one per camera"),
+        DeclareLaunchArgument("name", default_value="dice_seg", description="node name"),
         DeclareLaunchArgument("image_topic", default_value="/camera/image_raw",
                               description="camera topic (sensor_msgs/Image); with "
                                           "use_compressed its /compressed sibling"),
         DeclareLaunchArgument(
             "params_file", default_value=os.path.join(SHARE, "config", "segmentation.yaml"),
-            description="segmentation_node parameter YAML"),
+            description="segmentation_node parameter YAML (keys /** or the node's name)"),
         DeclareLaunchArgument("model_path", default_value="",
                               description=".onnx or .pt model; empty = as in params_file"),
         DeclareLaunchArgument("backend", default_value="",

@@ -5,9 +5,10 @@ import pytest
 from conftest import image_msg
 
 from dice_seg_ros.bag_io import (IMAGE_TYPE, BadMessage, BagMessage, BagReader, BagWriter,
-                                 StampPairer, StorageFault, header_stamp_ns, make_header,
-                                 msg_class, remove_old_bag)
+                                 StorageFault, header_stamp_ns, make_header, msg_class,
+                                 remove_old_bag)
 from dice_seg_ros.errors import BagError
+from dice_seg_ros.pairing import StampPairer
 
 MS = 1_000_000
 

@@ -31,8 +31,14 @@ def test_colcon_build_installs_ros_layout(tmp_path):
 
     install = tmp_path / "install" / "dice_seg_ros"
     share = install / "share" / "dice_seg_ros"
-    for executable in ("segmentation_node", "dice_monitor_node", "dice-seg"):
+    for executable in ("segmentation_node", "segmentation_lifecycle_node", "dice_monitor_node",
+                       "dice-seg"):
         assert (install / "lib" / "dice_seg_ros" / executable).is_file(), executable
+    # `ros2 run dice_seg_ros dice-seg` runs this file (the README's CLI after colcon).
+    dice_seg = install / "lib" / "dice_seg_ros" / "dice-seg"
+    result = subprocess.run([str(dice_seg), "--help"], capture_output=True, text=True,
+                            timeout=60, check=False)
+    assert result.returncode == 0 and "make-bag" in result.stdout, result.stderr
     assert (install / "share" / "ament_index" / "resource_index" / "packages"
             / "dice_seg_ros").is_file()
     assert (share / "package.xml").is_file()

@@ -7,6 +7,8 @@ from pathlib import Path
 import pytest
 import yaml
 
+from dice_seg_ros.replay import output_topics
+
 from dice_seg_ros.node_params import (MONITOR_NODE, MONITOR_PARAMS, NODE_PARAMS,
                                       SEGMENTATION_NODE, SEGMENTATION_PARAMS, defaults, validate,
                                       validate_all, spec_map)
@@ -108,17 +110,41 @@ def test_console_scripts_point_at_main_functions():
 @pytest.mark.parametrize("path", LAUNCH_FILES, ids=lambda p: p.name)
 def test_launch_nodes_name_existing_executables(path):
     scripts = console_scripts()
-    nodes = list(calls(parse(path), "Node"))
-    assert nodes, f"{path.name} starts no Node"
+    tree = parse(path)
+    nodes = list(calls(tree, "Node"))
+    assert nodes or list(calls(tree, "IncludeLaunchDescription")), f"{path.name} starts nothing"
     for node in nodes:
         package = keyword(node, "package")
         executable = literal(keyword(node, "executable"))
         if isinstance(package, ast.Name) and package.id == "PACKAGE":
             assert executable in scripts, f"{path.name}: unknown executable {executable!r}"
-            name = literal(keyword(node, "name"))
-            assert name == executable, "node name must match the YAML's top-level key"
         else:
             assert (literal(package), executable) == ("rviz2", "rviz2")
+
+
+@pytest.mark.parametrize("path", LAUNCH_FILES, ids=lambda p: p.name)
+def test_launch_files_declare_every_argument_they_use(path):
+    tree = parse(path)
+    declared = {literal(c.args[0]) for c in calls(tree, "DeclareLaunchArgument")}
+    used = {literal(c.args[0]) for c in calls(tree, "LaunchConfiguration")
+            if isinstance(c.args[0], ast.Constant)}
+    assert used <= declared, f"{path.name} uses undeclared arguments {used - declared}"
+
+
+def test_segmentation_launch_names_the_node_from_arguments():
+    tree = parse(ROOT / "launch" / "segmentation.launch.py")
+    node = next(calls(tree, "Node"))
+    for key in ("name", "namespace"):
+        value = keyword(node, key)
+        assert isinstance(value, ast.Call) and literal(value.args[0]) == key
+
+
+def test_two_camera_example_runs_one_namespace_per_camera():
+    tree = parse(ROOT / "launch" / "two_cameras.launch.py")
+    cameras = next(literal(n.value) for n in tree.body if isinstance(n, ast.Assign)
+                   and n.targets[0].id == "CAMERAS")
+    assert len(set(cameras)) == 2
+    assert "namespace" in strings(tree) and "segmentation.launch.py" in strings(tree)
 
 
 @pytest.mark.parametrize("path", LAUNCH_FILES, ids=lambda p: p.name)
@@ -135,14 +161,14 @@ def test_segmentation_launch_arguments_and_overrides():
     tree = parse(ROOT / "launch" / "segmentation.launch.py")
     declared = {literal(c.args[0]) for c in calls(tree, "DeclareLaunchArgument")}
     assert {"image_topic", "model_path", "backend", "device", "use_compressed",
-            "use_rviz"} <= declared
+            "use_rviz", "namespace", "name"} <= declared
     overridable = next(literal(n.value) for n in tree.body if isinstance(n, ast.Assign)
                        and n.targets[0].id == "OVERRIDABLE")
     assert set(overridable) <= set(spec_map(SEGMENTATION_PARAMS))
     assert set(overridable) <= declared
     remapped = {literal(t.elts[0]) for c in calls(tree, "Node")
                 for t in getattr(keyword(c, "remappings"), "elts", [])}
-    assert remapped == {"image", "image/compressed"}
+    assert remapped == {"image", "image/compressed", "camera_info"}
     assert remapped <= strings(parse(NODE_MODULES[SEGMENTATION_NODE]))
 
 
@@ -158,7 +184,9 @@ def test_evaluate_bag_wiring():
                    if literal(keyword(c, "executable")) == MONITOR_NODE)
     remaps = {literal(t.elts[0]): t.elts[1] for t in keyword(monitor, "remappings").elts}
     assert set(remaps) == {"mask", "labels"}
-    assert literal(remaps["mask"]) == f"/{SEGMENTATION_NODE}/mask"
+    assert isinstance(remaps["mask"], ast.Name) and remaps["mask"].id == "MASK_TOPIC"
+    assert (f"/{consts['SEGMENTATION_NAMESPACE']}/{consts['SEGMENTATION_NAME']}/mask"
+            == output_topics(consts["IMAGE_TOPIC"])["mask"])
     assert "~/mask" in published_topics(SEGMENTATION_NODE)
     overrides = [e for e in keyword(monitor, "parameters").elts if isinstance(e, ast.Dict)]
     keys = {literal(k) for d in overrides for k in d.keys}
@@ -171,8 +199,9 @@ def test_evaluate_bag_wiring():
 @pytest.mark.parametrize("node_name", sorted(CONFIG_FILES))
 def test_yaml_lists_every_parameter_with_its_default(node_name):
     doc = yaml.safe_load(CONFIG_FILES[node_name].read_text())
-    assert list(doc) == [node_name]
-    values = doc[node_name]["ros__parameters"]
+    # "/**": the values reach the node under any name and namespace (several cameras).
+    assert list(doc) == ["/**"]
+    values = doc["/**"]["ros__parameters"]
     expected = defaults(NODE_PARAMS[node_name])
     assert set(values) == set(expected), "YAML and node_params must list the same parameters"
     for name, default in expected.items():
@@ -192,11 +221,15 @@ def test_rviz_layout_shows_published_topics():
     doc = yaml.safe_load((ROOT / "rviz" / "dice_seg.rviz").read_text())
     displays = doc["Visualization Manager"]["Displays"]
     topics = {d["Topic"]["Value"] for d in displays if d["Class"] == "rviz_default_plugins/Image"}
-    published = {f"/{SEGMENTATION_NODE}/{t[2:]}" for t in published_topics(SEGMENTATION_NODE)
+    # One naming scheme: the node as /camera/dice_seg and eval's output bag agree.
+    published = {f"/camera/dice_seg/{t[2:]}" for t in published_topics(SEGMENTATION_NODE)
                  if t.startswith("~/")}
+    eval_topics = output_topics("/camera/image_raw")
     assert "/camera/image_raw" in topics
-    assert {f"/{SEGMENTATION_NODE}/mask_color", f"/{SEGMENTATION_NODE}/overlay"} <= topics
-    assert topics - {"/camera/image_raw"} <= published
+    assert {eval_topics["mask_color"], eval_topics["overlay"]} <= topics
+    assert topics - {"/camera/image_raw"} <= published & set(eval_topics.values())
+    from dice_seg_ros.synthetic_bag import FRAME_ID
+    assert doc["Visualization Manager"]["Global Options"]["Fixed Frame"] == FRAME_ID
 
 
 def test_installed_data_globs_cover_config_launch_rviz():

@@ -77,7 +77,7 @@ def test_segmentation_launch_publishes_masks(tmp_path, monkeypatch):
     reliable = QoSProfile(depth=5, reliability=ReliabilityPolicy.RELIABLE)
     camera = node.create_publisher(Image, topic, reliable)
     masks = []
-    node.create_subscription(Image, "/segmentation_node/mask", masks.append, reliable)
+    node.create_subscription(Image, "/camera/dice_seg/mask", masks.append, reliable)
     executor = SingleThreadedExecutor(context=context)
     executor.add_node(node)
     result = {}
@@ -124,7 +124,7 @@ def test_segmentation_launch_publishes_masks(tmp_path, monkeypatch):
         f"segmentation.launch.py ended (exit code {exit_code}) before any mask came back")
     assert result["masks"], (
         f"segmentation_node started by the launch file published no mask on "
-        f"/segmentation_node/mask within {PROBE_TIMEOUT_S:.0f} s of frames on {topic}")
+        f"/camera/dice_seg/mask within {PROBE_TIMEOUT_S:.0f} s of frames on {topic}")
     assert exit_code == 0, f"launch service exited with {exit_code}"
     mask = result["masks"][0]
     assert mask.header.stamp.sec == 7 and mask.header.frame_id == "test_cam"

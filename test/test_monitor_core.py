@@ -227,3 +227,81 @@ def test_monitor_agrees_with_dice_seg_eval(tmp_path):
     for class_id, name in enumerate(CLASSES.names):
         assert report["dice"][name] == pytest.approx(dice[class_id], nan_ok=True)
     assert report["mean_dice"] == pytest.approx(core.tracker.cumulative.mean_dice())
+
+
+def test_add_pairs_equal_stamps_and_counts_the_label_of_a_dropped_mask():
+    """Frame 1's mask was dropped: its label is counted unpaired, never scored against mask 2."""
+    core = MonitorCore(CLASSES)
+    masks, labels = zip(*(pair_msgs(index) for index in range(3)))
+    added = [core.add("labels", labels[0]), core.add("mask", masks[0]),
+             core.add("labels", labels[1]), core.add("labels", labels[2]),
+             core.add("mask", masks[2])]
+    assert [len(a.scores) for a in added] == [0, 1, 0, 0, 1]
+    assert [s.stamp_ns for a in added for s in a.scores] == [
+        stamp_to_ns(header(0)), stamp_to_ns(header(2))]
+    status = core.status()
+    assert status.values["unpaired_label_no_partner"] == "1"
+    assert core.scored == 2 and core.unpaired == 1
+
+
+def test_slop_pairs_labels_stamped_differently():
+    """Labels stamped 4 ms after their masks pair with a 10 ms slop once both streams move on."""
+    core = MonitorCore(CLASSES, slop_s=0.01)
+    for index in range(3):
+        mask, label = pair_msgs(index)
+        label.header.stamp.nanosec += 4_000_000
+        core.add("mask", mask)
+        core.add("labels", label)
+    assert core.scored == 2 and core.errors == 0
+    assert MonitorCore(CLASSES).add("mask", mask).scores == []
+
+
+def test_bad_pair_from_add_is_returned_not_raised():
+    core = MonitorCore(CLASSES)
+    mask, _ = pair_msgs(0)
+    _, label = pair_msgs(0, size=(12, 16))
+    core.add("mask", mask)
+    added = core.add("labels", label)
+    assert added.scores == [] and "16x12" in str(added.errors[0]) and core.errors == 1
+
+
+def test_pending_buffers_are_bounded_and_evictions_counted():
+    core = MonitorCore(CLASSES, max_pending=3)
+    for index in range(10):
+        core.add("mask", pair_msgs(index)[0])
+    assert core.pairer.pending == 3
+    assert core.status().values["unpaired_image_buffer_full"] == "7"
+
+
+def test_rows_are_streamed_and_memory_keeps_only_recent_frames(tmp_path):
+    rows = tmp_path / "live" / "per_frame.csv"
+    core = MonitorCore(CLASSES, rows_path=rows, recent_frames=3)
+    for index in range(8):
+        core.score_pair(*pair_msgs(index))
+        core.rows.flush()
+        assert len(rows.read_text().splitlines()) == 1 + index + 1
+    assert len(core.tracker.frames) == 3 and core.scored == 8
+    paths = core.write_report(tmp_path / "report")
+    report = json.loads(paths["report"].read_text())
+    assert report["frames"] == 8 and report["plotted_frames"] == 3
+    assert paths["per_frame"].read_text() == rows.read_text()
+    assert paths["per_frame"].read_text().splitlines()[-1].startswith("7,")
+
+
+def test_async_report_holds_the_snapshot_while_scoring_goes_on(tmp_path):
+    pytest.importorskip("matplotlib")
+    core = MonitorCore(CLASSES)
+    for index in range(3):
+        core.score_pair(*pair_msgs(index))
+    future = core.write_report_async(tmp_path / "report")
+    for index in range(3, 6):
+        core.score_pair(*pair_msgs(index))
+    paths = future.result(timeout=60)
+    report = json.loads(paths["report"].read_text())
+    assert report["frames"] == 3
+    assert len(paths["per_frame"].read_text().splitlines()) == 1 + 3
+    assert core.scored == 6
+    core.close()
+    assert not core.rows.path.exists()
+    with pytest.raises(ValueError, match="no mask/label pair"):
+        MonitorCore(CLASSES).write_report_async(tmp_path / "none")

@@ -13,6 +13,10 @@ ROS_PYTHON_PACKAGES = {
     "tf2_ros", "image_transport", "rcl_interfaces", "builtin_interfaces", "ros2cli",
 }
 ROS_INTERFACE_SUFFIX = re.compile(r"_(msgs|srvs|interfaces|actions)$")
+# Not needed by a headless ONNX Runtime robot: named in a package.xml comment
+# (and README) instead of <exec_depend>, so rosdep does not install them there.
+OPTIONAL = {"rviz2", "ros2bag", "vision_msgs", "python3-torch"}
+NEVER = {"cv_bridge", "message_filters", "rviz2", "python3-torch"}
 
 
 def package_xml():
@@ -85,9 +89,9 @@ def test_package_xml_identity():
 
 def test_every_imported_ros_package_is_an_exec_depend():
     imported = ros_packages(imported_modules(product_files()))
-    assert {"rclpy", "message_filters", "sensor_msgs"} <= set(imported), "scan found no ROS use"
+    assert {"rclpy", "sensor_msgs"} <= set(imported), "scan found no ROS use"
     missing = {m: sorted(f) for m, f in imported.items()
-               if m not in dependencies("exec_depend", "depend")}
+               if m not in dependencies("exec_depend", "depend") | OPTIONAL}
     assert not missing, f"package.xml lacks <exec_depend> for {missing}"
 
 
@@ -96,7 +100,7 @@ def test_every_launched_package_is_an_exec_depend():
     assert {"dice_seg_ros", "rviz2", "ros2bag"} <= set(launched)
     launched.pop("dice_seg_ros")
     missing = {p: sorted(f) for p, f in launched.items()
-               if p not in dependencies("exec_depend", "depend")}
+               if p not in dependencies("exec_depend", "depend") | OPTIONAL}
     assert not missing, f"package.xml lacks <exec_depend> for {missing}"
 
 
@@ -108,8 +112,27 @@ def test_ros_packages_used_by_tests_are_declared():
     assert not missing, f"package.xml lacks <test_depend> for {missing}"
 
 
+def test_headless_robot_gets_no_desktop_or_unused_packages():
+    exec_depends = dependencies("exec_depend", "depend")
+    assert not exec_depends & NEVER, f"rosdep would install {exec_depends & NEVER} on a robot"
+    comments = (ROOT / "package.xml").read_text()
+    readme = (ROOT / "README.md").read_text()
+    for name in OPTIONAL:
+        assert name in comments and name in readme, f"optional {name} is not documented"
+
+
+def test_nodes_do_not_import_each_other():
+    modules = imported_modules([ROOT / "dice_seg_ros" / "segmentation_node.py",
+                                ROOT / "dice_seg_ros" / "dice_monitor_node.py"])
+    text = {p.name: p.read_text() for p in (ROOT / "dice_seg_ros").glob("*_node.py")}
+    assert "dice_monitor_node" not in text["segmentation_node.py"]
+    assert "segmentation_node" not in text["dice_monitor_node.py"]
+    assert "message_filters" not in modules
+
+
 def test_ros_imports_stay_in_node_modules_and_launch_files():
-    allowed = {"segmentation_node.py", "dice_monitor_node.py", "resources.py"}
+    allowed = {"segmentation_node.py", "dice_monitor_node.py", "ros_plumbing.py",
+               "resources.py"}
     for module, files in ros_packages(imported_modules(product_files())).items():
         stray = {f for f in files if f not in allowed and not f.endswith(".launch.py")}
         assert not stray, f"{module} imported outside the node modules: {sorted(stray)}"

@@ -87,7 +87,7 @@ def test_segmentation_node_publishes_masks_with_input_header(ros):
     confidences = collector(helper, Image, "/segmentation_node/confidence")
     diagnostics = collector(helper, DiagnosticArray, "/diagnostics")
     assert spin_until(lambda: camera.get_subscription_count() > 0
-                      and node._optional["confidence"].get_subscription_count() > 0)
+                      and node.wiring._optional["confidence"].get_subscription_count() > 0)
 
     rgb, _ = generate_scene(3, width=80, height=60)
     camera.publish(numpy_to_image(rgb, "rgb8", stamped(42), Image))
@@ -95,7 +95,7 @@ def test_segmentation_node_publishes_masks_with_input_header(ros):
     mask = masks[0]
     assert (mask.header.stamp.sec, mask.header.stamp.nanosec) == (42, 1234)
     assert mask.header.frame_id == "cam" and mask.encoding == "mono8"
-    expected = node._processor.segmenter.segment(rgb).class_ids
+    expected = node.wiring.processor.segmenter.segment(rgb).class_ids
     np.testing.assert_array_equal(image_to_numpy(mask), expected)
     np.testing.assert_array_equal(image_to_numpy(colors[0]), CLASSES.palette()[expected])
     assert confidences[0].encoding == "32FC1" and confidences[0].header.stamp.sec == 42
@@ -108,7 +108,7 @@ def test_segmentation_node_publishes_masks_with_input_header(ros):
     assert not node.set_parameters([Parameter("backend", value="torch")])[0].successful
     assert not node.set_parameters([Parameter("qos_reliability", value="often")])[0].successful
     assert node.set_parameters([Parameter("overlay_alpha", value=0.2)])[0].successful
-    assert node._processor.overlay_alpha == 0.2
+    assert node.wiring.processor.overlay_alpha == 0.2
     assert node.set_parameters([Parameter("publish_overlay", value=False)])[0].successful
     assert spin_until(lambda: helper.count_publishers("/segmentation_node/overlay") == 0)
     assert node.set_parameters([Parameter("publish_overlay", value=True)])[0].successful
@@ -173,6 +173,8 @@ def test_monitor_scores_pairs_like_dice_tracker(ros, tmp_path):
     future = client.call_async(Trigger.Request())
     assert spin_until(future.done)
     assert future.result().success, future.result().message
+    # Written on the report thread: the executor went on meanwhile.
+    assert spin_until(lambda: (tmp_path / "report" / "confusion_matrix.png").is_file())
     report = json.loads((tmp_path / "report" / "report.json").read_text())
     assert report["frames"] == pairs and report["unpaired"] == 1
     for class_id, name in enumerate(CLASSES.names):
@@ -245,3 +247,146 @@ def test_nodes_on_a_bag_score_like_dice_seg_eval(ros, tmp_path):
     assert report["mean_dice"] == expected["mean_dice"]
     per_frame = (tmp_path / "monitor" / "per_frame.csv").read_text()
     assert per_frame == (tmp_path / "eval" / "per_frame.csv").read_text()
+
+
+def shipped_model_or_skip():
+    from dice_seg_ros.resources import DEFAULT_MODEL, resource_path
+    try:
+        resource_path(DEFAULT_MODEL)
+    except FileNotFoundError as exc:
+        pytest.skip(f"shipped model not built yet: {exc}")
+
+
+def test_namespaced_renamed_node_gets_yaml_parameters_camera_info_and_class_table(ros, tmp_path):
+    """Two cameras: a renamed node in a namespace reads /** parameters, names itself fully."""
+    import yaml
+    from sensor_msgs.msg import CameraInfo
+    from std_msgs.msg import String
+
+    from dice_seg_ros.resources import resource_path
+    from dice_seg_ros.segmentation_node import SegmentationNode
+    shipped_model_or_skip()
+    params = yaml.safe_load(resource_path("config/segmentation.yaml").read_text())
+    params["/**"]["ros__parameters"].update(device="cpu", qos_reliability="reliable",
+                                            overlay_alpha=0.25, diagnostics_period_s=0.2)
+    params_file = tmp_path / "params.yaml"
+    params_file.write_text(yaml.safe_dump(params))
+
+    context, add, spin_until = ros
+    node = add(SegmentationNode(node_name="dice_seg", namespace="front", context=context,
+                                cli_args=["--ros-args", "--params-file", str(params_file)]))
+    assert node.get_parameter("overlay_alpha").value == 0.25
+    helper = add(rclpy.create_node("ns_helper", context=context))
+    camera = helper.create_publisher(Image, "/front/image", RELIABLE)
+    info_pub = helper.create_publisher(CameraInfo, "/front/camera_info", RELIABLE)
+    masks = collector(helper, Image, "/front/dice_seg/mask")
+    infos = collector(helper, CameraInfo, "/front/dice_seg/camera_info")
+    diagnostics = collector(helper, DiagnosticArray, "/diagnostics")
+    # Subscribed long after it was published: transient-local keeps it.
+    latched = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE,
+                         durability=rclpy.qos.DurabilityPolicy.TRANSIENT_LOCAL)
+    tables = collector(helper, String, "/front/dice_seg/class_table", latched)
+    assert spin_until(lambda: camera.get_subscription_count() and info_pub.get_subscription_count()
+                      and tables)
+    assert [c["name"] for c in json.loads(tables[0].data)["classes"]] == list(CLASSES.names)
+
+    info = CameraInfo(width=80, height=60, distortion_model="plumb_bob",
+                      k=[float(i) for i in range(9)])
+    info.header.frame_id = "front_optical"
+    info_pub.publish(info)
+    assert spin_until(lambda: node.wiring._camera_info is not None)
+    bad = Image(header=stamped(1), height=2, width=2, encoding="bgr8", step=6, data=[0] * 5)
+    camera.publish(bad)
+    assert spin_until(lambda: node.wiring.worker.errors == 1)
+    rgb = np.zeros((60, 80, 3), np.uint8)
+    camera.publish(numpy_to_image(rgb, "rgb8", stamped(7, frame_id="front_optical"), Image))
+    assert spin_until(lambda: masks and infos), "node stopped after a bad frame"
+    assert (masks[0].width, masks[0].height) == (80, 60)
+    assert infos[0].header == masks[0].header and list(infos[0].k) == list(info.k)
+    assert spin_until(lambda: any(s.name == "/front/dice_seg: segmentation"
+                                  for d in diagnostics for s in d.status))
+    status = next(s for d in diagnostics for s in d.status if s.name.startswith("/front/"))
+    assert {"errors", "qos_incompatible", "messages_lost"} <= {kv.key for kv in status.values}
+
+
+def test_incompatible_qos_is_counted_and_logged(ros):
+    from dice_seg_ros.dice_monitor_node import DiceMonitorNode
+
+    context, add, spin_until = ros
+    node = add(DiceMonitorNode(context=context, parameter_overrides=[
+        Parameter("report_dir", value=""), Parameter("qos_reliability", value="reliable")]))
+    helper = add(rclpy.create_node("qos_helper", context=context))
+    helper.create_publisher(Image, "mask", QoSProfile(depth=1,
+                                                      reliability=ReliabilityPolicy.BEST_EFFORT))
+    assert spin_until(lambda: node.events.counts["qos_incompatible"] > 0)
+    assert node.log.throttle.counts["qos_incompatible/mask"] >= 1
+
+
+def test_library_logging_goes_through_the_node_logger(ros, capfd):
+    """Segmenter's "no GPU provider" warning is a Python log record; the node's logger shows it."""
+    import logging
+
+    from dice_seg_ros.ros_plumbing import forward_library_logging
+
+    context, add, _ = ros
+    node = add(rclpy.create_node("forwarding", context=context))
+    undo = forward_library_logging(node)
+    try:
+        logging.getLogger("dice_seg_ros.inference").warning("no GPU provider in ONNX Runtime")
+    finally:
+        undo()
+    assert "[forwarding]: no GPU provider" in capfd.readouterr().err
+
+
+def test_lifecycle_node_loads_model_in_configure_and_autostarts(ros):
+    from lifecycle_msgs.msg import State as StateMsg
+
+    from dice_seg_ros.segmentation_node import SegmentationLifecycleNode
+    shipped_model_or_skip()
+    context, add, spin_until = ros
+    managed = add(SegmentationLifecycleNode(context=context, parameter_overrides=[
+        Parameter("device", value="cpu")]))
+    assert managed.wiring.processor is None
+    managed.trigger_configure()
+    assert managed.wiring.processor is not None
+    managed.trigger_activate()
+    assert managed._state_machine.current_state[0] == StateMsg.PRIMARY_STATE_ACTIVE
+    managed.trigger_deactivate()
+    managed.trigger_cleanup()
+    assert managed.wiring.processor is None
+
+    auto = add(SegmentationLifecycleNode(node_name="auto", context=context, parameter_overrides=[
+        Parameter("device", value="cpu"), Parameter("qos_reliability", value="reliable"),
+        Parameter("autostart", value=True)]))
+    helper = add(rclpy.create_node("lifecycle_helper", context=context))
+    camera = helper.create_publisher(Image, "image", RELIABLE)
+    masks = collector(helper, Image, "/auto/mask")
+    assert spin_until(lambda: camera.get_subscription_count() >= 1)
+    camera.publish(numpy_to_image(np.zeros((30, 40, 3), np.uint8), "rgb8", stamped(3), Image))
+    assert spin_until(lambda: masks) and auto.wiring.worker.stats.frames == 1
+
+
+def test_lifecycle_configure_fails_cleanly_on_a_bad_model(ros, tmp_path):
+    from rclpy.lifecycle import TransitionCallbackReturn
+
+    from dice_seg_ros.segmentation_node import SegmentationLifecycleNode
+    context, add, _ = ros
+    missing = Parameter("model_path", value=str(tmp_path / "missing.onnx"))
+    managed = add(SegmentationLifecycleNode(node_name="bad_model", context=context,
+                                            parameter_overrides=[missing]))
+    assert managed.on_configure(None) == TransitionCallbackReturn.FAILURE
+    assert managed.wiring.processor is None
+
+
+def test_errors_are_throttled_per_kind_and_suppressed_ones_counted():
+    from dice_seg_ros.ros_plumbing import KindThrottle
+
+    now = [0.0]
+    throttle = KindThrottle(period_s=5.0, clock=lambda: now[0])
+    assert throttle.admit("frame/ImageEncodingError") == 0
+    assert throttle.admit("frame/ImageEncodingError") is None
+    # A different error right after is not hidden by the first one's throttle.
+    assert throttle.admit("pair/ValueError") == 0
+    now[0] = 5.0
+    assert throttle.admit("frame/ImageEncodingError") == 1
+    assert throttle.counts == {"frame/ImageEncodingError": 3, "pair/ValueError": 1}

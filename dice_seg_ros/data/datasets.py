@@ -33,7 +33,7 @@ import numpy as np
 from PIL import Image
 
 from dice_seg_ros.classes import ClassSet, load_remap, remap_lut
-from dice_seg_ros.image_conversion import color_to_ids
+from dice_seg_ros.image_conversion import check_label_format, color_to_ids
 from dice_seg_ros.resources import resource_path
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
@@ -241,8 +241,7 @@ def folder_dataset(root: str | Path, classes: ClassSet, label_format: str = "ids
         split: keep only images named ``SPLIT_*`` (e.g. ``train``).
 
     """
-    if label_format not in ("ids", "color"):
-        raise ValueError(f"label_format must be 'ids' or 'color', got {label_format!r}")
+    check_label_format(label_format)
     root = _require_dir(Path(root), FOLDER_LAYOUT)
     pairs = _flat_pairs(root, "labels", split, FOLDER_LAYOUT)
     if label_format == "color" and colors is None:

@@ -1,0 +1,137 @@
+"""The installed console scripts as processes, as `ros2 run` starts them (needs rclpy)."""
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+rclpy = pytest.importorskip(
+    "rclpy", reason="rclpy does not import: no ROS 2 installation sourced (source setup.bash)")
+
+from rclpy.executors import SingleThreadedExecutor  # noqa: E402
+from rclpy.qos import QoSProfile, ReliabilityPolicy  # noqa: E402
+from sensor_msgs.msg import Image  # noqa: E402
+from std_msgs.msg import Float32, Header  # noqa: E402
+
+from dice_seg_ros.image_conversion import image_to_numpy, numpy_to_image  # noqa: E402
+
+pytestmark = pytest.mark.ros
+RELIABLE = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
+DOMAIN = 100 + (os.getpid() + 37) % 100
+
+
+def script(name):
+    path = shutil.which(name, path=str(Path(sys.executable).parent))
+    if path is None:
+        pytest.skip(f"console script {name} not installed (pip install -e .)")
+    return path
+
+
+@pytest.fixture
+def graph():
+    """Yield (helper node, spin_until, start) in a domain of this test module's own."""
+    context = rclpy.context.Context()
+    rclpy.init(context=context, domain_id=DOMAIN)
+    executor = SingleThreadedExecutor(context=context)
+    node = rclpy.create_node("process_test_helper", context=context)
+    executor.add_node(node)
+    procs = []
+
+    def spin_until(condition, timeout=30.0):
+        deadline = time.monotonic() + timeout
+        while not condition() and time.monotonic() < deadline:
+            executor.spin_once(timeout_sec=0.05)
+        return condition()
+
+    def start(name, *ros_args):
+        env = dict(os.environ, ROS_DOMAIN_ID=str(DOMAIN), PYTHONUNBUFFERED="1")
+        proc = subprocess.Popen([script(name), "--ros-args", *ros_args], env=env,
+                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        procs.append(proc)
+        return proc
+
+    yield node, spin_until, start
+    for proc in procs:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    executor.remove_node(node)
+    node.destroy_node()
+    executor.shutdown()
+    rclpy.try_shutdown(context=context)
+
+
+def stamped(sec):
+    header = Header(frame_id="cam")
+    header.stamp.sec = sec
+    return header
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
+def test_monitor_process_writes_its_report_on_signal(graph, tmp_path, signum):
+    node, spin_until, start = graph
+    report_dir = tmp_path / "report"
+    proc = start("dice_monitor_node", "-r", "__ns:=/proc", "-p", f"report_dir:={report_dir}")
+    masks = node.create_publisher(Image, "/proc/mask", RELIABLE)
+    labels = node.create_publisher(Image, "/proc/labels", RELIABLE)
+    means = []
+    node.create_subscription(Float32, "/proc/dice_monitor_node/mean_dice", means.append,
+                             RELIABLE)
+    assert spin_until(lambda: masks.get_subscription_count() and labels.get_subscription_count()
+                      and node.count_publishers("/proc/dice_monitor_node/mean_dice")), \
+        proc.stdout.read() if proc.poll() is not None else "monitor did not subscribe"
+    target = np.arange(12, dtype=np.uint8).reshape(3, 4) % 6
+    for sec in range(1, 4):
+        masks.publish(numpy_to_image(target, "mono8", stamped(sec), Image))
+        labels.publish(numpy_to_image(target, "mono8", stamped(sec), Image))
+        assert spin_until(lambda: len(means) == sec)
+    assert (report_dir / "per_frame.csv").is_file()  # streamed while running
+    proc.send_signal(signum)
+    out, _ = proc.communicate(timeout=30)
+    assert proc.returncode == 0, out
+    report = json.loads((report_dir / "report.json").read_text())
+    assert report["frames"] == 3 and report["mean_dice"] == 1.0, out
+    assert len((report_dir / "per_frame.csv").read_text().splitlines()) == 4
+
+
+def test_segmentation_process_publishes_the_segmenter_mask(graph):
+    from dice_seg_ros.resources import DEFAULT_MODEL, resource_path
+    try:
+        resource_path(DEFAULT_MODEL)
+    except FileNotFoundError as exc:
+        pytest.skip(f"shipped model not built yet: {exc}")
+    from dice_seg_ros.data.synthetic import generate_scene
+    from dice_seg_ros.inference import Segmenter
+
+    node, spin_until, start = graph
+    proc = start("segmentation_node", "-r", "__ns:=/cam", "-r", "__node:=dice_seg",
+                 "-p", "device:=cpu", "-p", "qos_reliability:=reliable")
+    camera = node.create_publisher(Image, "/cam/image", RELIABLE)
+    masks = []
+    node.create_subscription(Image, "/cam/dice_seg/mask", masks.append, RELIABLE)
+    assert spin_until(lambda: camera.get_subscription_count()
+                      and node.count_publishers("/cam/dice_seg/mask")), \
+        proc.stdout.read() if proc.poll() is not None else "node did not subscribe"
+    rgb, _ = generate_scene(5, width=64, height=48)
+    camera.publish(numpy_to_image(rgb, "rgb8", stamped(9), Image))
+    assert spin_until(lambda: masks)
+    assert masks[0].header.stamp.sec == 9 and (masks[0].width, masks[0].height) == (64, 48)
+    expected = Segmenter(device="cpu").segment(rgb).class_ids
+    np.testing.assert_array_equal(image_to_numpy(masks[0]), expected)
+    proc.send_signal(signal.SIGINT)
+    assert proc.wait(timeout=30) == 0
+
+
+def test_bad_start_parameter_is_one_line_and_exit_code_1(graph):
+    _, _, start = graph
+    proc = start("dice_monitor_node", "-p", "ema_alpha:=0.0")
+    out, _ = proc.communicate(timeout=30)
+    assert proc.returncode == 1
+    assert "ema_alpha=0.0 is outside" in out and "Traceback" not in out
