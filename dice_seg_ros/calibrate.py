@@ -19,13 +19,14 @@ from typing import Iterable, Iterator
 import numpy as np
 from tqdm import tqdm
 
-from dice_seg_ros.bag_io import IMAGE_TYPES, BagReader, StampPairer, header_stamp_ns
-from dice_seg_ros.classes import ClassSet, load_classes
+from dice_seg_ros.bag_io import IMAGE_TYPES, BadMessage, BagReader, header_stamp_ns
+from dice_seg_ros.classes import ClassSet, classes_for_model
 from dice_seg_ros.data.datasets import FORMATS
-from dice_seg_ros.errors import ModelError
+from dice_seg_ros.errors import BagError, ModelError
 from dice_seg_ros.image_conversion import labels_to_ids, msg_to_rgb
 from dice_seg_ros.inference import Segmenter
 from dice_seg_ros.metrics import DiceTracker
+from dice_seg_ros.pairing import StampPairer
 from dice_seg_ros.quality import (TEMPERATURES, Calibration, feature_names, file_sha256,
                                   fit_calibration, fit_temperature, frame_features,
                                   mean_abs_error, sidecar_path, spearman, temperature_nll)
@@ -41,6 +42,8 @@ def bag_frames(bag: str | Path, image_topic: str, label_topic: str, classes: Cla
         reader.check_topic(image_topic, IMAGE_TYPES)
         reader.check_topic(label_topic, IMAGE_TYPES)
         for message in reader.messages([image_topic, label_topic]):
+            if isinstance(message, BadMessage):
+                raise BagError(f"{bag}: {message.error}")
             add = pairer.add_image if message.topic == image_topic else pairer.add_label
             for pair in add(header_stamp_ns(message.msg), message.msg):
                 yield msg_to_rgb(pair.image), labels_to_ids(pair.label, label_format, classes)
@@ -171,9 +174,9 @@ def run(args: argparse.Namespace) -> int:
     """Fit, write and summarise the calibration."""
     if not args.bag and args.dataset is None and args.generated <= 0:
         raise ValueError("give labeled frames: --bag, --dataset and/or --generated N")
-    classes = load_classes()
     segmenter = Segmenter(args.model, backend=args.backend, device="cpu", threads=args.threads,
                           estimate_dice=False)
+    classes = classes_for_model(segmenter.meta.class_names)
     start = time.perf_counter()
     table = collect(segmenter, _frames(args, classes), classes, progress=not args.no_progress)
     calibration = table.fit()

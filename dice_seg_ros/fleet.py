@@ -451,11 +451,15 @@ def evaluate_fleet(bags: Sequence[str | Path], options: FleetOptions, out_dir: s
         progress: show a progress bar over bags.
 
     """
-    from dice_seg_ros.classes import load_classes
+    from dice_seg_ros.classes import classes_for_model
+    from dice_seg_ros.inference import Segmenter
 
     if workers < 1:
         raise ValueError(f"workers must be >= 1, got {workers}")
-    classes = load_classes()
+    # The report names the model's own classes (its metadata, as eval does).
+    model = Segmenter(options.model, backend=options.backend, device="cpu", threads=1,
+                      estimate_dice=False)
+    classes = classes_for_model(model.meta.class_names)
     out = Path(out_dir)
     if options.threads is None:
         options = replace(options, threads=max(1, (os.cpu_count() or 1) // workers))
