@@ -20,7 +20,8 @@ setup(
         (f"share/{PACKAGE}/launch", glob("launch/*.launch.py")),
         (f"share/{PACKAGE}/config", glob("config/*.yaml")),
         (f"share/{PACKAGE}/rviz", glob("rviz/*.rviz")),
-        (f"share/{PACKAGE}/models", glob("models/*.onnx") + glob("models/*.pt")),
+        (f"share/{PACKAGE}/models", glob("models/*.onnx") + glob("models/*.pt")
+         + glob("models/*.quality.json")),
     ],
     # ROS packages (rclpy, sensor_msgs, ...) are declared in package.xml and
     # come from the ROS installation; they must never be pip requirements.
@@ -37,6 +38,7 @@ setup(
     extras_require={
         "train": ["torch>=2.1", "onnx>=1.15", "onnxscript>=0.1"],
         "gpu": ["onnxruntime-gpu>=1.17"],
+        "fleet": ["ray>=2.9"],
         "test": [
             "pytest>=7",
             "flake8>=6",

@@ -28,6 +28,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
               "train a segmentation network with a Dice-family loss"),
     "export": ("dice_seg_ros.export",
                "export a checkpoint to ONNX and verify it against PyTorch"),
+    "calibrate": ("dice_seg_ros.calibrate", "fit the label-free Dice estimate on labeled frames"),
+    "fleet": ("dice_seg_ros.fleet", "evaluate a model on many labeled bags (processes or Ray)"),
 }
 
 

@@ -33,6 +33,7 @@ from dice_seg_ros.classes import load_classes
 from dice_seg_ros.errors import ModelError
 from dice_seg_ros.model_meta import (ONNX_META_KEY, ModelMeta, Sidecar, read_sidecar,
                                      sidecar_path)
+from dice_seg_ros.quality import Calibration, calibration_for_model
 from dice_seg_ros.resources import DEFAULT_MODEL, DEFAULT_TORCH_MODEL, resource_path
 
 LOG = logging.getLogger(__name__)
@@ -74,12 +75,16 @@ class Segmentation:
         confidence: ``(H, W)`` float32 max softmax probability, or None.
         timings_ms: milliseconds per stage: "pre", "infer", "post" (for a batch,
             the batch's time divided by its size).
+        estimated_dice: the frame's mean Dice estimated without labels
+            (:mod:`dice_seg_ros.quality`), or None when the model has no
+            calibration or gives no confidence.
 
     """
 
     class_ids: np.ndarray
     confidence: np.ndarray | None = None
     timings_ms: dict[str, float] = field(default_factory=dict)
+    estimated_dice: float | None = None
 
 
 def check_rgb(image: Any) -> np.ndarray:
@@ -590,6 +595,9 @@ class Segmenter:
         compile_model: wrap the torch model in ``torch.compile``.
         engine_cache_dir: TensorRT engine cache folder (default
             ``~/.cache/dice_seg_ros/tensorrt``); one per instance when several run.
+        estimate_dice: fill ``Segmentation.estimated_dice`` when the model has a
+            calibration (``NAME.quality.json``; one fitted for another model is
+            ignored with a warning).
 
     Attributes:
         meta: the model's ModelMeta (with the node's class names when a sidecar
@@ -609,7 +617,8 @@ class Segmenter:
                  device: str = "auto", providers: Sequence[str] | None = None,
                  input_size: tuple[int, int] | None = None, threads: int | None = None,
                  compile_model: bool = False,
-                 engine_cache_dir: str | Path | None = None) -> None:
+                 engine_cache_dir: str | Path | None = None,
+                 estimate_dice: bool = True) -> None:
         if backend not in BACKENDS:
             raise ValueError(f"unknown backend {backend!r}; choose from {BACKENDS}")
         if device not in DEVICES:
@@ -636,6 +645,15 @@ class Segmenter:
             self._backend.check_size(self.input_size, self.source)
         self._pixels: np.ndarray | None = None
         self._normalised: np.ndarray | None = None
+        self.calibration = self._calibration() if estimate_dice else None
+
+    def _calibration(self) -> Calibration | None:
+        """Return the model's estimated-Dice calibration; None (warned) if it is not usable."""
+        try:
+            return calibration_for_model(self.model_path)
+        except ModelError as exc:
+            LOG.warning("%s; estimated Dice disabled", exc)
+            return None
 
     def _input_size(self, input_size: tuple[int, int] | None) -> tuple[int, int] | None:
         """Return the network size to run at: the override, the metadata's, or None (dynamic)."""
@@ -666,16 +684,26 @@ class Segmenter:
         start = time.perf_counter()
         batch = self._network_input(images, size)
         pre_done = time.perf_counter()
-        output, confidence = self._backend.run(batch, with_confidence)
+        # The estimated Dice needs the confidence even when the caller does not.
+        need_confidence = with_confidence or self.calibration is not None
+        output, confidence = self._backend.run(batch, need_confidence)
         infer_done = time.perf_counter()
         results = self._postprocess(output, confidence, [i.shape[:2] for i in images],
-                                    with_confidence)
+                                    need_confidence)
+        estimates = [self._estimate(ids, conf) for ids, conf in results]
         end = time.perf_counter()
         per_image = 1000.0 / len(images)
         timings = {"pre": (pre_done - start) * per_image,
                    "infer": (infer_done - pre_done) * per_image,
                    "post": (end - infer_done) * per_image}
-        return [Segmentation(ids, conf, dict(timings)) for ids, conf in results]
+        return [Segmentation(ids, conf if with_confidence else None, dict(timings), estimate)
+                for (ids, conf), estimate in zip(results, estimates)]
+
+    def _estimate(self, class_ids: np.ndarray, confidence: np.ndarray | None) -> float | None:
+        """Return the frame's estimated mean Dice, or None without calibration or confidence."""
+        if self.calibration is None or confidence is None:
+            return None
+        return self.calibration.estimate(class_ids, confidence)
 
     def _network_input(self, images: Sequence[np.ndarray], size: tuple[int, int]
                        ) -> np.ndarray:

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -38,7 +39,7 @@ from tqdm import tqdm
 from dice_seg_ros.bag_io import (IMAGE_TYPE, IMAGE_TYPES, BadMessage, BagReader, BagWriter,
                                  StorageFault, header_stamp_ns, msg_class, remove_old_bag)
 from dice_seg_ros.classes import ClassSet, classes_for_model
-from dice_seg_ros.errors import BagError, DiceSegError
+from dice_seg_ros.errors import BagError, DiceSegError, ModelError
 from dice_seg_ros.frame_errors import IMAGE, LABEL, MESSAGE, SIZE, FrameErrors
 from dice_seg_ros.image_conversion import (LABEL_FORMATS, colorize, msg_to_rgb, numpy_to_image,
                                            overlay)
@@ -46,6 +47,7 @@ from dice_seg_ros.inference import Segmenter
 from dice_seg_ros.label_decoding import LabelDecoder
 from dice_seg_ros.metrics import DiceTracker
 from dice_seg_ros.pairing import Pair, StampPairer
+from dice_seg_ros.quality_report import write_quality_report
 from dice_seg_ros.report import write_report
 
 OUTPUT_BAG = "output_bag"
@@ -163,6 +165,8 @@ class Replay:
         self.batch: list[Frame] = []
         self.segmented = 0
         self.last_stamp_ns: int | None = None
+        # Label-free estimated mean Dice of each scored frame (NaN without a calibration).
+        self.estimated: list[float] = []
 
     def bad_message(self, message: BadMessage) -> None:
         """Count a message that does not deserialise (stamp: its log time); strict: raise."""
@@ -225,6 +229,8 @@ class Replay:
             self.last_stamp_ns = frame.stamp_ns
             if frame.labels is not None:
                 self.tracker.update(result.class_ids, frame.labels, frame.stamp_ns)
+                self.estimated.append(math.nan if result.estimated_dice is None
+                                      else result.estimated_dice)
             if self.output is not None:
                 start = time.perf_counter()
                 self.output.write(frame, result.class_ids)
@@ -349,7 +355,8 @@ def evaluate_bag(bag: str | Path, image_topic: str, label_topic: str | None,
                  label_format: str = "ids", max_offset_ms: float = 20.0, batch_size: int = 1,
                  output_bag: bool = True, progress: bool = True, strict: bool = False,
                  remap: str | Path | None = None, colormap: str | Path | None = None,
-                 classes_file: str | Path | None = None) -> ReplayResult:
+                 classes_file: str | Path | None = None,
+                 estimated_dice: bool = False) -> ReplayResult:
     """Evaluate ``segmenter`` (default: the shipped model) on a labeled bag.
 
     Writes the report files into ``out_dir`` (and ``out_dir/output_bag`` unless
@@ -357,7 +364,11 @@ def evaluate_bag(bag: str | Path, image_topic: str, label_topic: str | None,
     be decoded are skipped and counted (report.json ``errors``) unless
     ``strict``. Without ``label_topic`` the bag is only segmented: the output
     bag is written, no report. ``remap`` and ``colormap`` read labels of another
-    ontology (see :mod:`~dice_seg_ros.label_decoding`).
+    ontology (see :mod:`~dice_seg_ros.label_decoding`). ``estimated_dice`` also
+    estimates each scored frame's mean Dice without its label (the model's
+    calibration, see :mod:`~dice_seg_ros.quality`) and reports it beside the true
+    one: estimated_dice.csv, a scatter plot, and report.json ``estimated_dice``
+    (frames, MAE, Spearman).
 
     Raises:
         FileNotFoundError, BagError, ModelError, ValueError: before any frame is
@@ -369,6 +380,10 @@ def evaluate_bag(bag: str | Path, image_topic: str, label_topic: str | None,
     classes = classes_for_model(segmenter.meta.class_names, classes_file)
     decoder = (LabelDecoder.build(classes, label_format, remap, colormap)
                if label_topic is not None else None)
+    if estimated_dice and segmenter.calibration is None:
+        raise ModelError(f"{segmenter.model_path} has no usable estimated-Dice calibration "
+                         f"(NAME.quality.json next to it, fitted for this model); run "
+                         f"'dice-seg calibrate'")
     out = Path(out_dir)
     with BagReader(bag) as reader:
         image_type = reader.check_topic(image_topic, IMAGE_TYPES)
@@ -421,12 +436,17 @@ def evaluate_bag(bag: str | Path, image_topic: str, label_topic: str | None,
     if pairer is None:
         return ReplayResult(dict(extra, frames=replay.segmented, fps=fps), {}, stopped_by,
                             error)
+    quality_paths = {}
+    if estimated_dice:
+        extra["estimated_dice"], quality_paths = write_quality_report(
+            out, [f.stamp_ns for f in replay.tracker.frames], replay.estimated,
+            [f.mean_dice for f in replay.tracker.frames])
     paths = write_report(out, replay.tracker, classes.names,
                          unpaired=pairer.unpaired_images + pairer.unpaired_labels,
                          fps=fps, latency_ms=replay.clock.mean(replay.segmented),
                          extra=extra, colors=classes.colors)
     report = json.loads(paths["report"].read_text(encoding="utf-8"))
-    return ReplayResult(report, paths, stopped_by, error)
+    return ReplayResult(report, dict(paths, **quality_paths), stopped_by, error)
 
 
 def _score(value: float | None) -> str:
@@ -462,6 +482,10 @@ def format_summary(result: ReplayResult) -> str:
     lines += _error_lines(report)
     if report.get("salvage"):
         lines.append(f"salvaged: {report['salvage']} ({report['messages_read']} messages read)")
+    if report.get("estimated_dice"):
+        agreement = report["estimated_dice"]
+        lines.append(f"estimated vs true mean Dice per frame: MAE {_score(agreement['mae'])}, "
+                     f"Spearman {_score(agreement['spearman'])}")
     lines += [f"{name}: {path}" for name, path in result.paths.items()]
     if report.get("output_bag"):
         topics = ", ".join(report["output_topics"].values())
@@ -512,6 +536,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-output-bag", action="store_true",
                         help="do not write the MCAP bag of masks and overlays")
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    parser.add_argument("--estimated-dice", action="store_true",
+                        help="also estimate each frame's Dice without its label (the model's "
+                             ".quality.json) and compare it with the true Dice")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -522,7 +549,8 @@ def run(args: argparse.Namespace) -> int:
                           label_format=args.label_format, max_offset_ms=args.max_offset_ms,
                           batch_size=args.batch_size, output_bag=not args.no_output_bag,
                           progress=not args.no_progress, strict=args.strict,
-                          remap=args.remap, colormap=args.colormap, classes_file=args.classes)
+                          remap=args.remap, colormap=args.colormap, classes_file=args.classes,
+                          estimated_dice=args.estimated_dice)
     return print_result(result)
 
 

@@ -11,5 +11,5 @@ if [ ! -x .venv/bin/python ]; then
 fi
 .venv/bin/python -m pip install --quiet --upgrade pip
 .venv/bin/python -m pip install --quiet "torch==${TORCH_VERSION:-2.13.0}"
-.venv/bin/python -m pip install --quiet -e ".[train,test,ros-test]"
+.venv/bin/python -m pip install --quiet -e ".[train,test,ros-test,fleet]"
 echo "dice_seg_ros installed in $(pwd)/.venv; activate with: source .venv/bin/activate"

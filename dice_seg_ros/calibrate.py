@@ -1,0 +1,197 @@
+"""``dice-seg calibrate``: fit the label-free Dice estimate of a model on labeled frames.
+
+Runs the model on labeled frames from rosbags (``--bag``), a dataset folder
+(``--dataset``, any format of :func:`~dice_seg_ros.data.datasets.open_dataset`)
+and/or generated scenes (``--generated N``), and fits a
+:class:`~dice_seg_ros.quality.Calibration` from each frame's probability
+features to its true mean Dice (the same per-frame figure ``dice-seg eval``
+reports). Writes it next to the model (``NAME.quality.json``) unless ``--out``
+says otherwise.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+from typing import Iterable, Iterator
+
+import numpy as np
+from tqdm import tqdm
+
+from dice_seg_ros.bag_io import IMAGE_TYPES, BadMessage, BagReader, header_stamp_ns
+from dice_seg_ros.classes import ClassSet, classes_for_model
+from dice_seg_ros.data.datasets import FORMATS
+from dice_seg_ros.errors import BagError, ModelError
+from dice_seg_ros.image_conversion import labels_to_ids, msg_to_rgb
+from dice_seg_ros.inference import Segmenter
+from dice_seg_ros.metrics import DiceTracker
+from dice_seg_ros.pairing import StampPairer
+from dice_seg_ros.quality import (TEMPERATURES, Calibration, feature_names, file_sha256,
+                                  fit_calibration, fit_temperature, frame_features,
+                                  mean_abs_error, sidecar_path, spearman, temperature_nll)
+
+Frame = tuple[np.ndarray, np.ndarray]
+
+
+def bag_frames(bag: str | Path, image_topic: str, label_topic: str, classes: ClassSet,
+               label_format: str = "ids", max_offset_ms: float = 20.0) -> Iterator[Frame]:
+    """Yield ``(rgb, class_ids)`` of each image/label pair of a bag, paired by stamp."""
+    pairer: StampPairer = StampPairer(max_offset_ms)
+    with BagReader(bag) as reader:
+        reader.check_topic(image_topic, IMAGE_TYPES)
+        reader.check_topic(label_topic, IMAGE_TYPES)
+        for message in reader.messages([image_topic, label_topic]):
+            if isinstance(message, BadMessage):
+                raise BagError(f"{bag}: {message.error}")
+            add = pairer.add_image if message.topic == image_topic else pairer.add_label
+            for pair in add(header_stamp_ns(message.msg), message.msg):
+                yield msg_to_rgb(pair.image), labels_to_ids(pair.label, label_format, classes)
+        for pair in pairer.flush():
+            yield msg_to_rgb(pair.image), labels_to_ids(pair.label, label_format, classes)
+
+
+def dataset_frames(root: str | Path, fmt: str, classes: ClassSet, remap: Path | None = None,
+                   split: str | None = None) -> Iterator[Frame]:
+    """Yield ``(rgb, class_ids)`` of a dataset's images (only ``SPLIT_*`` ones with ``split``)."""
+    from dice_seg_ros.data.datasets import open_dataset
+
+    data = open_dataset(root, fmt, classes, remap, split=split)
+    for index in range(len(data)):
+        yield data[index]
+
+
+def generated_frames(count: int, seed: int, width: int = 640,
+                     height: int = 480) -> Iterator[Frame]:
+    """Yield ``count`` generated scenes ``(rgb, class_ids)``, seeds ``seed``, ``seed + 1``, ..."""
+    from dice_seg_ros.data.synthetic import generate_scene
+
+    for k in range(count):
+        yield generate_scene(seed + k, width, height)
+
+
+class FrameTable:
+    """Per-frame features (at every candidate temperature), true Dice, and pixel NLL."""
+
+    def __init__(self, segmenter: Segmenter, classes: ClassSet) -> None:
+        self.segmenter = segmenter
+        self.classes = classes
+        self.features: list[np.ndarray] = []
+        self.dice: list[float] = []
+        self.nll = np.zeros(len(TEMPERATURES))
+
+    def add(self, rgb: np.ndarray, labels: np.ndarray) -> None:
+        """Segment one labeled frame; record its features, true mean Dice and NLL."""
+        result = self.segmenter.segment(rgb, with_confidence=True)
+        if result.confidence is None:
+            raise ModelError(f"{self.segmenter.source}: the model gives no confidence (max "
+                             f"softmax probability), which the Dice estimate needs; export "
+                             f"it with 'dice-seg export' (class ids + confidence)")
+        num_classes = self.classes.num_classes
+        tracker = DiceTracker(num_classes, ignore_index=self.classes.ignore_index)
+        self.dice.append(tracker.update(result.class_ids, labels).mean_dice)
+        self.features.append(np.stack([
+            frame_features(result.class_ids, result.confidence, num_classes, temperature=t)
+            for t in TEMPERATURES]))
+        self.nll += temperature_nll(result.class_ids, result.confidence, labels, num_classes,
+                                    self.classes.ignore_index)
+
+    def fit(self) -> Calibration:
+        """Fit the temperature by NLL, then the calibration at that temperature."""
+        if not self.dice:
+            raise ValueError("no labeled frames to calibrate on")
+        best = int(np.argmin(self.nll))
+        features = np.stack(self.features)[:, best]
+        return fit_calibration(features, np.asarray(self.dice), fit_temperature(self.nll),
+                               feature_names(self.classes.names))
+
+    def features_at(self, temperature: float) -> np.ndarray:
+        """Return the ``(N, F)`` features computed at ``temperature`` (one of TEMPERATURES)."""
+        return np.stack(self.features)[:, TEMPERATURES.index(temperature)]
+
+
+def collect(segmenter: Segmenter, frames: Iterable[Frame], classes: ClassSet,
+            progress: bool = True, total: int | None = None) -> FrameTable:
+    """Run ``segmenter`` over labeled ``frames`` and return their table."""
+    table = FrameTable(segmenter, classes)
+    for rgb, labels in tqdm(frames, desc="calibrate", unit="frame", total=total,
+                            disable=not progress):
+        table.add(rgb, labels)
+    return table
+
+
+def fit_figures(calibration: Calibration, table: FrameTable) -> dict[str, float]:
+    """Return frames, MAE and Spearman of the calibration's estimates on ``table``."""
+    dice = np.asarray(table.dice)
+    keep = np.isfinite(dice)
+    estimate = calibration.predict(table.features_at(calibration.temperature))[keep]
+    return {"frames": int(keep.sum()), "mae": mean_abs_error(estimate, dice[keep]),
+            "spearman": spearman(estimate, dice[keep])}
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Add ``dice-seg calibrate`` options."""
+    parser.add_argument("--bag", type=Path, action="append", default=[],
+                        help="labeled rosbag2 (repeatable); needs --image-topic/--label-topic")
+    parser.add_argument("--image-topic", default="/camera/image_raw")
+    parser.add_argument("--label-topic", default="/camera/labels")
+    parser.add_argument("--label-format", choices=("ids", "color"), default="ids")
+    parser.add_argument("--max-offset-ms", type=float, default=20.0,
+                        help="largest image/label stamp difference to pair, ms (default 20)")
+    parser.add_argument("--dataset", type=Path, default=None,
+                        help="labeled image folder (see --format)")
+    parser.add_argument("--format", choices=FORMATS, default="folder",
+                        help="dataset layout (default folder: images/ + labels/)")
+    parser.add_argument("--remap", type=Path, default=None,
+                        help="dataset label id -> class id YAML (default: the format's)")
+    parser.add_argument("--split", default=None,
+                        help="only dataset images named SPLIT_* (e.g. train)")
+    parser.add_argument("--generated", type=int, default=0,
+                        help="also calibrate on N generated 640x480 scenes")
+    parser.add_argument("--seed", type=int, default=1_000_000,
+                        help="first generated scene seed (default 1000000, away from "
+                             "training seeds)")
+    parser.add_argument("--model", type=Path, default=None,
+                        help=".onnx or .pt model (default: the shipped model)")
+    parser.add_argument("--backend", choices=("ort", "torch"), default="ort")
+    parser.add_argument("--threads", type=int, default=None, help="CPU threads for inference")
+    parser.add_argument("--out", type=Path, default=None,
+                        help="calibration JSON (default: next to the model, NAME.quality.json)")
+    parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+
+
+def _frames(args: argparse.Namespace, classes: ClassSet) -> Iterator[Frame]:
+    """Chain every labeled frame source the options name."""
+    for bag in args.bag:
+        yield from bag_frames(bag, args.image_topic, args.label_topic, classes,
+                              args.label_format, args.max_offset_ms)
+    if args.dataset is not None:
+        yield from dataset_frames(args.dataset, args.format, classes, args.remap, args.split)
+    yield from generated_frames(args.generated, args.seed)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Fit, write and summarise the calibration."""
+    if not args.bag and args.dataset is None and args.generated <= 0:
+        raise ValueError("give labeled frames: --bag, --dataset and/or --generated N")
+    segmenter = Segmenter(args.model, backend=args.backend, device="cpu", threads=args.threads,
+                          estimate_dice=False)
+    classes = classes_for_model(segmenter.meta.class_names)
+    start = time.perf_counter()
+    table = collect(segmenter, _frames(args, classes), classes, progress=not args.no_progress)
+    calibration = table.fit()
+    calibration.model_file = segmenter.model_path.name
+    calibration.model_sha256 = file_sha256(segmenter.model_path)
+    sources = [str(bag) for bag in args.bag]
+    if args.dataset is not None:
+        sources.append(f"{args.dataset} ({args.format}, split {args.split or 'all'})")
+    if args.generated > 0:
+        sources.append(f"{args.generated} generated scenes from seed {args.seed}")
+    calibration.fit = dict(fit_figures(calibration, table), data=sources,
+                           note="figures on the fitting frames themselves")
+    out = calibration.save(args.out or sidecar_path(segmenter.model_path))
+    fit = calibration.fit
+    print(f"calibrated on {fit['frames']} frames in {time.perf_counter() - start:.0f} s: "
+          f"temperature {calibration.temperature:.2f}, in-sample MAE {fit['mae']:.3f}, "
+          f"Spearman {fit['spearman']:.3f}\nwrote {out}")
+    return 0
