@@ -3,7 +3,7 @@
 A forward-looking camera sees sky above a horizon and ground below it, in
 perspective: a trail narrowing to a vanishing point, grass, an occasional pond,
 a tree line plus bushes, and a few obstacles (the rare ``obstacle`` class,
-about 1-3 % of pixels: rocks, logs, posts and boxes). The label mask is drawn
+rocks, logs, posts, boxes, and now and then a building, wall or railing). The label mask is drawn
 first with OpenCV polygons; the image is then textured per class from cheap
 upsampled noise fields and lit with a random colour cast, sun gradient, haze
 and sensor noise.
@@ -189,6 +189,49 @@ def _obstacle_polygon(rng: np.random.Generator, cx: float, cy: float, r: float
     return np.round(box).astype(np.int32).reshape(-1, 1, 2)
 
 
+def _draw_structures(rng: np.random.Generator, mask: np.ndarray, shade: np.ndarray,
+                     horizon: int) -> None:
+    """Paint an occasional building or wall at a side, or a railing (class obstacle).
+
+    Real datasets label buildings, walls, bridges and rails as what a robot must
+    not drive into; they are large, flat-faced and straight-edged, which is what
+    the shading here (a lit face, a dark face, windows or planks) gives them.
+    """
+    height, width = mask.shape
+    if rng.uniform() < 0.25:
+        left = rng.uniform() < 0.5
+        near_x = rng.uniform(0.15, 0.45) * width
+        x0, x1 = (-0.05 * width, near_x) if left else (width - near_x, 1.05 * width)
+        base = rng.uniform(horizon + 0.1 * (height - horizon), height)
+        top = horizon - rng.uniform(0.1, 0.6) * horizon
+        slant = rng.uniform(0.0, 0.3) * (base - top) * (1 if left else -1)
+        inner = x1 if left else x0
+        poly = np.array([[x0, top - slant], [inner, top], [inner, base * 0.9 + horizon * 0.1],
+                         [x0, base]], np.float32)
+        cv2.fillPoly(mask, [np.round(poly).astype(np.int32)], OBSTACLE)
+        face = np.zeros((height, width), np.uint8)
+        cv2.fillPoly(face, [np.round(poly).astype(np.int32)], 1)
+        pattern = np.ones((height, width), np.float32)
+        step = max(3, int(rng.uniform(0.03, 0.08) * width))
+        if rng.uniform() < 0.5:
+            for y in range(int(top), int(base), step):
+                for x in range(int(min(x0, inner)), int(max(x0, inner)), step):
+                    cv2.rectangle(pattern, (x + step // 4, y + step // 4),
+                                  (x + 3 * step // 4, y + 3 * step // 4), 0.45, -1)
+        else:
+            pattern[:, ::step] = 0.7
+        shade[face > 0] = (pattern * rng.uniform(0.7, 1.2))[face > 0]
+    if rng.uniform() < 0.1:
+        y_far, y_near = horizon + 0.1 * (height - horizon), height
+        for side in (-1, 1):
+            x_far = width / 2 + side * rng.uniform(0.03, 0.1) * width
+            x_near = width / 2 + side * rng.uniform(0.3, 0.6) * width
+            rail_h = rng.uniform(0.05, 0.12) * height
+            poly = np.array([[x_far, y_far - rail_h * 0.2], [x_near, y_near - rail_h],
+                             [x_near, y_near], [x_far, y_far]], np.float32)
+            cv2.fillPoly(mask, [np.round(poly).astype(np.int32)], OBSTACLE)
+
+
 def _draw_obstacles(rng: np.random.Generator, mask: np.ndarray, shade: np.ndarray,
                     horizon: int) -> None:
     """Paint obstacles (class obstacle), their shading and cast shadows into ``shade``.
@@ -229,6 +272,7 @@ def _label_mask(rng: np.random.Generator, height: int, width: int,
     mask[:horizon] = SKY
     shade = np.ones((height, width), np.float32)
     _draw_tree_line(rng, mask, horizon)
+    _draw_structures(rng, mask, shade, horizon)
     _draw_water(rng, mask, horizon)
     _draw_trail(rng, mask, horizon)
     _draw_bushes(rng, mask, horizon)
