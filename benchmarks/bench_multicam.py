@@ -24,9 +24,13 @@ from pathlib import Path
 
 import numpy as np
 
+from dice_seg_ros.bag_io import make_header, msg_class
+from dice_seg_ros.classes import classes_for_model
 from dice_seg_ros.data.synthetic import generate_scene
+from dice_seg_ros.image_conversion import numpy_to_image
 from dice_seg_ros.inference import Segmenter
 from dice_seg_ros.multi_camera import MultiCameraWorker
+from dice_seg_ros.segmentation_core import FrameProcessor
 
 CAMERAS = (1, 2, 4)
 WIDTH, HEIGHT = 640, 480
@@ -41,10 +45,13 @@ def batched(model: Path | None, device: str, threads: int, cameras: int,
             seconds: float) -> tuple[int, list[float]]:
     """Run one worker over ``cameras`` cameras for ``seconds``; return (frames, latencies ms)."""
     segmenter = Segmenter(model, device=device, threads=threads)
+    processor = FrameProcessor(segmenter, classes_for_model(segmenter.meta.class_names),
+                               msg_class("sensor_msgs/msg/Image"))
     names = [f"camera{k}" for k in range(cameras)]
-    worker = MultiCameraWorker(segmenter, names, decode=lambda rgb: rgb,
-                               publish=lambda camera, msg, seg: None)
-    frames = dict(zip(names, scenes(cameras)))
+    worker = MultiCameraWorker(processor, names, publish=lambda camera, result: None)
+    frames = {name: numpy_to_image(rgb, "rgb8", make_header(0, name),
+                                   msg_class("sensor_msgs/msg/Image"))
+              for name, rgb in zip(names, scenes(cameras))}
 
     def cycle() -> None:
         for name, rgb in frames.items():

@@ -6,19 +6,70 @@ and one worker that, each cycle, takes whatever frames are waiting -- at most
 one per camera -- and runs them through ``Segmenter.segment_batch`` in a single
 network call. One session and one set of weights serve all cameras, and the
 batch amortises the per-call cost that N separate nodes would each pay (and
-on a GPU, N separate processes contend for the device). ROS-free: callers pass
-a ``decode`` (message -> RGB array) and a ``publish`` callable.
+on a GPU, N separate processes contend for the device). Frames become
+messages through ``FrameProcessor.process_batch``, the message-building code of
+the single-camera node. ROS-free: callers pass a ``publish`` callable.
 """
 
 from __future__ import annotations
 
 import threading
 import time
+from collections import deque
+from dataclasses import dataclass
 from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from dice_seg_ros.inference import Segmentation
+from dice_seg_ros.node_params import camera_namespace
+from dice_seg_ros.segmentation_core import (FrameProcessor, FrameResult, OutputFlags,
+                                            PipelineStats, StatusData, format_value,
+                                            pipeline_status)
+
+# What a segmentation node publishes for each camera, under the camera's output prefix.
+OUTPUT_NAMES = ("mask", "mask_color", "overlay", "confidence", "camera_info", "class_table")
+
+
+@dataclass(frozen=True)
+class CameraTopics:
+    """Topics of one camera served by a segmentation node (relative names resolve in its ns).
+
+    Attributes:
+        camera: the camera's namespace (``/front``), or "" for the node's own.
+        image: the subscribed image topic (``.../compressed`` for CompressedImage).
+        camera_info: the camera_info topic beside the image topic.
+        outputs: prefix of the output topics: ``<camera ns>/<node name>``, or ``~``
+            (the node's private namespace) for a camera in the node's own namespace.
+
+    """
+
+    camera: str
+    image: str
+    camera_info: str
+    outputs: str
+
+    def output(self, name: str) -> str:
+        """Return the topic of output ``name`` (mask, mask_color, ...) of this camera."""
+        return f"{self.outputs}/{name}"
+
+
+def camera_topics(image_topics: Sequence[str], node_name: str,
+                  compressed: bool = False) -> list[CameraTopics]:
+    """Return the topics of each camera: ``/front/image_raw`` -> outputs under ``/front/<node>``.
+
+    Outputs follow the single-camera scheme (``~/mask`` of a node in the camera's
+    namespace), so one node serving ``/front`` and ``/rear`` publishes what two
+    nodes named ``node_name`` in those namespaces would.
+    """
+    cameras = []
+    for topic in image_topics:
+        namespace = camera_namespace(topic)
+        cameras.append(CameraTopics(
+            camera=namespace,
+            image=f"{topic}/compressed" if compressed else topic,
+            camera_info=f"{namespace}/camera_info" if namespace else "camera_info",
+            outputs=f"{namespace}/{node_name}" if namespace else "~"))
+    return cameras
 
 
 class CameraSlots:
@@ -84,44 +135,51 @@ class MultiCameraWorker:
     """Segment the newest frame of every camera in one batch per cycle.
 
     Args:
-        segmenter: an ``inference.Segmenter`` (anything with ``segment_batch``).
+        processor: the ``FrameProcessor`` whose ``process_batch`` makes the messages.
         cameras: camera names, in batch order.
-        decode: turns a frame message into an ``(H, W, 3)`` uint8 RGB array.
-        publish: called as ``publish(camera, msg, segmentation)`` for each frame
-            of a cycle, in the worker thread.
-        with_confidence: called each cycle; whether to compute confidence.
+        publish: called as ``publish(camera, result)`` for each frame of a cycle,
+            in the worker thread.
+        flags: called as ``flags(camera)`` each cycle: which outputs that camera wants.
         on_error: called with ``(camera or None, exception)``; None when the
             batch failed as a whole.
+        cycle_history: cycles averaged for the cycle latency.
 
     """
 
-    def __init__(self, segmenter: Any, cameras: Sequence[str],
-                 decode: Callable[[Any], np.ndarray],
-                 publish: Callable[[str, Any, Segmentation], None],
-                 with_confidence: Callable[[], bool] = lambda: False,
-                 on_error: Callable[[str | None, Exception], None] | None = None) -> None:
-        self.segmenter = segmenter
+    def __init__(self, processor: FrameProcessor, cameras: Sequence[str],
+                 publish: Callable[[str, FrameResult], None],
+                 flags: Callable[[str], OutputFlags] = lambda camera: OutputFlags(),
+                 on_error: Callable[[str | None, Exception], None] | None = None,
+                 cycle_history: int = 30) -> None:
+        self.processor = processor
         self.slots = CameraSlots(cameras)
-        self._decode = decode
         self._publish = publish
-        self._with_confidence = with_confidence
+        self._flags = flags
         self._on_error = on_error
-        self.errors = 0
+        self.stats = {camera: PipelineStats() for camera in self.slots.cameras}
+        self.errors = {camera: 0 for camera in self.slots.cameras}
+        self.last_error: dict[str, str | None] = {camera: None for camera in self.slots.cameras}
+        self.batch_errors = 0
         self.cycles = 0
         self.last_cycle_ms = 0.0
+        self._cycles: deque[tuple[float, int]] = deque(maxlen=cycle_history)  # (ms, size)
         self._thread: threading.Thread | None = None
 
     def submit(self, camera: str, msg: Any) -> None:
         """Offer ``camera``'s new frame (from its subscription callback); never blocks."""
         self.slots.put(camera, msg)
 
-    def _fail(self, camera: str | None, exc: Exception) -> None:
-        """Count one failure and report it."""
-        self.errors += 1
+    def _fail(self, camera: str | None, exc: Exception, cameras: Sequence[str]) -> None:
+        """Count one failure against ``cameras`` and report it."""
+        for name in cameras:
+            self.errors[name] += 1
+            self.last_error[name] = f"{type(exc).__name__}: {exc}"
+        if camera is None:
+            self.batch_errors += 1
         if self._on_error is not None:
             self._on_error(camera, exc)
 
-    def step(self, timeout: float | None = None) -> dict[str, Segmentation]:
+    def step(self, timeout: float | None = None) -> dict[str, FrameResult]:
         """Run one cycle: decode, one batched network call, publish; return results by camera.
 
         A frame that cannot be decoded is reported and left out; the rest still run.
@@ -130,29 +188,50 @@ class MultiCameraWorker:
         if not msgs:
             return {}
         start = time.perf_counter()
-        frames = {}
-        for camera, msg in msgs.items():
-            try:
-                frames[camera] = self._decode(msg)
-            except Exception as exc:  # noqa: BLE001 - one bad camera must not stop the others
-                self._fail(camera, exc)
-        if not frames:
-            return {}
+        cameras = list(msgs)
         try:
-            results = self.segmenter.segment_batch(list(frames.values()),
-                                                   self._with_confidence())
+            results = self.processor.process_batch([msgs[c] for c in cameras],
+                                                   [self._flags(c) for c in cameras])
         except Exception as exc:  # noqa: BLE001 - one bad cycle must not stop the node
-            self._fail(None, exc)
+            self._fail(None, exc, cameras)
             return {}
-        by_camera = dict(zip(frames, results))
-        for camera, segmentation in by_camera.items():
+        done = {}
+        for camera, result in zip(cameras, results):
+            if isinstance(result, Exception):
+                self._fail(camera, result, [camera])
+                continue
+            publish_start = time.perf_counter()
             try:
-                self._publish(camera, msgs[camera], segmentation)
+                self._publish(camera, result)
             except Exception as exc:  # noqa: BLE001
-                self._fail(camera, exc)
+                self._fail(camera, exc, [camera])
+                continue
+            result.timings_ms["publish"] += (time.perf_counter() - publish_start) * 1000.0
+            self.last_error[camera] = None
+            self.stats[camera].record(result.timings_ms)
+            done[camera] = result
         self.cycles += 1
         self.last_cycle_ms = (time.perf_counter() - start) * 1000.0
-        return by_camera
+        self._cycles.append((self.last_cycle_ms, len(cameras)))
+        return done
+
+    def status(self, camera: str, min_fps: float, name: str) -> StatusData:
+        """Return ``camera``'s diagnostics status, with the batch cycle's latency and size.
+
+        ``cycle_ms`` is the wall time of a whole cycle (what a frame waits from
+        leaving its slot to being published); ``batch_size`` the mean cameras per cycle.
+        """
+        status = pipeline_status(name, self.processor.segmenter, self.stats[camera], min_fps,
+                                 dropped=self.slots.dropped[camera],
+                                 errors=self.errors[camera],
+                                 last_error=self.last_error[camera])
+        cycles = list(self._cycles)
+        status.values.update({
+            "cycle_ms": format_value(float(np.mean([ms for ms, _ in cycles]))
+                                     if cycles else float("nan"), 2),
+            "batch_size": format_value(float(np.mean([n for _, n in cycles]))
+                                       if cycles else float("nan"), 2)})
+        return status
 
     def start(self) -> None:
         """Start the worker thread."""

@@ -67,6 +67,18 @@ def _type_name(value: Any) -> str:
 
 
 QOS_CHOICES = ("best_effort", "reliable")
+# One camera on the relative, remappable ``image`` topic: the single-camera node.
+# Not an empty list, for the same reason as AUTO_PROVIDERS.
+DEFAULT_IMAGE_TOPICS = ("image",)
+
+
+def camera_namespace(image_topic: str) -> str:
+    """Return the namespace of a camera topic: ``/front/image_raw`` -> ``/front``.
+
+    A topic without one (``image``, ``/image``) gives "": the node's own namespace.
+    """
+    return image_topic.rsplit("/", 1)[0] if "/" in image_topic else ""
+
 
 SEGMENTATION_PARAMS: tuple[ParamSpec, ...] = (
     ParamSpec("model_path", "",
@@ -91,6 +103,11 @@ SEGMENTATION_PARAMS: tuple[ParamSpec, ...] = (
     ParamSpec("overlay_alpha", 0.5,
               "weight of the colour mask in ~/overlay (0 = camera only, 1 = mask only)",
               value_range=(0.0, 1.0), read_only=False),
+    ParamSpec("image_topics", DEFAULT_IMAGE_TOPICS,
+              "camera image topics, one per camera, segmented as one batch per cycle; each "
+              "camera's outputs go under <its namespace>/<node name>/ (/front/image_raw -> "
+              "/front/dice_seg/mask); [image] = one camera on the remappable image topic, "
+              "outputs ~/mask etc."),
     ParamSpec("use_compressed", False,
               "subscribe to image/compressed (CompressedImage) instead of image (Image)"),
     ParamSpec("qos_reliability", "best_effort",
@@ -196,6 +213,17 @@ def _providers_reason(value: Sequence[str]) -> str | None:
     return None
 
 
+def _image_topics_reason(value: Sequence[str]) -> str | None:
+    """Return why an image_topics list is invalid (empty, blank, shared namespace), or None."""
+    if not value or any(not topic.strip("/ ") or topic.endswith("/") for topic in value):
+        return f"image_topics={list(value)!r}: give one non-empty topic per camera"
+    namespaces = [camera_namespace(topic) for topic in value]
+    if len(set(namespaces)) != len(namespaces):
+        return (f"image_topics={list(value)!r}: each camera needs its own namespace "
+                f"(got {namespaces}); outputs go under <camera namespace>/<node name>/")
+    return None
+
+
 def validate(spec: ParamSpec, value: Any) -> str | None:
     """Return the reason ``value`` is not allowed for ``spec``, or None if it is."""
     if not _type_matches(spec, value):
@@ -207,6 +235,8 @@ def validate(spec: ParamSpec, value: Any) -> str | None:
         return f"{spec.name}={value!r} is not one of {list(spec.choices)}"
     if spec.name == "providers":
         return _providers_reason(value)
+    if spec.name == "image_topics":
+        return _image_topics_reason(value)
     return None
 
 

@@ -161,6 +161,7 @@ class QosEvents:
     def __init__(self, log: NodeLog) -> None:
         self._log = log
         self.counts: Counter[str] = Counter()
+        self.lost_by_topic: Counter[str] = Counter()
 
     def subscription(self, topic: str) -> SubscriptionEventCallbacks:
         """Return event callbacks for a subscription on ``topic``."""
@@ -183,13 +184,16 @@ class QosEvents:
     def _lost(self, topic: str, info: Any) -> None:
         """Count and log messages the middleware lost before the node could take them."""
         self.counts["messages_lost"] += int(info.total_count_change)
+        self.lost_by_topic[topic] += int(info.total_count_change)
         self._log.error(f"message_lost/{topic}",
                         f"{topic}: {info.total_count_change} message(s) lost in transport "
                         f"({info.total_count} in all)")
 
-    def values(self) -> dict[str, str]:
-        """Return the counts as diagnostics key-values."""
-        return {key: str(self.counts[key]) for key in ("qos_incompatible", "messages_lost")}
+    def values(self, topic: str | None = None) -> dict[str, str]:
+        """Return the counts as diagnostics key-values; lost messages of ``topic`` if given."""
+        lost = self.counts["messages_lost"] if topic is None else self.lost_by_topic[topic]
+        return {"qos_incompatible": str(self.counts["qos_incompatible"]),
+                "messages_lost": str(lost)}
 
 
 def status_name(node: Node, what: str) -> str:

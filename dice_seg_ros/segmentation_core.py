@@ -20,7 +20,7 @@ import time
 from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterable, Mapping
+from typing import Any, Callable, Iterable, Mapping, Sequence
 
 import numpy as np
 
@@ -187,8 +187,37 @@ class FrameProcessor:
         rgb = msg_to_rgb(msg)
         decode_ms = _ms_since(start)
         seg = self.segmenter.segment(rgb, with_confidence=flags.confidence)
+        return self._result(msg.header, rgb, seg, flags, decode_ms)
+
+    def process_batch(self, msgs: Sequence[Any], flags: Sequence[OutputFlags]
+                      ) -> list[FrameResult | Exception]:
+        """Decode several frames, segment them in one network call, convert each.
+
+        ``flags[i]`` says which outputs frame ``i`` wants. A frame that cannot be
+        decoded gets its exception in its place and the others still run; an
+        error of the network call itself propagates.
+        """
+        results: list[FrameResult | Exception | None] = [None] * len(msgs)
+        decoded = []  # (index, rgb, decode ms)
+        for index, msg in enumerate(msgs):
+            start = time.perf_counter()
+            try:
+                decoded.append((index, msg_to_rgb(msg), _ms_since(start)))
+            except Exception as exc:  # noqa: BLE001 - one bad camera must not stop the others
+                results[index] = exc
+        if decoded:
+            confidence = any(flags[index].confidence for index, _, _ in decoded)
+            segs = self.segmenter.segment_batch([rgb for _, rgb, _ in decoded], confidence)
+            for (index, rgb, decode_ms), seg in zip(decoded, segs):
+                results[index] = self._result(msgs[index].header, rgb, seg, flags[index],
+                                              decode_ms)
+        return results
+
+    def _result(self, header: Any, rgb: np.ndarray, seg: Any, flags: OutputFlags,
+                decode_ms: float) -> FrameResult:
+        """Build the output messages of one segmented frame, with its stage timings."""
         start = time.perf_counter()
-        result = self._messages(msg.header, rgb, seg, flags)
+        result = self._messages(header, rgb, seg, flags)
         result.timings_ms = {"decode": decode_ms, **seg.timings_ms,
                              "publish": _ms_since(start)}
         return result
@@ -383,23 +412,33 @@ class SegmentationWorker:
 
     def status(self, min_fps: float, name: str = "dice_seg_ros: segmentation") -> StatusData:
         """Return the diagnostics status: fps, latency per stage, drops, back end."""
-        segmenter = self.processor.segmenter
-        fps = self.stats.fps()
-        latency = self.stats.mean_latency_ms()
-        values = {"backend": str(getattr(segmenter, "backend", "")),
-                  "device": str(getattr(segmenter, "device", "")),
-                  "fps": format_value(fps, 2), "min_fps": format_value(min_fps, 2),
-                  "frames": str(self.stats.frames), "dropped_frames": str(self.dropped),
-                  "errors": str(self.errors)}
-        values.update({f"latency_{stage}_ms": format_value(ms, 2)
-                       for stage, ms in latency.items()})
-        if self.last_error is not None:
-            level, message = LEVEL_ERROR, f"last frame failed: {self.last_error}"
-        elif self.stats.frames == 0:
-            level, message = LEVEL_WARN, "no image received yet"
-        elif fps < min_fps:
-            level, message = LEVEL_WARN, f"{fps:.1f} fps is under min_fps {min_fps:.1f}"
-        else:
-            level, message = LEVEL_OK, f"{fps:.1f} fps"
-        return StatusData(name=name, level=level, message=message,
-                          hardware_id=f"{values['backend']}:{values['device']}", values=values)
+        return pipeline_status(name, self.processor.segmenter, self.stats, min_fps,
+                               dropped=self.dropped, errors=self.errors,
+                               last_error=self.last_error)
+
+
+def pipeline_status(name: str, segmenter: Any, stats: PipelineStats, min_fps: float,
+                    dropped: int, errors: int, last_error: str | None) -> StatusData:
+    """Return one camera's diagnostics status: fps, latency per stage, drops, back end.
+
+    ERROR while the last frame failed, WARN before the first frame or under
+    ``min_fps`` (Hz), else OK.
+    """
+    fps = stats.fps()
+    latency = stats.mean_latency_ms()
+    values = {"backend": str(getattr(segmenter, "backend", "")),
+              "device": str(getattr(segmenter, "device", "")),
+              "fps": format_value(fps, 2), "min_fps": format_value(min_fps, 2),
+              "frames": str(stats.frames), "dropped_frames": str(dropped),
+              "errors": str(errors)}
+    values.update({f"latency_{stage}_ms": format_value(ms, 2) for stage, ms in latency.items()})
+    if last_error is not None:
+        level, message = LEVEL_ERROR, f"last frame failed: {last_error}"
+    elif stats.frames == 0:
+        level, message = LEVEL_WARN, "no image received yet"
+    elif fps < min_fps:
+        level, message = LEVEL_WARN, f"{fps:.1f} fps is under min_fps {min_fps:.1f}"
+    else:
+        level, message = LEVEL_OK, f"{fps:.1f} fps"
+    return StatusData(name=name, level=level, message=message,
+                      hardware_id=f"{values['backend']}:{values['device']}", values=values)

@@ -7,19 +7,27 @@ the wiring: ``SegmentationNode`` starts segmenting at once, and
 ``SegmentationLifecycleNode`` (a managed node) loads the model in ``configure``
 and subscribes in ``activate``, or does both at start with ``autostart``.
 
-Outputs (relative to the node, so a namespace and name keep cameras apart):
-``~/mask`` mono8 class ids, ``~/mask_color``, ``~/overlay``, ``~/confidence``,
+Outputs of one camera on ``image`` (relative to the node, so a namespace and
+name keep cameras apart): ``~/mask`` mono8 class ids, ``~/mask_color``,
+``~/overlay``, ``~/confidence``,
 ``~/camera_info`` (the camera's, with each mask's header: the mask keeps the
 camera's geometry) and ``~/class_table``, published once with transient-local
 durability: ``vision_msgs/LabelInfo`` where vision_msgs is installed, else a
 ``std_msgs/String`` holding ``segmentation_core.class_table_json``.
+
+Several cameras (``image_topics: [/front/image_raw, /rear/image_raw]``) share
+one network: the newest frame of each runs as one batch per cycle, and each
+camera's outputs go under ``<camera namespace>/<node name>/`` (``/front/dice_seg/mask``
+...), as if one node per camera ran in that namespace. /diagnostics carries one
+status per camera, with frames lost in transport (middleware message-lost
+events and gaps in the camera's stamps) beside the frames the node dropped.
 """
 
 from __future__ import annotations
 
 import sys
 import threading
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 from rclpy.lifecycle import LifecycleNode, State, TransitionCallbackReturn
 from rclpy.node import Node
@@ -28,6 +36,7 @@ from std_msgs.msg import Header, String
 
 from dice_seg_ros.classes import classes_for_model
 from dice_seg_ros.inference import Segmenter
+from dice_seg_ros.multi_camera import CameraTopics, MultiCameraWorker, camera_topics
 from dice_seg_ros.node_params import (AUTO_PROVIDERS, SEGMENTATION_NODE, SEGMENTATION_PARAMS,
                                       ParamSpec)
 from dice_seg_ros.ros_plumbing import (NodeLog, QosEvents, create_diagnostics_publisher,
@@ -37,17 +46,18 @@ from dice_seg_ros.ros_plumbing import (NodeLog, QosEvents, create_diagnostics_pu
 from dice_seg_ros.segmentation_core import (FrameProcessor, FrameResult, OutputFlags,
                                             SegmentationWorker, class_table_json,
                                             engine_cache_dir, label_info, with_header)
+from dice_seg_ros.stamp_gaps import StampGaps
 
 try:
     from vision_msgs.msg import LabelInfo, VisionClass
 except ImportError:  # not on PyPI; a ROS installation may have it
     LabelInfo = VisionClass = None
 
-# Optional output -> (switch parameter, topic).
+# Optional output -> (switch parameter, topic under the camera's output prefix).
 OPTIONAL_OUTPUTS = {
-    "color": ("publish_color", "~/mask_color"),
-    "overlay": ("publish_overlay", "~/overlay"),
-    "confidence": ("publish_confidence", "~/confidence"),
+    "color": ("publish_color", "mask_color"),
+    "overlay": ("publish_overlay", "overlay"),
+    "confidence": ("publish_confidence", "confidence"),
 }
 LIFECYCLE_NODE = "segmentation_lifecycle_node"
 AUTOSTART = ParamSpec("autostart", False,
@@ -65,12 +75,79 @@ def make_segmenter(values: dict[str, Any], node_name: str) -> Segmenter:
                      engine_cache_dir=engine_cache_dir(values["engine_cache_dir"], node_name))
 
 
+def stamp_ns(msg: Any) -> int:
+    """Return a message's header stamp in nanoseconds."""
+    return msg.header.stamp.sec * 1_000_000_000 + msg.header.stamp.nanosec
+
+
+class CameraOutputs:
+    """One camera's publishers (mask, camera_info, optional outputs) and transport counters.
+
+    Args:
+        topics: the camera's topics.
+        publisher: creates a publisher as ``publisher(msg_type, topic)``.
+        destroy: destroys a publisher.
+
+    """
+
+    def __init__(self, topics: CameraTopics, publisher: Callable[[type, str], Any],
+                 destroy: Callable[[Any], None]) -> None:
+        self.topics = topics
+        self._publisher = publisher
+        self._destroy = destroy
+        self._lock = threading.Lock()  # optional publishers change in the parameter callback
+        self.pubs = {"mask": publisher(Image, topics.output("mask")),
+                     "camera_info": publisher(CameraInfo, topics.output("camera_info"))}
+        self.optional: dict[str, Any] = {}
+        self.camera_info: CameraInfo | None = None
+        self.gaps = StampGaps()
+
+    def on_camera_info(self, msg: CameraInfo) -> None:
+        """Keep the newest camera_info, republished with each mask's header."""
+        self.camera_info = msg
+
+    def sync_optional(self, values: dict[str, Any]) -> None:
+        """Create enabled optional publishers and destroy disabled ones."""
+        with self._lock:
+            for key, (switch, name) in OPTIONAL_OUTPUTS.items():
+                if values[switch] and key not in self.optional:
+                    self.optional[key] = self._publisher(Image, self.topics.output(name))
+                elif not values[switch] and key in self.optional:
+                    self._destroy(self.optional.pop(key))
+
+    def wanted(self) -> OutputFlags:
+        """Ask for an optional output only while something subscribes to it."""
+        with self._lock:
+            return OutputFlags(**{key: pub.get_subscription_count() > 0
+                                  for key, pub in self.optional.items()})
+
+    def publish(self, result: FrameResult) -> None:
+        """Publish every message the core made for a frame, and camera_info with its header."""
+        self.pubs["mask"].publish(result.mask)
+        if self.camera_info is not None:
+            self.pubs["camera_info"].publish(with_header(self.camera_info, result.header))
+        with self._lock:
+            for key, pub in self.optional.items():
+                msg = getattr(result, key)
+                if msg is not None:
+                    pub.publish(msg)
+
+    def destroy(self) -> None:
+        """Destroy every publisher of this camera."""
+        with self._lock:
+            for pub in [*self.pubs.values(), *self.optional.values()]:
+                self._destroy(pub)
+            self.pubs, self.optional = {}, {}
+
+
 class SegmentationWiring:
-    """Publishers, subscription and worker of a segmentation node, in lifecycle steps.
+    """Publishers, subscriptions and worker of a segmentation node, in lifecycle steps.
 
     ``configure`` loads the model and creates the publishers, ``activate``
-    subscribes to the camera, ``deactivate`` unsubscribes, ``cleanup`` frees
-    everything ``configure`` made.
+    subscribes to the cameras, ``deactivate`` unsubscribes, ``cleanup`` frees
+    everything ``configure`` made. One camera runs through ``SegmentationWorker``
+    (one frame per network call); several through ``MultiCameraWorker`` (the
+    newest frame of each camera, one batch per cycle).
     """
 
     def __init__(self, node: Node, values: dict[str, Any]) -> None:
@@ -79,29 +156,41 @@ class SegmentationWiring:
         self.log = NodeLog(node)
         self.events = QosEvents(self.log)
         self.processor: FrameProcessor | None = None
-        self.worker: SegmentationWorker | None = None
-        self._lock = threading.Lock()  # publishers change in the parameter callback
-        self._optional: dict[str, Any] = {}
+        self.worker: SegmentationWorker | MultiCameraWorker | None = None
+        self.cameras: dict[str, CameraOutputs] = {}
         self._pubs: dict[str, Any] = {}
         self._subs: list[Any] = []
         self._timer = None
-        self._camera_info: CameraInfo | None = None
         self._undo_logging = forward_library_logging(node)
 
     def configure(self) -> None:
-        """Load the model and create the publishers, diagnostics timer and class table."""
+        """Load the model and create the publishers, diagnostics timer and class tables."""
         node, values = self.node, self.values
         segmenter = make_segmenter(values, node.get_fully_qualified_name())
         classes = classes_for_model(segmenter.meta.class_names, values["classes_file"] or None)
         self.processor = FrameProcessor(segmenter, classes, Image, values["overlay_alpha"])
-        self._pubs["mask"] = self._publisher(Image, "~/mask")
-        self._pubs["camera_info"] = self._publisher(CameraInfo, "~/camera_info")
+        topics = camera_topics(values["image_topics"], node.get_name(),
+                               compressed=values["use_compressed"])
+        self.cameras = {t.camera: CameraOutputs(t, self._publisher, node.destroy_publisher)
+                        for t in topics}
         self._pubs["diagnostics"] = create_diagnostics_publisher(node)
-        self._publish_class_table()
+        for camera in self.cameras.values():
+            self._publish_class_table(camera.topics)
         self.sync_optional_publishers()
-        self.worker = SegmentationWorker(self.processor, self._publish, flags=self._wanted,
-                                         on_error=lambda exc: self.log.exception("frame", exc))
+        self.worker = self._make_worker()
         self._timer = node.create_timer(values["diagnostics_period_s"], self._diagnostics)
+
+    def _make_worker(self) -> SegmentationWorker | MultiCameraWorker:
+        """Return the worker: one frame per call for one camera, one batch for several."""
+        if len(self.cameras) == 1:
+            (camera,) = self.cameras.values()
+            return SegmentationWorker(self.processor, camera.publish, flags=camera.wanted,
+                                      on_error=lambda exc: self.log.exception("frame", exc))
+        return MultiCameraWorker(
+            self.processor, list(self.cameras),
+            publish=lambda name, result: self.cameras[name].publish(result),
+            flags=lambda name: self.cameras[name].wanted(),
+            on_error=lambda name, exc: self.log.exception(f"frame {name or 'batch'}", exc))
 
     def _publisher(self, msg_type: type, topic: str, transient_local: bool = False) -> Any:
         """Create an output publisher with the output QoS parameters and QoS event logging."""
@@ -111,35 +200,56 @@ class SegmentationWiring:
         return self.node.create_publisher(msg_type, topic, qos,
                                           event_callbacks=self.events.publisher(topic))
 
-    def _publish_class_table(self) -> None:
-        """Publish the class table once; transient-local keeps it for late subscribers."""
+    def _publish_class_table(self, topics: CameraTopics) -> None:
+        """Publish a camera's class table once; transient-local keeps it for late subscribers."""
         classes = self.processor.classes
         header = Header(stamp=self.node.get_clock().now().to_msg())
+        topic = topics.output("class_table")
         if LabelInfo is not None:
             msg = label_info(classes, header, LabelInfo, VisionClass)
-            self._pubs["class_table"] = self._publisher(LabelInfo, "~/class_table", True)
+            pub = self._publisher(LabelInfo, topic, True)
         else:
             msg = String(data=class_table_json(classes))
-            self._pubs["class_table"] = self._publisher(String, "~/class_table", True)
-        self._pubs["class_table"].publish(msg)
+            pub = self._publisher(String, topic, True)
+        self._pubs[topic] = pub
+        pub.publish(msg)
 
     def activate(self) -> None:
-        """Start the worker and subscribe to the camera image and camera_info."""
+        """Start the worker and subscribe to each camera's image and camera_info."""
         node, values = self.node, self.values
-        topic, msg_type = (("image/compressed", CompressedImage) if values["use_compressed"]
-                           else ("image", Image))
+        msg_type = CompressedImage if values["use_compressed"] else Image
         self.worker.start()
         qos = qos_profile(values["qos_reliability"], values["qos_depth"])
-        self._subs = [
-            node.create_subscription(msg_type, topic, self.worker.submit, qos,
-                                     event_callbacks=self.events.subscription(topic)),
-            node.create_subscription(CameraInfo, "camera_info", self._on_camera_info, qos,
-                                     event_callbacks=self.events.subscription("camera_info"))]
+        images = []
+        for name, camera in self.cameras.items():
+            topics = camera.topics
+            images.append(topics.image)
+            self._subs += [
+                node.create_subscription(msg_type, topics.image, self._on_image(name), qos,
+                                         event_callbacks=self.events.subscription(topics.image)),
+                node.create_subscription(
+                    CameraInfo, topics.camera_info, camera.on_camera_info, qos,
+                    event_callbacks=self.events.subscription(topics.camera_info))]
         segmenter = self.processor.segmenter
         node.get_logger().info(
-            f"segmenting {self._subs[0].topic_name} ({msg_type.__name__}, "
+            f"segmenting {', '.join(node.resolve_topic_name(t) for t in images)} "
+            f"({msg_type.__name__}, "
             f"{values['qos_reliability']}) with {segmenter.backend} on {segmenter.device}, "
             f"model {segmenter.source}, classes {list(self.processor.classes.names)}")
+
+    def _on_image(self, name: str) -> Callable[[Any], None]:
+        """Return the image callback of camera ``name``: count stamp gaps, offer the frame."""
+        gaps = self.cameras[name].gaps
+        if isinstance(self.worker, SegmentationWorker):
+            submit = self.worker.submit
+        else:
+            def submit(msg: Any) -> None:
+                self.worker.submit(name, msg)
+
+        def on_image(msg: Any) -> None:
+            gaps.add(stamp_ns(msg))
+            submit(msg)
+        return on_image
 
     def deactivate(self) -> None:
         """Unsubscribe and stop the worker after the frame in progress."""
@@ -152,10 +262,11 @@ class SegmentationWiring:
     def cleanup(self) -> None:
         """Destroy what ``configure`` created."""
         self.deactivate()
-        with self._lock:
-            for pub in [*self._pubs.values(), *self._optional.values()]:
-                self.node.destroy_publisher(pub)
-            self._pubs, self._optional = {}, {}
+        for camera in self.cameras.values():
+            camera.destroy()
+        for pub in self._pubs.values():
+            self.node.destroy_publisher(pub)
+        self._pubs, self.cameras = {}, {}
         if self._timer is not None:
             self.node.destroy_timer(self._timer)
             self._timer = None
@@ -166,19 +277,10 @@ class SegmentationWiring:
         self.deactivate()
         self._undo_logging()
 
-    def _on_camera_info(self, msg: CameraInfo) -> None:
-        """Keep the newest camera_info, republished with each mask's header."""
-        self._camera_info = msg
-
     def sync_optional_publishers(self) -> None:
-        """Create enabled optional publishers and destroy disabled ones."""
-        with self._lock:
-            for key, (switch, topic) in OPTIONAL_OUTPUTS.items():
-                enabled = self.values[switch]
-                if enabled and key not in self._optional:
-                    self._optional[key] = self._publisher(Image, topic)
-                elif not enabled and key in self._optional:
-                    self.node.destroy_publisher(self._optional.pop(key))
+        """Create enabled optional publishers and destroy disabled ones, for every camera."""
+        for camera in self.cameras.values():
+            camera.sync_optional(self.values)
 
     def apply(self, changes: dict[str, Any]) -> None:
         """Apply run-time parameter changes (overlay alpha, publishing switches)."""
@@ -188,29 +290,25 @@ class SegmentationWiring:
                 switch in changes for switch, _ in OPTIONAL_OUTPUTS.values()):
             self.sync_optional_publishers()
 
-    def _wanted(self) -> OutputFlags:
-        """Ask for an optional output only while something subscribes to it."""
-        with self._lock:
-            return OutputFlags(**{key: pub.get_subscription_count() > 0
-                                  for key, pub in self._optional.items()})
-
-    def _publish(self, result: FrameResult) -> None:
-        """Publish every message the core made for this frame, and camera_info with its header."""
-        self._pubs["mask"].publish(result.mask)
-        if self._camera_info is not None:
-            self._pubs["camera_info"].publish(with_header(self._camera_info, result.header))
-        with self._lock:
-            for key, pub in self._optional.items():
-                msg = getattr(result, key)
-                if msg is not None:
-                    pub.publish(msg)
-
     def _diagnostics(self) -> None:
-        """Publish fps, latency per stage, drops and transport losses on /diagnostics."""
-        status = self.worker.status(self.values["min_fps"],
-                                    name=status_name(self.node, "segmentation"))
-        status.values.update(self.events.values())
-        publish_diagnostics(self.node, self._pubs["diagnostics"], [status])
+        """Publish fps, latency per stage, drops and transport losses on /diagnostics.
+
+        One status per camera; with several cameras each is named after its
+        camera and also carries the batch cycle's latency and size.
+        """
+        statuses = []
+        min_fps = self.values["min_fps"]
+        for key, camera in self.cameras.items():
+            if isinstance(self.worker, SegmentationWorker):
+                status = self.worker.status(min_fps, name=status_name(self.node, "segmentation"))
+            else:
+                status = self.worker.status(
+                    camera=key, min_fps=min_fps,
+                    name=status_name(self.node, f"segmentation {key}"))
+            status.values.update(self.events.values(camera.topics.image))
+            status.values.update(camera.gaps.values())
+            statuses.append(status)
+        publish_diagnostics(self.node, self._pubs["diagnostics"], statuses)
 
 
 class SegmentationNode(Node):

@@ -7,11 +7,12 @@ from pathlib import Path
 import pytest
 import yaml
 
+from dice_seg_ros.multi_camera import OUTPUT_NAMES, camera_topics
 from dice_seg_ros.replay import output_topics
 
-from dice_seg_ros.node_params import (MONITOR_NODE, MONITOR_PARAMS, NODE_PARAMS,
-                                      SEGMENTATION_NODE, SEGMENTATION_PARAMS, defaults, validate,
-                                      validate_all, spec_map)
+from dice_seg_ros.node_params import (DEFAULT_IMAGE_TOPICS, MONITOR_NODE, MONITOR_PARAMS,
+                                      NODE_PARAMS, SEGMENTATION_NODE, SEGMENTATION_PARAMS,
+                                      defaults, validate, validate_all, spec_map)
 
 ROOT = Path(__file__).resolve().parent.parent
 LAUNCH_FILES = sorted((ROOT / "launch").glob("*.launch.py"))
@@ -85,7 +86,15 @@ def share_files(tree):
 
 
 def published_topics(node_name):
-    """Return the topics a node module publishes on (its ``~/...`` strings, /diagnostics)."""
+    """Return the topics a node publishes on with default parameters (``~/...``, /diagnostics).
+
+    The segmentation node's come from its camera's output names (one camera on
+    ``image`` by default), each of which its module must use.
+    """
+    if node_name == SEGMENTATION_NODE:
+        (camera,) = camera_topics(DEFAULT_IMAGE_TOPICS, node_name)
+        assert set(OUTPUT_NAMES) <= strings(parse(NODE_MODULES[node_name]))
+        return {camera.output(name) for name in OUTPUT_NAMES} | {"/diagnostics"}
     return {s for s in strings(parse(NODE_MODULES[node_name]))
             if s.startswith("~/") or s == "/diagnostics"}
 
@@ -169,7 +178,9 @@ def test_segmentation_launch_arguments_and_overrides():
     remapped = {literal(t.elts[0]) for c in calls(tree, "Node")
                 for t in getattr(keyword(c, "remappings"), "elts", [])}
     assert remapped == {"image", "image/compressed", "camera_info"}
-    assert remapped <= strings(parse(NODE_MODULES[SEGMENTATION_NODE]))
+    (plain,) = camera_topics(DEFAULT_IMAGE_TOPICS, SEGMENTATION_NODE)
+    (compressed,) = camera_topics(DEFAULT_IMAGE_TOPICS, SEGMENTATION_NODE, compressed=True)
+    assert remapped == {plain.image, compressed.image, plain.camera_info}
 
 
 def test_evaluate_bag_wiring():

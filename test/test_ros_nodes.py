@@ -86,8 +86,9 @@ def test_segmentation_node_publishes_masks_with_input_header(ros):
     colors = collector(helper, Image, "/segmentation_node/mask_color")
     confidences = collector(helper, Image, "/segmentation_node/confidence")
     diagnostics = collector(helper, DiagnosticArray, "/diagnostics")
+    optional = node.wiring.cameras[""].optional
     assert spin_until(lambda: camera.get_subscription_count() > 0
-                      and node.wiring._optional["confidence"].get_subscription_count() > 0)
+                      and optional["confidence"].get_subscription_count() > 0)
 
     rgb, _ = generate_scene(3, width=80, height=60)
     camera.publish(numpy_to_image(rgb, "rgb8", stamped(42), Image))
@@ -294,7 +295,7 @@ def test_namespaced_renamed_node_gets_yaml_parameters_camera_info_and_class_tabl
                       k=[float(i) for i in range(9)])
     info.header.frame_id = "front_optical"
     info_pub.publish(info)
-    assert spin_until(lambda: node.wiring._camera_info is not None)
+    assert spin_until(lambda: node.wiring.cameras[""].camera_info is not None)
     bad = Image(header=stamped(1), height=2, width=2, encoding="bgr8", step=6, data=[0] * 5)
     camera.publish(bad)
     assert spin_until(lambda: node.wiring.worker.errors == 1)
@@ -306,7 +307,55 @@ def test_namespaced_renamed_node_gets_yaml_parameters_camera_info_and_class_tabl
     assert spin_until(lambda: any(s.name == "/front/dice_seg: segmentation"
                                   for d in diagnostics for s in d.status))
     status = next(s for d in diagnostics for s in d.status if s.name.startswith("/front/"))
-    assert {"errors", "qos_incompatible", "messages_lost"} <= {kv.key for kv in status.values}
+    assert {"errors", "qos_incompatible", "messages_lost",
+            "frames_missing_in_stamps"} <= {kv.key for kv in status.values}
+
+
+def test_one_node_serves_two_cameras_under_their_namespaces(ros):
+    """image_topics: each camera gets masks of its own frames, header and size, in one batch."""
+    from dice_seg_ros.data.synthetic import generate_scene
+    from dice_seg_ros.segmentation_node import SegmentationNode
+    shipped_model_or_skip()
+    context, add, spin_until = ros
+    node = add(SegmentationNode(node_name="dice_seg", context=context, parameter_overrides=[
+        Parameter("device", value="cpu"), Parameter("qos_reliability", value="reliable"),
+        Parameter("image_topics", value=["/front/image_raw", "/rear/image_raw"]),
+        Parameter("diagnostics_period_s", value=0.2)]))
+    helper = add(rclpy.create_node("multi_helper", context=context))
+    cameras = {name: helper.create_publisher(Image, f"/{name}/image_raw", RELIABLE)
+               for name in ("front", "rear")}
+    masks = {name: collector(helper, Image, f"/{name}/dice_seg/mask") for name in cameras}
+    colors = collector(helper, Image, "/rear/dice_seg/mask_color")
+    diagnostics = collector(helper, DiagnosticArray, "/diagnostics")
+    assert spin_until(lambda: all(p.get_subscription_count() for p in cameras.values())
+                      and node.wiring.cameras["/rear"].optional["color"].get_subscription_count())
+    assert helper.count_publishers("/dice_seg/mask") == 0, "no output outside the cameras"
+
+    scenes = {"front": generate_scene(3, width=80, height=60)[0],
+              "rear": generate_scene(4, width=64, height=48)[0]}
+    for stamp, name in enumerate(cameras, start=1):
+        header = stamped(100 * stamp, frame_id=f"{name}_optical")
+        cameras[name].publish(numpy_to_image(scenes[name], "rgb8", header, Image))
+    assert spin_until(lambda: all(masks.values()) and colors), "a camera got no mask"
+    segmenter = node.wiring.processor.segmenter
+    for stamp, name in enumerate(cameras, start=1):
+        mask = masks[name][0]
+        assert (mask.header.stamp.sec, mask.header.frame_id) == (100 * stamp, f"{name}_optical")
+        assert (mask.width, mask.height) == scenes[name].shape[1::-1]
+        np.testing.assert_array_equal(image_to_numpy(mask),
+                                      segmenter.segment(scenes[name]).class_ids)
+    assert colors[0].header.frame_id == "rear_optical"
+
+    def camera_status(name):
+        return next(({kv.key: kv.value for kv in s.values} for d in reversed(diagnostics)
+                     for s in d.status if s.name == f"/dice_seg: segmentation /{name}"), None)
+    assert spin_until(lambda: camera_status("front") and camera_status("rear")
+                      and camera_status("rear")["frames"] == "1")
+    for name in cameras:
+        values = camera_status(name)
+        assert values["frames"] == "1" and values["dropped_frames"] == "0"
+        assert float(values["cycle_ms"]) > 0 and values["messages_lost"] == "0"
+        assert "frames_missing_in_stamps" in values
 
 
 def test_incompatible_qos_is_counted_and_logged(ros):

@@ -135,3 +135,23 @@ def test_bad_start_parameter_is_one_line_and_exit_code_1(graph):
     out, _ = proc.communicate(timeout=30)
     assert proc.returncode == 1
     assert "ema_alpha=0.0 is outside" in out and "Traceback" not in out
+
+
+def test_node_soak_benchmark_quick_run():
+    """The soak benchmark's quick mode: both nodes as processes, every frame scored."""
+    script("segmentation_node")
+    from dice_seg_ros.resources import DEFAULT_MODEL, resource_path
+    try:
+        resource_path(DEFAULT_MODEL)
+    except FileNotFoundError as exc:
+        pytest.skip(f"shipped model not built yet: {exc}")
+    bench = Path(__file__).resolve().parent.parent / "benchmarks" / "bench_node_soak.py"
+    env = dict(os.environ, ROS_DOMAIN_ID=str(DOMAIN))
+    done = subprocess.run([sys.executable, str(bench), "--frames", "200", "--every", "100"],
+                          env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    rows = [line for line in done.stdout.splitlines() if line.startswith("| 1") or
+            line.startswith("| 2")]
+    assert [row.split("|")[1].strip() for row in rows] == ["100", "200"], done.stdout
+    assert "timeouts: 0 of 200 frames" in done.stdout
+    assert "segmentation_node: RSS" in done.stdout and "dice_monitor_node: RSS" in done.stdout
