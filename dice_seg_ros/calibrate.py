@@ -21,9 +21,9 @@ from tqdm import tqdm
 
 from dice_seg_ros.bag_io import IMAGE_TYPES, BadMessage, BagReader, header_stamp_ns
 from dice_seg_ros.classes import ClassSet, classes_for_model
-from dice_seg_ros.data.datasets import FORMATS
+from dice_seg_ros.data.datasets import FORMATS, open_dataset, split_by_sequence
 from dice_seg_ros.errors import BagError, ModelError
-from dice_seg_ros.image_conversion import labels_to_ids, msg_to_rgb
+from dice_seg_ros.image_conversion import LABEL_FORMATS, labels_to_ids, msg_to_rgb
 from dice_seg_ros.inference import Segmenter
 from dice_seg_ros.metrics import DiceTracker
 from dice_seg_ros.pairing import StampPairer
@@ -52,12 +52,17 @@ def bag_frames(bag: str | Path, image_topic: str, label_topic: str, classes: Cla
 
 
 def dataset_frames(root: str | Path, fmt: str, classes: ClassSet, remap: Path | None = None,
-                   split: str | None = None) -> Iterator[Frame]:
-    """Yield ``(rgb, class_ids)`` of a dataset's images (only ``SPLIT_*`` ones with ``split``)."""
-    from dice_seg_ros.data.datasets import open_dataset
+                   split: str | None = None, held_out: float | None = None
+                   ) -> Iterator[Frame]:
+    """Yield ``(rgb, class_ids)`` of a dataset's images (only ``SPLIT_*`` ones with ``split``).
 
+    ``held_out`` keeps only the last fraction of every sequence: the frames that
+    ``dice-seg train --val-fraction`` held out of training, so a model can be
+    calibrated on real frames it has not learned.
+    """
     data = open_dataset(root, fmt, classes, remap, split=split)
-    for index in range(len(data)):
+    indices = range(len(data)) if held_out is None else split_by_sequence(data, held_out)[1]
+    for index in indices:
         yield data[index]
 
 
@@ -135,7 +140,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="labeled rosbag2 (repeatable); needs --image-topic/--label-topic")
     parser.add_argument("--image-topic", default="/camera/image_raw")
     parser.add_argument("--label-topic", default="/camera/labels")
-    parser.add_argument("--label-format", choices=("ids", "color"), default="ids")
+    parser.add_argument("--label-format", choices=LABEL_FORMATS, default="ids")
     parser.add_argument("--max-offset-ms", type=float, default=20.0,
                         help="largest image/label stamp difference to pair, ms (default 20)")
     parser.add_argument("--dataset", type=Path, default=None,
@@ -146,6 +151,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="dataset label id -> class id YAML (default: the format's)")
     parser.add_argument("--split", default=None,
                         help="only dataset images named SPLIT_* (e.g. train)")
+    parser.add_argument("--held-out", type=float, default=None, metavar="FRACTION",
+                        help="only the last FRACTION of every dataset sequence: what "
+                             "'dice-seg train --val-fraction FRACTION' kept out of training")
     parser.add_argument("--generated", type=int, default=0,
                         help="also calibrate on N generated 640x480 scenes")
     parser.add_argument("--seed", type=int, default=1_000_000,
@@ -166,7 +174,8 @@ def _frames(args: argparse.Namespace, classes: ClassSet) -> Iterator[Frame]:
         yield from bag_frames(bag, args.image_topic, args.label_topic, classes,
                               args.label_format, args.max_offset_ms)
     if args.dataset is not None:
-        yield from dataset_frames(args.dataset, args.format, classes, args.remap, args.split)
+        yield from dataset_frames(args.dataset, args.format, classes, args.remap, args.split,
+                                  args.held_out)
     yield from generated_frames(args.generated, args.seed)
 
 
@@ -184,7 +193,9 @@ def run(args: argparse.Namespace) -> int:
     calibration.model_sha256 = file_sha256(segmenter.model_path)
     sources = [str(bag) for bag in args.bag]
     if args.dataset is not None:
-        sources.append(f"{args.dataset} ({args.format}, split {args.split or 'all'})")
+        sources.append(f"{args.dataset} ({args.format}, split {args.split or 'all'}"
+                       + (f", last {args.held_out:g} of every sequence" if args.held_out else "")
+                       + ")")
     if args.generated > 0:
         sources.append(f"{args.generated} generated scenes from seed {args.seed}")
     calibration.fit = dict(fit_figures(calibration, table), data=sources,

@@ -17,7 +17,8 @@ from PIL import Image
 
 from dice_seg_ros.classes import load_classes, load_remap
 from dice_seg_ros.data.augment import CAMERA_AUGMENT, AugmentConfig, augment, pasta
-from dice_seg_ros.data.datasets import RUGD_CLASSES, RUGD_COLORS, open_dataset, read_id_label
+from dice_seg_ros.data.datasets import (RUGD_CLASSES, RUGD_COLORS, evenly_spaced, folder_dataset,
+                                        open_dataset, read_id_label, split_by_sequence)
 from dice_seg_ros.data.synthetic import generate_scene
 from dice_seg_ros.resources import resource_path
 
@@ -180,7 +181,6 @@ def test_pasta_keeps_exposure_and_phase_but_changes_texture():
 
 torch = pytest.importorskip("torch")
 from dice_seg_ros import train as train_mod  # noqa: E402
-from dice_seg_ros.data.datasets import folder_dataset  # noqa: E402
 from dice_seg_ros.model import load_checkpoint  # noqa: E402
 
 TINY = ["--input-size", "32x24", "--batch-size", "2", "--threads", "1", "--quiet",
@@ -205,19 +205,19 @@ def test_sequence_split_holds_out_the_end_of_every_sequence(tmp_path):
     _folder(tmp_path, 10, "a_")
     _folder(tmp_path, 10, "b_")
     files = folder_dataset(tmp_path, CLASSES)
-    train, val = train_mod.split_by_sequence(files, 0.2)
+    train, val = split_by_sequence(files, 0.2)
     names = sorted(files.pairs[i].image.name for i in val)
     assert names == ["a_0008.png", "a_0009.png", "b_0008.png", "b_0009.png"]
     assert not set(train) & set(val) and len(train) + len(val) == 20
     with pytest.raises(ValueError, match="val-fraction"):
-        train_mod.split_by_sequence(files, 1.0)
+        split_by_sequence(files, 1.0)
 
 
 def test_evenly_spaced_few_shot_subset():
-    assert train_mod.evenly_spaced(list(range(100, 110)), 3) == [100, 104, 109]
-    assert train_mod.evenly_spaced([1, 2], 5) == [1, 2]
+    assert evenly_spaced(list(range(100, 110)), 3) == [100, 104, 109]
+    assert evenly_spaced([1, 2], 5) == [1, 2]
     with pytest.raises(ValueError, match="train-images"):
-        train_mod.evenly_spaced([1], 0)
+        evenly_spaced([1], 0)
 
 
 def test_init_fine_tunes_from_a_checkpoint_and_records_provenance(tmp_path):

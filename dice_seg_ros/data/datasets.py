@@ -303,6 +303,52 @@ def rellis_dataset(root: str | Path, classes: ClassSet,
     return LabeledImages(pairs, classes, remap, source=str(root))
 
 
+def evenly_spaced(indices: Sequence[int], count: int) -> list[int]:
+    """``count`` of ``indices`` spread evenly over them (few-shot subsets)."""
+    if count < 1:
+        raise ValueError(f"--train-images must be >= 1, got {count}")
+    if count >= len(indices):
+        return list(indices)
+    picks = np.linspace(0, len(indices) - 1, count).round().astype(int)
+    return [indices[i] for i in picks]
+
+
+def sequence_key(path: Path) -> str:
+    """Name of the sequence an image belongs to: its folder and stem without frame number."""
+    return f"{path.parent}/{path.stem.rstrip('0123456789')}"
+
+
+def split_by_sequence(files: LabeledImages, fraction: float
+                      ) -> tuple[list[int], list[int]]:
+    """Hold out the last ``fraction`` of the frames of every sequence (sorted by name).
+
+    Neighbouring frames of a recording are near duplicates, so a random split
+    would validate on frames the network has almost seen; a block at the end of
+    each sequence does not.
+
+    Raises:
+        ValueError: if ``fraction`` is not in (0, 1) or too few images remain.
+
+    """
+    if not 0.0 < fraction < 1.0:
+        raise ValueError(f"--val-fraction must be in (0, 1), got {fraction}")
+    sequences: dict[str, list[int]] = {}
+    for index, pair in enumerate(files.pairs):
+        sequences.setdefault(sequence_key(pair.image), []).append(index)
+    train, val = [], []
+    for indices in sequences.values():
+        indices = sorted(indices, key=lambda i: files.pairs[i].image.name)
+        n_val = int(round(len(indices) * fraction))
+        if len(sequences) == 1 or len(indices) > 1:
+            n_val = max(1, n_val)
+        train += indices[:len(indices) - n_val]
+        val += indices[len(indices) - n_val:]
+    if not train or not val:
+        raise ValueError(f"{len(files)} images are too few to hold out a fraction of "
+                         f"{fraction} for validation; pass --val-data")
+    return train, val
+
+
 def open_dataset(root: str | Path, fmt: str, classes: ClassSet,
                  remap_path: str | Path | None = None,
                  label_format: str = "ids", split: str | None = None) -> LabeledImages:
