@@ -30,6 +30,7 @@ class FakeSegmentation:
     class_ids: np.ndarray
     confidence: np.ndarray | None
     timings_ms: dict = field(default_factory=dict)
+    estimated_dice: float | None = None
 
 
 class FakeSegmenter:
