@@ -263,7 +263,8 @@ class MonitorCore:
                  ema_alpha: float = 0.1, warn_below: float = 0.6, error_below: float = 0.3,
                  slop_s: float = 0.0, max_pending: int = 30,
                  rows_path: str | Path | None = None, estimates: bool = False,
-                 recent_frames: int = RECENT_FRAMES, clock: Callable[[], float] = time.monotonic) -> None:
+                 recent_frames: int = RECENT_FRAMES,
+                 clock: Callable[[], float] = time.monotonic) -> None:
         self.classes = classes
         self.label_format = check_label_format(label_format)
         self.tracker = DiceTracker(classes.num_classes, classes.ignore_index,

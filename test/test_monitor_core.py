@@ -313,7 +313,7 @@ KeyValue = TS.types["diagnostic_msgs/msg/KeyValue"]
 
 
 def estimate_msg(index, estimate):
-    """The segmentation node's ~/estimated_dice_stamped for frame ``index``, through CDR."""
+    """Return the segmentation node's ~/estimated_dice_stamped of frame ``index``, via CDR."""
     from dice_seg_ros.segmentation_core import EstimatedDiceTracker
 
     status = EstimatedDiceTracker(5, "net.quality.json", 0.5, 0.3).frame_status(estimate)

@@ -448,7 +448,7 @@ def test_calibrated_model_publishes_estimated_dice_per_camera(ros, calibrated_ti
     from dice_seg_ros.segmentation_node import SegmentationNode
 
     context, add, spin_until = ros
-    node = add(SegmentationNode(context=context, parameter_overrides=[
+    add(SegmentationNode(context=context, parameter_overrides=[
         Parameter("model_path", value=str(calibrated_tiny_model)),
         Parameter("device", value="cpu"), Parameter("qos_reliability", value="reliable"),
         Parameter("image_topics", value=["/front/image", "/rear/image"]),
