@@ -448,7 +448,7 @@ def test_calibrated_model_publishes_estimated_dice_per_camera(ros, calibrated_ti
     from dice_seg_ros.segmentation_node import SegmentationNode
 
     context, add, spin_until = ros
-    add(SegmentationNode(context=context, parameter_overrides=[
+    node = add(SegmentationNode(context=context, parameter_overrides=[
         Parameter("model_path", value=str(calibrated_tiny_model)),
         Parameter("device", value="cpu"), Parameter("qos_reliability", value="reliable"),
         Parameter("image_topics", value=["/front/image", "/rear/image"]),
@@ -497,6 +497,10 @@ def test_calibrated_model_publishes_estimated_dice_per_camera(ros, calibrated_ti
         assert status.level == b"\x02" and "estimated_dice_error" in status.message
         assert values["calibration"] == str(calibrated_tiny_model.with_suffix(".quality.json"))
         assert values["window_frames"] == "2"
+    assert node.set_parameters([Parameter("estimated_dice_error", value=0.1)])[0].successful
+    assert all(c.estimates.error_below == 0.1 for c in node.wiring.cameras.values())
+    refused = node.set_parameters([Parameter("estimated_dice_warn", value=0.05)])[0]
+    assert not refused.successful and "estimated_dice_warn" in refused.reason
 
     plain = add(SegmentationNode(node_name="uncalibrated", context=context,
                                  parameter_overrides=[
