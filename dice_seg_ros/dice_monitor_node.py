@@ -5,7 +5,10 @@ service. Stamp pairing, scoring, thresholds, the streamed per-frame CSV and
 the report are ``monitor_core``, built on the same pairer and DiceTracker as
 ``dice-seg eval``. Reports asked for by ``~/save_report`` are written on the
 core's report thread, so pairs keep being scored meanwhile; the report on
-shutdown is written after spinning stops.
+shutdown is written after spinning stops. With ``estimate_dice``, a third
+subscription, ``estimated_dice_stamped`` (the segmentation node's
+``~/estimated_dice_stamped``), gives each frame's label-free estimate, which the
+core joins with the frame's true Dice by stamp for the report.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ from concurrent.futures import Future
 from pathlib import Path
 from typing import Any, Sequence
 
+from diagnostic_msgs.msg import DiagnosticArray
 from rclpy.logging import get_logger
 from rclpy.node import Node
 from sensor_msgs.msg import Image
@@ -48,11 +52,16 @@ class DiceMonitorNode(Node):
                                 error_below=values["error_below"],
                                 slop_s=values["sync_slop_s"],
                                 max_pending=values["sync_queue_size"],
-                                rows_path=Path(report_dir) / PER_FRAME_CSV if report_dir else None)
+                                rows_path=Path(report_dir) / PER_FRAME_CSV if report_dir else None,
+                                estimates=values["estimate_dice"])
         qos = qos_profile(values["qos_reliability"], values["qos_depth"])
         self._subs = {topic: self.create_subscription(
             Image, topic, lambda msg, topic=topic: self._on_message(topic, msg), qos,
             event_callbacks=self.events.subscription(topic)) for topic in ("mask", "labels")}
+        if values["estimate_dice"]:
+            self._subs["estimated_dice_stamped"] = self.create_subscription(
+                DiagnosticArray, "estimated_dice_stamped", self._on_estimate, qos,
+                event_callbacks=self.events.subscription("estimated_dice_stamped"))
         self._mean_pub = self.create_publisher(Float32, "~/mean_dice", 10)
         self._dice_pub = self.create_publisher(Float32MultiArray, "~/dice", 10)
         self._diag_pub = create_diagnostics_publisher(self)
@@ -63,7 +72,9 @@ class DiceMonitorNode(Node):
         self.get_logger().info(
             f"pairing {self._subs['mask'].topic_name} with {self._subs['labels'].topic_name} "
             f"({values['label_format']} labels, slop {values['sync_slop_s']} s); per-frame rows "
-            f"stream to {self.core.rows.path}")
+            f"stream to {self.core.rows.path}"
+            + (f"; estimated Dice from {self._subs['estimated_dice_stamped'].topic_name}"
+               if values["estimate_dice"] else ""))
 
     def _apply(self, changes: dict[str, Any]) -> None:
         """Apply run-time parameter changes (thresholds; report_dir is read when used)."""
@@ -79,6 +90,13 @@ class DiceMonitorNode(Node):
             self._mean_pub.publish(self.core.mean_dice_msg(Float32))
             self._dice_pub.publish(self.core.dice_msg(Float32MultiArray, MultiArrayLayout,
                                                       MultiArrayDimension))
+
+    def _on_estimate(self, msg: DiagnosticArray) -> None:
+        """Join a frame's estimated Dice with its scored frame by stamp."""
+        try:
+            self.core.add_estimate(msg)
+        except ValueError as exc:
+            self.log.exception("estimated_dice_stamped", exc)
 
     def _diagnostics(self) -> None:
         """Publish the Dice status with per-class values and transport losses on /diagnostics."""

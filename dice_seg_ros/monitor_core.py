@@ -10,19 +10,26 @@ per-frame rows are streamed to a CSV file as they are scored, only the last
 ``recent_frames`` rows are kept for the plots, and running counts live apart
 from rows. Reports are written from a snapshot, by ``write_report`` or on a
 background thread by ``write_report_async``, while pairs keep being scored.
+
+With estimates enabled, each scored frame's true mean Dice is also joined by
+stamp with the segmentation node's label-free estimate of it (``EstimateJoin``),
+and the report holds both per frame, their MAE and Spearman correlation, and a
+scatter plot (``quality_report``, as ``dice-seg eval --estimated-dice`` writes).
 """
 
 from __future__ import annotations
 
 import csv
+import io
 import json
+import math
 import tempfile
 import threading
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any, Callable
+from typing import IO, Any, Callable, Sequence
 
 import numpy as np
 
@@ -31,9 +38,10 @@ from dice_seg_ros.errors import ImageEncodingError
 from dice_seg_ros.frame_errors import LABEL, MASK, SIZE, FrameErrors
 from dice_seg_ros.image_conversion import check_label_format, image_to_numpy, labels_to_ids
 from dice_seg_ros.metrics import DiceTracker, FrameScores, nanmean
-from dice_seg_ros.pairing import StampPairer
-from dice_seg_ros.segmentation_core import (LEVEL_ERROR, LEVEL_OK, LEVEL_STALE, LEVEL_WARN,
-                                            StatusData, format_value)
+from dice_seg_ros.pairing import Pair, StampPairer
+from dice_seg_ros.quality_report import ESTIMATE_COLUMNS, write_quality_report
+from dice_seg_ros.segmentation_core import (ESTIMATE_KEY, LEVEL_ERROR, LEVEL_OK, LEVEL_STALE,
+                                            LEVEL_WARN, StatusData, format_value)
 
 TOPICS = ("mask", "labels")
 # Rows of the ~/dice Float32MultiArray; columns are the classes.
@@ -63,18 +71,36 @@ def mask_to_ids(msg: Any) -> np.ndarray:
     return ids
 
 
+def estimate_from_array(msg: Any) -> float:
+    """Return the estimated mean Dice in a ``~/estimated_dice_stamped`` DiagnosticArray.
+
+    Raises:
+        ValueError: naming the topic and stamp if no status holds a numeric
+            ``estimated_dice`` value.
+
+    """
+    for status in msg.status:
+        for pair in status.values:
+            if pair.key == ESTIMATE_KEY:
+                try:
+                    return float(pair.value)
+                except ValueError:
+                    break
+    raise ValueError(f"estimated_dice_stamped topic: no numeric {ESTIMATE_KEY!r} value in the "
+                     f"DiagnosticArray stamped {stamp_to_ns(msg.header)} ns (expected the "
+                     "segmentation node's ~/estimated_dice_stamped)")
+
+
 class RowStream:
-    """Per-frame rows appended to a CSV file as frames are scored (report.per_frame_row).
+    """CSV rows appended to a file as they come (per-frame scores, joined estimates).
 
     Args:
-        class_names: class name per class id (the column names).
+        columns: the header row.
         path: CSV file to write; None = a temporary file deleted by ``close``.
 
     """
 
-    def __init__(self, class_names: tuple[str, ...], path: str | Path | None = None) -> None:
-        from dice_seg_ros.report import per_frame_header
-
+    def __init__(self, columns: Sequence[str], path: str | Path | None = None) -> None:
         self._temporary = path is None
         if path is None:
             handle, name = tempfile.mkstemp(prefix="dice_monitor_", suffix=".csv")
@@ -85,13 +111,11 @@ class RowStream:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             self._stream = open(self.path, "w", newline="", encoding="utf-8")
         self._writer = csv.writer(self._stream)
-        self._writer.writerow(per_frame_header(class_names))
+        self._writer.writerow(columns)
 
-    def append(self, index: int, frame: FrameScores) -> None:
-        """Write the row of frame ``index``."""
-        from dice_seg_ros.report import per_frame_row
-
-        self._writer.writerow(per_frame_row(index, frame))
+    def append(self, row: Sequence[Any]) -> None:
+        """Write one row."""
+        self._writer.writerow(row)
 
     def flush(self) -> int:
         """Flush buffered rows to the file; return its size in bytes."""
@@ -104,6 +128,71 @@ class RowStream:
             self._stream.close()
         if self._temporary:
             self.path.unlink(missing_ok=True)
+
+
+class EstimateJoin:
+    """Scored frames' true mean Dice joined by stamp with the node's estimates, streamed.
+
+    ``pairing.StampPairer`` pairs equal stamps (an estimate carries its camera
+    frame's header, as the mask does); each joined frame becomes a row of a
+    temporary CSV at once, so memory holds only the frames still waiting for
+    their partner (at most ``max_pending`` per side) and running sums.
+
+    Args:
+        max_pending: scored frames, and estimates, kept while waiting for a partner.
+
+    """
+
+    def __init__(self, max_pending: int) -> None:
+        self.pairer: StampPairer[float] = StampPairer(max_offset_ms=0.0, max_pending=max_pending,
+                                                      equal_is_final=True)
+        self.rows = RowStream(ESTIMATE_COLUMNS)
+        self.received = 0
+        self.joined = 0
+        self._abs_error_sum = 0.0
+        self._finite = 0
+
+    def add_scored(self, stamp_ns: int, true_mean_dice: float) -> int:
+        """Add a scored frame's true mean Dice; return the frames joined now."""
+        return self._write(self.pairer.add_image(stamp_ns, true_mean_dice))
+
+    def add_estimate(self, stamp_ns: int, estimate: float) -> int:
+        """Add the node's estimate of the frame stamped ``stamp_ns``; return the frames joined."""
+        self.received += 1
+        return self._write(self.pairer.add_label(stamp_ns, estimate))
+
+    def _write(self, pairs: list[Pair[float]]) -> int:
+        """Stream the joined frames' rows and update the running error."""
+        for pair in pairs:
+            self.rows.append([self.joined, pair.image_stamp_ns, f"{pair.image:.6f}",
+                              f"{pair.label:.6f}"])
+            self.joined += 1
+            if math.isfinite(pair.image) and math.isfinite(pair.label):
+                self._abs_error_sum += abs(pair.label - pair.image)
+                self._finite += 1
+        return len(pairs)
+
+    def mae(self) -> float:
+        """Mean absolute error of the estimates over joined frames with a defined Dice (NaN)."""
+        return self._abs_error_sum / self._finite if self._finite else math.nan
+
+    def values(self) -> dict[str, str]:
+        """Return the diagnostics key-values: estimates received, joined, unjoined, MAE."""
+        return {"estimates_received": str(self.received),
+                "estimates_joined": str(self.joined),
+                "estimates_unjoined": str(self.pairer.unpaired_labels),
+                "scored_frames_without_estimate": str(self.pairer.unpaired_images),
+                "estimated_dice_mae": format_value(self.mae())}
+
+
+def read_joined(path: Path, size: int) -> tuple[list[int], np.ndarray, np.ndarray]:
+    """Return stamps (ns), estimated and true mean Dice of the first ``size`` bytes of rows."""
+    with open(path, "rb") as stream:
+        text = stream.read(size).decode("utf-8")
+    rows = list(csv.DictReader(io.StringIO(text)))
+    return ([int(row["stamp_ns"]) for row in rows],
+            np.array([float(row["estimated_mean_dice"]) for row in rows]),
+            np.array([float(row["true_mean_dice"]) for row in rows]))
 
 
 @dataclass
@@ -119,6 +208,8 @@ class ReportSnapshot:
         latency_ms: mean milliseconds per pair of each stage.
         rows_path: the streamed per_frame.csv.
         rows_bytes: its size when the snapshot was taken (rows of scored pairs only).
+        estimates_path: the streamed estimated-vs-true rows, or None without estimates.
+        estimates_bytes: their size when the snapshot was taken.
 
     """
 
@@ -130,6 +221,8 @@ class ReportSnapshot:
     rows_path: Path
     rows_bytes: int
     extra: dict[str, Any] = field(default_factory=dict)
+    estimates_path: Path | None = None
+    estimates_bytes: int = 0
 
 
 @dataclass
@@ -159,6 +252,8 @@ class MonitorCore:
         slop_s: largest stamp difference in seconds for a pair; 0 = equal stamps only.
         max_pending: messages per topic kept while waiting for a partner.
         rows_path: where per-frame rows are streamed; None = a temporary file.
+        estimates: also join each scored frame with the segmentation node's
+            estimated Dice (``add_estimate``) and report both.
         recent_frames: frames kept in memory for the Dice-over-time plot.
         clock: monotonic time source in seconds (injectable for tests).
 
@@ -167,7 +262,8 @@ class MonitorCore:
     def __init__(self, classes: ClassSet, label_format: str = "ids", window_size: int = 30,
                  ema_alpha: float = 0.1, warn_below: float = 0.6, error_below: float = 0.3,
                  slop_s: float = 0.0, max_pending: int = 30,
-                 rows_path: str | Path | None = None, recent_frames: int = RECENT_FRAMES,
+                 rows_path: str | Path | None = None, estimates: bool = False,
+                 recent_frames: int = RECENT_FRAMES,
                  clock: Callable[[], float] = time.monotonic) -> None:
         self.classes = classes
         self.label_format = check_label_format(label_format)
@@ -177,7 +273,10 @@ class MonitorCore:
         self.pairer: StampPairer[Any] = StampPairer(max_offset_ms=slop_s * 1000.0,
                                                     max_pending=max_pending,
                                                     equal_is_final=True)
-        self.rows = RowStream(classes.names, rows_path)
+        from dice_seg_ros.report import per_frame_header
+
+        self.rows = RowStream(per_frame_header(classes.names), rows_path)
+        self.estimates = EstimateJoin(max_pending) if estimates else None
         self.warn_below = warn_below
         self.error_below = error_below
         self.received = {topic: 0 for topic in TOPICS}
@@ -211,6 +310,19 @@ class MonitorCore:
                     outcome.errors.append(exc)
             return outcome
 
+    def add_estimate(self, msg: Any) -> int:
+        """Join a ``~/estimated_dice_stamped`` message with its scored frame; return joins made.
+
+        Raises:
+            ValueError: if estimates are not enabled or the message holds no estimate.
+
+        """
+        if self.estimates is None:
+            raise ValueError("estimated Dice given to a MonitorCore made without estimates=True")
+        estimate = estimate_from_array(msg)
+        with self._lock:
+            return self.estimates.add_estimate(stamp_to_ns(msg.header), estimate)
+
     @property
     def unpaired(self) -> int:
         """Messages received on either topic that were not (yet) part of a pair."""
@@ -224,6 +336,8 @@ class MonitorCore:
             ValueError: if the sizes differ or the labels hold unknown class ids.
 
         """
+        from dice_seg_ros.report import per_frame_row
+
         with self._lock:
             start = time.perf_counter()
             self.paired += 1
@@ -232,7 +346,9 @@ class MonitorCore:
             except ValueError as exc:
                 self.last_error = str(exc)
                 raise
-            self.rows.append(self.scored, scores)
+            self.rows.append(per_frame_row(self.scored, scores))
+            if self.estimates is not None:
+                self.estimates.add_scored(stamp_to_ns(mask_msg.header), scores.mean_dice)
             self.scored += 1
             self.last_error = None
             self._score_ms_total += (time.perf_counter() - start) * 1000.0
@@ -326,6 +442,8 @@ class MonitorCore:
             for row, row_name in enumerate(DICE_ROWS):
                 values[f"dice_{row_name}/{class_name}"] = format_value(table[row, class_id])
             values[f"iou_window/{class_name}"] = format_value(window_iou[class_id])
+        if self.estimates is not None:
+            values.update(self.estimates.values())
         return StatusData(name=name, level=level, message=message,
                           hardware_id="dice_monitor", values=values)
 
@@ -350,11 +468,14 @@ class MonitorCore:
                      "errors": self.errors.as_dict(),
                      "unpaired_by_reason": self.pairer.unpaired_by_reason(),
                      "plotted_frames": len(tracker.frames)}
+            estimates = self.estimates
             return ReportSnapshot(tracker=tracker, scored=self.scored, unpaired=self.unpaired,
                                   fps=self.pairs_per_second(),
                                   latency_ms={"monitor": self._score_ms_total / self.scored},
                                   rows_path=self.rows.path, rows_bytes=self.rows.flush(),
-                                  extra=extra)
+                                  extra=extra,
+                                  estimates_path=estimates.rows.path if estimates else None,
+                                  estimates_bytes=estimates.rows.flush() if estimates else 0)
 
     def write_report(self, out_dir: str | Path) -> dict[str, Path]:
         """Write report.json, per_frame.csv and plots now, as ``dice-seg eval`` does.
@@ -387,6 +508,8 @@ class MonitorCore:
             self._report_thread.shutdown(wait=True)
             self._report_thread = None
         self.rows.close()
+        if self.estimates is not None:
+            self.estimates.rows.close()
 
 
 def _copy_rows(snapshot: ReportSnapshot, target: Path) -> None:
@@ -407,8 +530,14 @@ def write_snapshot(snapshot: ReportSnapshot, out_dir: str | Path,
                    classes: ClassSet) -> dict[str, Path]:
     """Write report.json, per_frame.csv, then the plots (slowest last) of a snapshot.
 
+    With estimates, also estimated_dice.csv and its scatter plot, and report.json
+    ``estimated_dice`` (frames, MAE, Spearman) as ``dice-seg eval --estimated-dice``
+    writes them; reading the joined rows back takes memory in proportion to the
+    frames, only while the report is written.
+
     Returns:
-        ``{"report", "per_frame", "dice_over_time", "confusion_matrix"}`` -> path.
+        ``{"report", "per_frame", "dice_over_time", "confusion_matrix"}`` -> path,
+        plus ``"estimated_dice"`` and ``"estimated_plot"`` with estimates.
 
     """
     # Imported here: report pulls in matplotlib, which the node needs only now.
@@ -420,8 +549,13 @@ def write_snapshot(snapshot: ReportSnapshot, out_dir: str | Path,
              "dice_over_time": out / report.DICE_PLOT,
              "confusion_matrix": out / report.CONFUSION_PLOT}
     names = list(classes.names)
+    extra = dict(snapshot.extra)
+    if snapshot.estimates_path is not None:
+        extra["estimated_dice"], estimate_paths = write_quality_report(
+            out, *read_joined(snapshot.estimates_path, snapshot.estimates_bytes))
+        paths.update(estimate_paths)
     data = report.summary(snapshot.tracker, names, unpaired=snapshot.unpaired, fps=snapshot.fps,
-                          latency_ms=snapshot.latency_ms, extra=snapshot.extra)
+                          latency_ms=snapshot.latency_ms, extra=extra)
     paths["report"].write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
     _copy_rows(snapshot, paths["per_frame"])
     report.plot_dice_over_time(paths["dice_over_time"], snapshot.tracker, names, classes.colors)

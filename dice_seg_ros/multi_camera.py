@@ -26,8 +26,10 @@ from dice_seg_ros.segmentation_core import (FrameProcessor, FrameResult, OutputF
                                             PipelineStats, StatusData, format_value,
                                             pipeline_status)
 
-# What a segmentation node publishes for each camera, under the camera's output prefix.
-OUTPUT_NAMES = ("mask", "mask_color", "overlay", "confidence", "camera_info", "class_table")
+# What a segmentation node publishes for each camera, under the camera's output prefix
+# (the estimated_dice ones when the model has a calibration, as the shipped one does).
+OUTPUT_NAMES = ("mask", "mask_color", "overlay", "confidence", "camera_info", "class_table",
+                "estimated_dice", "estimated_dice_mean", "estimated_dice_stamped")
 
 
 @dataclass(frozen=True)

@@ -130,6 +130,16 @@ SEGMENTATION_PARAMS: tuple[ParamSpec, ...] = (
               value_range=(0.0, 1000.0), read_only=False),
     ParamSpec("diagnostics_period_s", 1.0, "period of /diagnostics messages, in seconds",
               value_range=(0.1, 60.0)),
+    ParamSpec("estimated_dice_window", 30,
+              "frames averaged in ~/estimated_dice_mean and the estimated-Dice /diagnostics "
+              "status (published only when the model has a calibration, NAME.quality.json)",
+              value_range=(1, 10000)),
+    ParamSpec("estimated_dice_warn", 0.5,
+              "windowed mean estimated Dice under which /diagnostics reports WARN",
+              value_range=(0.0, 1.0), read_only=False),
+    ParamSpec("estimated_dice_error", 0.3,
+              "windowed mean estimated Dice under which /diagnostics reports ERROR",
+              value_range=(0.0, 1.0), read_only=False),
 )
 
 MONITOR_PARAMS: tuple[ParamSpec, ...] = (
@@ -160,6 +170,11 @@ MONITOR_PARAMS: tuple[ParamSpec, ...] = (
               value_range=(0.0, 1.0), read_only=False),
     ParamSpec("diagnostics_period_s", 1.0, "period of /diagnostics messages, in seconds",
               value_range=(0.1, 60.0)),
+    ParamSpec("estimate_dice", False,
+              "also subscribe to estimated_dice_stamped (the segmentation node's "
+              "~/estimated_dice_stamped, diagnostic_msgs/DiagnosticArray with the camera header), "
+              "join each estimate with its frame's true Dice by stamp, and report both per frame "
+              "with MAE, Spearman and a scatter plot"),
     ParamSpec("report_dir", "dice_seg_report",
               "folder for report.json, per_frame.csv and plots, written on shutdown and by "
               "~/save_report; empty = no report on shutdown", read_only=False),
@@ -169,6 +184,10 @@ NODE_PARAMS: dict[str, tuple[ParamSpec, ...]] = {
     SEGMENTATION_NODE: SEGMENTATION_PARAMS,
     MONITOR_NODE: MONITOR_PARAMS,
 }
+
+
+# (ERROR threshold, WARN threshold) parameter pairs: ERROR must not lie above WARN.
+THRESHOLD_PAIRS = (("error_below", "warn_below"), ("estimated_dice_error", "estimated_dice_warn"))
 
 
 def spec_map(specs: Sequence[ParamSpec]) -> dict[str, ParamSpec]:
@@ -258,8 +277,7 @@ def validate_all(specs: Sequence[ParamSpec], values: Mapping[str, Any]) -> str |
         if any(size) and not all(size):
             return (f"input_width={size[0]} and input_height={size[1]}: set both "
                     "(pixels) or leave both 0 for the model's own size")
-    if "warn_below" in values and "error_below" in values:
-        if values["error_below"] > values["warn_below"]:
-            return (f"error_below={values['error_below']} must not exceed "
-                    f"warn_below={values['warn_below']}")
+    for error, warn in THRESHOLD_PAIRS:
+        if error in values and warn in values and values[error] > values[warn]:
+            return f"{error}={values[error]} must not exceed {warn}={values[warn]}"
     return None

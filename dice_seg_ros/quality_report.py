@@ -17,6 +17,7 @@ from dice_seg_ros.quality import mean_abs_error, spearman
 
 ESTIMATE_CSV = "estimated_dice.csv"
 ESTIMATE_PLOT = "estimated_vs_true_dice.png"
+ESTIMATE_COLUMNS = ("frame", "stamp_ns", "true_mean_dice", "estimated_mean_dice")
 
 
 def agreement(estimated: Sequence[float], true: Sequence[float]) -> dict[str, Any]:
@@ -65,7 +66,7 @@ def write_quality_report(out_dir: str | Path, stamps: Sequence[int | None],
     paths = {"estimated_dice": out / ESTIMATE_CSV, "estimated_plot": out / ESTIMATE_PLOT}
     with open(paths["estimated_dice"], "w", newline="", encoding="utf-8") as stream:
         writer = csv.writer(stream)
-        writer.writerow(["frame", "stamp_ns", "true_mean_dice", "estimated_mean_dice"])
+        writer.writerow(ESTIMATE_COLUMNS)
         for k, (stamp, est, tru) in enumerate(zip(stamps, estimated, true)):
             writer.writerow([k, "" if stamp is None else stamp, f"{tru:.6f}", f"{est:.6f}"])
     figures = agreement(estimated, true)

@@ -133,6 +133,8 @@ class FrameResult:
         color: rgb8 class-colour image, or None when not requested.
         overlay: rgb8 camera/colour blend, or None when not requested.
         confidence: 32FC1 top-class probability, or None when not requested.
+        estimated_dice: the frame's label-free estimated mean Dice (0..1), or None
+            when the model has no calibration.
         timings_ms: per-stage wall time in milliseconds (decode, pre, infer, post,
             publish); "publish" covers building the messages and, once the worker
             has published them, publishing.
@@ -144,6 +146,7 @@ class FrameResult:
     color: Any = None
     overlay: Any = None
     confidence: Any = None
+    estimated_dice: float | None = None
     timings_ms: dict[str, float] = field(default_factory=dict)
 
 
@@ -226,7 +229,8 @@ class FrameProcessor:
                   flags: OutputFlags) -> FrameResult:
         """Build the requested output messages with the input header."""
         result = FrameResult(header=header,
-                             mask=numpy_to_image(seg.class_ids, "mono8", header, self.image_type))
+                             mask=numpy_to_image(seg.class_ids, "mono8", header, self.image_type),
+                             estimated_dice=seg.estimated_dice)
         if flags.color or flags.overlay:
             color = colorize(seg.class_ids, self._palette)
             if flags.color:
@@ -239,6 +243,97 @@ class FrameProcessor:
             result.confidence = numpy_to_image(seg.confidence.astype(np.float32, copy=False),
                                                "32FC1", header, self.image_type)
         return result
+
+
+# Key of the per-frame estimate in the stamped status (what the Dice monitor reads).
+ESTIMATE_KEY = "estimated_dice"
+
+
+def estimate_level(estimate: float, warn_below: float, error_below: float,
+                   what: str) -> tuple[int, str]:
+    """Return the status level and message of an estimated mean Dice against its thresholds.
+
+    ``what`` names the figure in the message (e.g. "estimated mean Dice of 30 frames").
+    """
+    summary = f"{what} {estimate:.3f}"
+    if estimate < error_below:
+        return LEVEL_ERROR, f"{summary} < estimated_dice_error {error_below:.3f}"
+    if estimate < warn_below:
+        return LEVEL_WARN, f"{summary} < estimated_dice_warn {warn_below:.3f}"
+    return LEVEL_OK, summary
+
+
+class EstimatedDiceTracker:
+    """One camera's label-free estimated mean Dice: per frame, windowed mean, statuses.
+
+    Fed from the worker thread (``add``) and read from the diagnostics timer
+    (``status``), hence the lock.
+
+    Args:
+        window: frames averaged by the windowed mean.
+        calibration_file: the calibration the estimates come from (named in diagnostics).
+        warn_below: windowed mean under which the status is WARN (0..1).
+        error_below: windowed mean under which the status is ERROR (0..1).
+        name: diagnostics status name.
+
+    """
+
+    def __init__(self, window: int, calibration_file: str, warn_below: float,
+                 error_below: float, name: str = "dice_seg_ros: estimated dice") -> None:
+        if window < 1:
+            raise ValueError(f"estimated Dice window must be >= 1 frame, got {window}")
+        self.calibration_file = calibration_file
+        self.warn_below = warn_below
+        self.error_below = error_below
+        self.name = name
+        self.frames = 0
+        self._values: deque[float] = deque(maxlen=window)
+        self._lock = threading.Lock()
+
+    def add(self, estimate: float) -> float:
+        """Add one frame's estimate (0..1); return the mean over the window."""
+        with self._lock:
+            self._values.append(float(estimate))
+            self.frames += 1
+            return float(np.mean(self._values))
+
+    def _values_of(self, last: float, mean: float, count: int) -> dict[str, str]:
+        """Return the diagnostics key-values common to both statuses."""
+        return {ESTIMATE_KEY: format_value(last, 6), "estimated_dice_mean": format_value(mean),
+                "window_frames": str(count), "frames": str(self.frames),
+                "estimated_dice_warn": format_value(self.warn_below),
+                "estimated_dice_error": format_value(self.error_below),
+                "calibration": self.calibration_file}
+
+    def frame_status(self, estimate: float) -> StatusData:
+        """Return the status of one frame's estimate (sent with the frame's header).
+
+        Its level compares the frame's own estimate with the thresholds; the
+        value under ``ESTIMATE_KEY`` has 6 decimals.
+        """
+        with self._lock:
+            mean, count = float(np.mean(self._values or [np.nan])), len(self._values)
+        level, message = estimate_level(estimate, self.warn_below, self.error_below,
+                                        "frame estimated mean Dice")
+        return StatusData(name=self.name, level=level, message=message,
+                          hardware_id="estimated_dice",
+                          values=self._values_of(estimate, mean, count))
+
+    def status(self) -> StatusData:
+        """Return the periodic status: level from the windowed mean, STALE before any frame."""
+        with self._lock:
+            values = list(self._values)
+        if not values:
+            return StatusData(name=self.name, level=LEVEL_STALE,
+                              message="no estimated Dice yet (no frame segmented)",
+                              hardware_id="estimated_dice",
+                              values=self._values_of(np.nan, np.nan, 0))
+        mean = float(np.mean(values))
+        level, message = estimate_level(mean, self.warn_below, self.error_below,
+                                        f"estimated mean Dice over {len(values)} frames")
+        return StatusData(name=self.name, level=level, message=message,
+                          hardware_id="estimated_dice",
+                          values=self._values_of(values[-1], mean, len(values)))
 
 
 class LatestFrameSlot:

@@ -13,7 +13,13 @@ name keep cameras apart): ``~/mask`` mono8 class ids, ``~/mask_color``,
 ``~/camera_info`` (the camera's, with each mask's header: the mask keeps the
 camera's geometry) and ``~/class_table``, published once with transient-local
 durability: ``vision_msgs/LabelInfo`` where vision_msgs is installed, else a
-``std_msgs/String`` holding ``segmentation_core.class_table_json``.
+``std_msgs/String`` holding ``segmentation_core.class_table_json``. When the
+model has an estimated-Dice calibration (``NAME.quality.json``), also
+``~/estimated_dice`` and ``~/estimated_dice_mean`` (std_msgs/Float32: the frame's
+label-free estimated mean Dice and its mean over ``estimated_dice_window``
+frames), ``~/estimated_dice_stamped`` (diagnostic_msgs/DiagnosticArray with the
+frame's header: one status holding the estimate, what the Dice monitor pairs
+with masks and labels) and a /diagnostics status per camera.
 
 Several cameras (``image_topics: [/front/image_raw, /rear/image_raw]``) share
 one network: the newest frame of each runs as one batch per cycle, and each
@@ -29,10 +35,11 @@ import sys
 import threading
 from typing import Any, Callable, Sequence
 
+from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from rclpy.lifecycle import LifecycleNode, State, TransitionCallbackReturn
 from rclpy.node import Node
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image
-from std_msgs.msg import Header, String
+from std_msgs.msg import Float32, Header, String
 
 from dice_seg_ros.classes import classes_for_model
 from dice_seg_ros.inference import Segmenter
@@ -43,9 +50,11 @@ from dice_seg_ros.ros_plumbing import (NodeLog, QosEvents, create_diagnostics_pu
                                        declare_specs, descriptor, forward_library_logging,
                                        parameter_callback, publish_diagnostics, qos_profile,
                                        run_node, status_name)
-from dice_seg_ros.segmentation_core import (FrameProcessor, FrameResult, OutputFlags,
-                                            SegmentationWorker, class_table_json,
-                                            engine_cache_dir, label_info, with_header)
+from dice_seg_ros.quality import sidecar_path
+from dice_seg_ros.segmentation_core import (EstimatedDiceTracker, FrameProcessor, FrameResult,
+                                            OutputFlags, SegmentationWorker, class_table_json,
+                                            diagnostic_array, engine_cache_dir, label_info,
+                                            with_header)
 from dice_seg_ros.stamp_gaps import StampGaps
 
 try:
@@ -58,6 +67,12 @@ OPTIONAL_OUTPUTS = {
     "color": ("publish_color", "mask_color"),
     "overlay": ("publish_overlay", "overlay"),
     "confidence": ("publish_confidence", "confidence"),
+}
+# Estimated-Dice output -> (message type, topic under the camera's output prefix).
+ESTIMATE_OUTPUTS = {
+    "estimated_dice": (Float32, "estimated_dice"),
+    "estimated_dice_mean": (Float32, "estimated_dice_mean"),
+    "estimated_dice_stamped": (DiagnosticArray, "estimated_dice_stamped"),
 }
 LIFECYCLE_NODE = "segmentation_lifecycle_node"
 AUTOSTART = ParamSpec("autostart", False,
@@ -101,6 +116,13 @@ class CameraOutputs:
         self.optional: dict[str, Any] = {}
         self.camera_info: CameraInfo | None = None
         self.gaps = StampGaps()
+        self.estimates: EstimatedDiceTracker | None = None
+
+    def enable_estimates(self, tracker: EstimatedDiceTracker) -> None:
+        """Publish each frame's estimated Dice (and its windowed mean) from ``tracker``."""
+        self.estimates = tracker
+        for key, (msg_type, name) in ESTIMATE_OUTPUTS.items():
+            self.pubs[key] = self._publisher(msg_type, self.topics.output(name))
 
     def on_camera_info(self, msg: CameraInfo) -> None:
         """Keep the newest camera_info, republished with each mask's header."""
@@ -131,6 +153,17 @@ class CameraOutputs:
                 msg = getattr(result, key)
                 if msg is not None:
                     pub.publish(msg)
+        if self.estimates is not None and result.estimated_dice is not None:
+            self._publish_estimate(result.header, result.estimated_dice)
+
+    def _publish_estimate(self, header: Any, estimate: float) -> None:
+        """Publish a frame's estimated Dice, the windowed mean, and the stamped status."""
+        mean = self.estimates.add(estimate)
+        self.pubs["estimated_dice"].publish(Float32(data=estimate))
+        self.pubs["estimated_dice_mean"].publish(Float32(data=mean))
+        self.pubs["estimated_dice_stamped"].publish(diagnostic_array(
+            [self.estimates.frame_status(estimate)], header, DiagnosticArray, DiagnosticStatus,
+            KeyValue))
 
     def destroy(self) -> None:
         """Destroy every publisher of this camera."""
@@ -176,9 +209,29 @@ class SegmentationWiring:
         self._pubs["diagnostics"] = create_diagnostics_publisher(node)
         for camera in self.cameras.values():
             self._publish_class_table(camera.topics)
+        self._enable_estimates(segmenter)
         self.sync_optional_publishers()
         self.worker = self._make_worker()
         self._timer = node.create_timer(values["diagnostics_period_s"], self._diagnostics)
+
+    def _enable_estimates(self, segmenter: Segmenter) -> None:
+        """Give each camera an estimated-Dice tracker if the model has a calibration.
+
+        Without one nothing is published, and the log says so once.
+        """
+        calibration = sidecar_path(segmenter.model_path)
+        if segmenter.calibration is None:
+            self.node.get_logger().info(
+                f"no estimated Dice: {segmenter.model_path} has no usable calibration "
+                f"({calibration.name}; see 'dice-seg calibrate'), so estimated_dice is not "
+                "published")
+            return
+        for key, camera in self.cameras.items():
+            camera.enable_estimates(EstimatedDiceTracker(
+                self.values["estimated_dice_window"], str(calibration),
+                warn_below=self.values["estimated_dice_warn"],
+                error_below=self.values["estimated_dice_error"],
+                name=status_name(self.node, f"estimated dice {key}".rstrip())))
 
     def _make_worker(self) -> SegmentationWorker | MultiCameraWorker:
         """Return the worker: one frame per call for one camera, one batch for several."""
@@ -286,6 +339,10 @@ class SegmentationWiring:
         """Apply run-time parameter changes (overlay alpha, publishing switches)."""
         if "overlay_alpha" in changes and self.processor is not None:
             self.processor.overlay_alpha = changes["overlay_alpha"]
+        for camera in self.cameras.values():
+            if camera.estimates is not None:
+                camera.estimates.warn_below = self.values["estimated_dice_warn"]
+                camera.estimates.error_below = self.values["estimated_dice_error"]
         if self.processor is not None and any(
                 switch in changes for switch, _ in OPTIONAL_OUTPUTS.values()):
             self.sync_optional_publishers()
@@ -308,6 +365,8 @@ class SegmentationWiring:
             status.values.update(self.events.values(camera.topics.image))
             status.values.update(camera.gaps.values())
             statuses.append(status)
+            if camera.estimates is not None:
+                statuses.append(camera.estimates.status())
         publish_diagnostics(self.node, self._pubs["diagnostics"], statuses)
 
 

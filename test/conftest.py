@@ -108,3 +108,27 @@ def tiny_segmenter(tiny_onnx_model):
     from dice_seg_ros.inference import Segmenter
 
     return Segmenter(tiny_onnx_model, device="cpu", threads=1)
+
+
+@pytest.fixture
+def calibrated_tiny_model(tiny_onnx_model, tmp_path) -> Path:
+    """Copy the tiny model into tmp_path beside an estimated-Dice calibration fitted for it.
+
+    The calibration is fitted on random features whose "Dice" is 0.9 times the
+    mean top-class probability: its estimates vary from frame to frame and lie
+    in [0, 1), which is all the tests rely on.
+    """
+    import shutil
+
+    from dice_seg_ros.classes import load_classes
+    from dice_seg_ros.quality import feature_names, file_sha256, fit_calibration, sidecar_path
+
+    model = Path(shutil.copy(tiny_onnx_model, tmp_path / "tiny.onnx"))
+    names = feature_names(load_classes().names)
+    rng = np.random.default_rng(7)
+    features = rng.random((40, len(names)))
+    calibration = fit_calibration(features, 0.9 * features[:, names.index("top_prob")], 1.0,
+                                  names)
+    calibration.model_file, calibration.model_sha256 = model.name, file_sha256(model)
+    calibration.save(sidecar_path(model))
+    return model

@@ -283,6 +283,8 @@ def test_validate_all_checks_relations():
     assert "input_height" in validate_all(SEGMENTATION_PARAMS, {**seg, "input_width": 320})
     assert validate_all(SEGMENTATION_PARAMS,
                         {**seg, "input_width": 320, "input_height": 240}) is None
+    assert "must not exceed estimated_dice_warn" in validate_all(
+        SEGMENTATION_PARAMS, {**seg, "estimated_dice_error": 0.7, "estimated_dice_warn": 0.6})
     mon = defaults(MONITOR_PARAMS)
     assert "error_below" in validate_all(MONITOR_PARAMS, {**mon, "error_below": 0.9})
     assert "unknown parameter" in validate_all(MONITOR_PARAMS, {"nope": 1})

@@ -305,3 +305,78 @@ def test_async_report_holds_the_snapshot_while_scoring_goes_on(tmp_path):
     assert not core.rows.path.exists()
     with pytest.raises(ValueError, match="no mask/label pair"):
         MonitorCore(CLASSES).write_report_async(tmp_path / "none")
+
+
+DiagArray = TS.types["diagnostic_msgs/msg/DiagnosticArray"]
+DiagStatus = TS.types["diagnostic_msgs/msg/DiagnosticStatus"]
+KeyValue = TS.types["diagnostic_msgs/msg/KeyValue"]
+
+
+def estimate_msg(index, estimate):
+    """Return the segmentation node's ~/estimated_dice_stamped of frame ``index``, via CDR."""
+    from dice_seg_ros.segmentation_core import EstimatedDiceTracker
+
+    status = EstimatedDiceTracker(5, "net.quality.json", 0.5, 0.3).frame_status(estimate)
+    msg = diagnostic_array([status], header(index), DiagArray, DiagStatus, KeyValue)
+    return roundtrip(msg, "diagnostic_msgs/msg/DiagnosticArray")
+
+
+def test_estimate_is_read_from_the_stamped_status_and_bad_messages_are_named():
+    from dice_seg_ros.monitor_core import estimate_from_array
+
+    assert estimate_from_array(estimate_msg(3, 0.123456)) == pytest.approx(0.123456)
+    empty = DiagArray(header=header(4), status=[])
+    with pytest.raises(ValueError, match=r"estimated_dice_stamped.*104000005000 ns"):
+        estimate_from_array(empty)
+    with pytest.raises(ValueError, match="estimates=True"):
+        MonitorCore(CLASSES).add_estimate(estimate_msg(3, 0.5))
+
+
+def test_estimates_join_true_dice_by_stamp_and_report_mae_spearman_scatter(tmp_path):
+    import csv
+
+    from dice_seg_ros.quality import mean_abs_error, spearman
+
+    core = MonitorCore(CLASSES, estimates=True)
+    estimates = {index: 0.1 + 0.08 * index for index in range(8)}
+    for index in range(8):
+        mask, label = pair_msgs(index, noise=0.05 * index)
+        if index % 2:  # the estimate may come before or after its mask and label
+            core.add_estimate(estimate_msg(index, estimates[index]))
+        core.add("mask", mask)
+        if index != 5:  # frame 5's label never comes: its estimate joins nothing
+            core.add("labels", label)
+        if not index % 2:
+            core.add_estimate(estimate_msg(index, estimates[index]))
+    core.add_estimate(estimate_msg(20, 0.9))  # a frame the monitor never scored
+    values = core.status().values
+    assert values["estimates_received"] == "9" and values["estimates_joined"] == "7"
+
+    paths = core.write_report(tmp_path)
+    with open(paths["estimated_dice"], newline="") as stream:
+        rows = list(csv.DictReader(stream))
+    with open(paths["per_frame"], newline="") as stream:
+        per_frame = list(csv.DictReader(stream))
+    scored = [index for index in range(8) if index != 5]
+    assert [int(row["stamp_ns"]) for row in rows] == [stamp_to_ns(header(i)) for i in scored]
+    true = [float(row["mean_dice"]) for row in per_frame]
+    estimated = [estimates[index] for index in scored]
+    assert [float(row["true_mean_dice"]) for row in rows] == pytest.approx(true, abs=1e-6)
+    assert [float(row["estimated_mean_dice"]) for row in rows] == pytest.approx(estimated,
+                                                                                abs=1e-6)
+    figures = json.loads(paths["report"].read_text())["estimated_dice"]
+    assert figures["frames"] == 7
+    assert figures["mae"] == pytest.approx(mean_abs_error(estimated, true), abs=1e-6)
+    assert figures["spearman"] == pytest.approx(spearman(np.array(estimated), np.array(true)))
+    assert float(values["estimated_dice_mae"]) == pytest.approx(figures["mae"], abs=1e-3)
+    assert paths["estimated_plot"].stat().st_size > 0
+    core.close()
+
+
+def test_estimates_waiting_for_a_partner_are_bounded():
+    core = MonitorCore(CLASSES, estimates=True, max_pending=4)
+    for index in range(50):
+        core.add_estimate(estimate_msg(index, 0.5))
+    assert core.estimates.pairer.pending <= 4
+    assert core.status().values["estimates_unjoined"] == "46"
+    core.close()

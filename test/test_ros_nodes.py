@@ -439,3 +439,122 @@ def test_errors_are_throttled_per_kind_and_suppressed_ones_counted():
     now[0] = 5.0
     assert throttle.admit("frame/ImageEncodingError") == 1
     assert throttle.counts == {"frame/ImageEncodingError": 3, "pair/ValueError": 1}
+
+
+def test_calibrated_model_publishes_estimated_dice_per_camera(ros, calibrated_tiny_model,
+                                                              tiny_onnx_model):
+    """Two cameras (the batch path): each gets its estimate, windowed mean and status."""
+    from dice_seg_ros.inference import Segmenter
+    from dice_seg_ros.segmentation_node import SegmentationNode
+
+    context, add, spin_until = ros
+    node = add(SegmentationNode(context=context, parameter_overrides=[
+        Parameter("model_path", value=str(calibrated_tiny_model)),
+        Parameter("device", value="cpu"), Parameter("qos_reliability", value="reliable"),
+        Parameter("image_topics", value=["/front/image", "/rear/image"]),
+        Parameter("estimated_dice_window", value=2),
+        # Estimates lie in [0, 1): every window mean is under these thresholds.
+        Parameter("estimated_dice_warn", value=1.0), Parameter("estimated_dice_error", value=1.0),
+        Parameter("diagnostics_period_s", value=0.2)]))
+    helper = add(rclpy.create_node("estimate_helper", context=context))
+    cameras = {name: helper.create_publisher(Image, f"/{name}/image", RELIABLE)
+               for name in ("front", "rear")}
+    got = {(name, what): collector(helper, msg_type, f"/{name}/segmentation_node/{what}")
+           for name in cameras
+           for what, msg_type in (("estimated_dice", Float32), ("estimated_dice_mean", Float32),
+                                  ("estimated_dice_stamped", DiagnosticArray))}
+    diagnostics = collector(helper, DiagnosticArray, "/diagnostics")
+    assert spin_until(lambda: all(p.get_subscription_count() for p in cameras.values()))
+
+    reference = Segmenter(calibrated_tiny_model, device="cpu", threads=1)
+    rng = np.random.default_rng(3)
+    frames = {name: [rng.integers(0, 256, (30, 40, 3), dtype=np.uint8) for _ in range(2)]
+              for name in cameras}
+    for index in range(2):
+        for name, pub in cameras.items():
+            pub.publish(numpy_to_image(frames[name][index], "rgb8", stamped(10 + index), Image))
+        assert spin_until(lambda: all(len(messages) == index + 1 for messages in got.values())
+                          ), f"frame {index}: no estimate"
+    for name in cameras:
+        expected = [reference.segment(rgb).estimated_dice for rgb in frames[name]]
+        assert [m.data for m in got[(name, "estimated_dice")]] == pytest.approx(expected,
+                                                                                rel=1e-6)
+        assert got[(name, "estimated_dice_mean")][-1].data == pytest.approx(np.mean(expected),
+                                                                            rel=1e-6)
+        stamped_msg = got[(name, "estimated_dice_stamped")][-1]
+        assert (stamped_msg.header.stamp.sec, stamped_msg.header.stamp.nanosec) == (11, 1234)
+        values = {kv.key: kv.value for kv in stamped_msg.status[0].values}
+        assert float(values["estimated_dice"]) == pytest.approx(expected[-1], abs=1e-6)
+
+    def estimate_status(name):
+        statuses = [s for d in diagnostics for s in d.status
+                    if s.name.endswith(f"estimated dice /{name}")]
+        return statuses[-1] if statuses and statuses[-1].level != b"\x03" else None
+    assert spin_until(lambda: all(estimate_status(name) for name in cameras))
+    for name in cameras:
+        status = estimate_status(name)
+        values = {kv.key: kv.value for kv in status.values}
+        assert status.level == b"\x02" and "estimated_dice_error" in status.message
+        assert values["calibration"] == str(calibrated_tiny_model.with_suffix(".quality.json"))
+        assert values["window_frames"] == "2"
+    assert node.set_parameters([Parameter("estimated_dice_error", value=0.1)])[0].successful
+    assert all(c.estimates.error_below == 0.1 for c in node.wiring.cameras.values())
+    refused = node.set_parameters([Parameter("estimated_dice_warn", value=0.05)])[0]
+    assert not refused.successful and "estimated_dice_warn" in refused.reason
+
+    plain = add(SegmentationNode(node_name="uncalibrated", context=context,
+                                 parameter_overrides=[
+                                     Parameter("model_path", value=str(tiny_onnx_model)),
+                                     Parameter("device", value="cpu")]))
+    assert all(camera.estimates is None for camera in plain.wiring.cameras.values())
+    assert helper.count_publishers("/uncalibrated/estimated_dice") == 0
+
+
+def test_monitor_reports_estimated_beside_true_dice(ros, tmp_path, calibrated_tiny_model):
+    """segmentation_node -> dice_monitor_node: estimates joined with true Dice by stamp."""
+    import csv
+
+    from dice_seg_ros.dice_monitor_node import DiceMonitorNode
+    from dice_seg_ros.quality import mean_abs_error, spearman
+    from dice_seg_ros.segmentation_node import SegmentationNode
+
+    context, add, spin_until = ros
+    seg = add(SegmentationNode(context=context, parameter_overrides=[
+        Parameter("model_path", value=str(calibrated_tiny_model)),
+        Parameter("device", value="cpu"), Parameter("qos_reliability", value="reliable")]))
+    monitor = add(DiceMonitorNode(
+        context=context,
+        cli_args=["--ros-args", "-r", "mask:=/segmentation_node/mask",
+                  "-r", "estimated_dice_stamped:=/segmentation_node/estimated_dice_stamped"],
+        parameter_overrides=[Parameter("report_dir", value=str(tmp_path / "report")),
+                             Parameter("estimate_dice", value=True)]))
+    helper = add(rclpy.create_node("estimate_monitor_helper", context=context))
+    camera = helper.create_publisher(Image, "image", RELIABLE)
+    labels = helper.create_publisher(Image, "labels", RELIABLE)
+    assert spin_until(lambda: camera.get_subscription_count() and labels.get_subscription_count()
+                      and monitor.count_publishers("/segmentation_node/estimated_dice_stamped"))
+
+    rng = np.random.default_rng(4)
+    frames = 5
+    for index in range(frames):
+        rgb = rng.integers(0, 256, (30, 40, 3), dtype=np.uint8)
+        target = rng.integers(0, CLASSES.num_classes, (30, 40), dtype=np.uint8)
+        camera.publish(numpy_to_image(rgb, "rgb8", stamped(20 + index), Image))
+        labels.publish(numpy_to_image(target, "mono8", stamped(20 + index), Image))
+        assert spin_until(lambda: monitor.core.estimates.joined == index + 1), \
+            f"frame {index}: estimate not joined with its scored frame"
+
+    folder = monitor.write_report()
+    with open(folder / "estimated_dice.csv", newline="") as stream:
+        rows = list(csv.DictReader(stream))
+    with open(folder / "per_frame.csv", newline="") as stream:
+        true = [float(row["mean_dice"]) for row in csv.DictReader(stream)]
+    assert [int(r["stamp_ns"]) for r in rows] == [(20 + i) * 10**9 + 1234 for i in range(frames)]
+    assert [float(r["true_mean_dice"]) for r in rows] == pytest.approx(true, abs=1e-6)
+    estimated = [float(r["estimated_mean_dice"]) for r in rows]
+    assert len(set(estimated)) > 1 and seg.wiring.cameras[""].estimates.frames == frames
+    figures = json.loads((folder / "report.json").read_text())["estimated_dice"]
+    assert figures["frames"] == frames
+    assert figures["mae"] == pytest.approx(mean_abs_error(estimated, true), abs=1e-6)
+    assert figures["spearman"] == pytest.approx(spearman(np.array(estimated), np.array(true)))
+    assert (folder / "estimated_vs_true_dice.png").stat().st_size > 0

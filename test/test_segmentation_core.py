@@ -30,6 +30,7 @@ class FakeSegmentation:
     class_ids: np.ndarray
     confidence: np.ndarray | None
     timings_ms: dict = field(default_factory=dict)
+    estimated_dice: float | None = None
 
 
 class FakeSegmenter:
@@ -302,3 +303,48 @@ def test_real_segmenter_end_to_end():
     np.testing.assert_allclose(image_to_numpy(result.confidence), direct.confidence, atol=1e-5)
     assert result.mask.header.frame_id == "camera"
     assert set(result.timings_ms) == set(STAGES)
+
+
+def test_estimated_dice_rides_with_each_frame_single_and_batched(calibrated_tiny_model):
+    from dice_seg_ros.inference import Segmenter
+
+    segmenter = Segmenter(calibrated_tiny_model, device="cpu", threads=1)
+    processor = FrameProcessor(segmenter, CLASSES, Image)
+    msgs = [image_msg(index) for index in range(3)]
+    expected = [segmenter.segment(rgb_frame(index)).estimated_dice for index in range(3)]
+    assert all(0.0 <= value < 1.0 for value in expected) and len(set(expected)) > 1
+    # Neither path asks for the confidence output: the estimate comes anyway.
+    assert processor.process(msgs[0], OutputFlags()).estimated_dice == pytest.approx(expected[0])
+    batch = processor.process_batch(msgs, [OutputFlags()] * 3)
+    assert [r.estimated_dice for r in batch] == pytest.approx(expected)
+    assert all(r.confidence is None for r in batch)
+    without = FrameProcessor(Segmenter(calibrated_tiny_model, device="cpu", threads=1,
+                                       estimate_dice=False), CLASSES, Image)
+    assert without.process(msgs[0], OutputFlags()).estimated_dice is None
+
+
+def test_estimated_dice_tracker_window_levels_and_calibration_named():
+    from dice_seg_ros.segmentation_core import (ESTIMATE_KEY, LEVEL_STALE,
+                                                EstimatedDiceTracker)
+
+    tracker = EstimatedDiceTracker(3, "/models/net.quality.json", warn_below=0.6,
+                                   error_below=0.3, name="cam: estimated dice")
+    status = tracker.status()
+    assert status.level == LEVEL_STALE and status.values["calibration"] == \
+        "/models/net.quality.json"
+    assert tracker.add(0.9) == pytest.approx(0.9)
+    assert tracker.status().level == LEVEL_OK
+    assert tracker.add(0.3) == pytest.approx(0.6)
+    assert tracker.add(0.15) == pytest.approx(0.45)  # window mean under warn_below
+    status = tracker.status()
+    assert status.level == LEVEL_WARN and "estimated_dice_warn 0.600" in status.message
+    assert status.values["estimated_dice_mean"] == "0.450"
+    assert status.values[ESTIMATE_KEY] == "0.150000" and status.values["window_frames"] == "3"
+    assert tracker.add(0.15) == pytest.approx(0.2)  # 0.9 left the 3-frame window
+    assert tracker.status().level == LEVEL_ERROR and tracker.frames == 4
+    frame = tracker.frame_status(0.7)  # one frame's level is its own estimate's
+    assert frame.level == LEVEL_OK and frame.values[ESTIMATE_KEY] == "0.700000"
+    tracker.warn_below = tracker.error_below = 0.8  # thresholds change at run time
+    assert tracker.frame_status(0.7).level == LEVEL_ERROR
+    with pytest.raises(ValueError, match="window must be >= 1"):
+        EstimatedDiceTracker(0, "", 0.5, 0.3)
