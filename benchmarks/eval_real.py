@@ -14,7 +14,6 @@ from __future__ import annotations
 import argparse
 import time
 
-import numpy as np
 from tqdm import tqdm
 
 from dice_seg_ros.classes import load_classes
@@ -37,26 +36,16 @@ def real_confusion(segmenter: Segmenter, files: LabeledImages, quiet: bool = Fal
     return cm, 1000.0 * seconds / len(files)
 
 
-def present_classes(cm: ConfusionMatrix) -> np.ndarray:
-    """Boolean per class: does it occur in the labels at all."""
-    return cm.matrix.sum(axis=1) > 0
-
-
-def mean_dice_present(cm: ConfusionMatrix) -> float:
-    """Mean Dice over the classes that occur in the labels."""
-    return float(np.mean(cm.dice()[present_classes(cm)]))
-
-
 def markdown_table(cm: ConfusionMatrix, names: tuple[str, ...]) -> str:
     """Per-class Dice/IoU table with label-pixel shares and both means."""
     labelled = cm.matrix.sum(axis=1)
     share = 100.0 * labelled / max(int(labelled.sum()), 1)
     lines = ["| class | Dice | IoU | % of label pixels |", "|---|---|---|---|"]
     for name, dice, iou, pct, present in zip(names, cm.dice(), cm.iou(), share,
-                                             present_classes(cm)):
+                                             cm.labelled()):
         marker = "" if present else " (absent)"
         lines.append(f"| {name}{marker} | {dice:.3f} | {iou:.3f} | {pct:.1f} |")
-    lines.append(f"| **mean over present classes** | **{mean_dice_present(cm):.3f}** | | |")
+    lines.append(f"| **mean over present classes** | **{cm.mean_dice_present():.3f}** | | |")
     lines.append(f"| mean over all classes | {cm.mean_dice():.3f} | {cm.mean_iou():.3f} | |")
     return "\n".join(lines)
 

@@ -28,7 +28,7 @@ from dice_seg_ros.inference import Segmenter
 from dice_seg_ros.resources import resource_path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from eval_real import mean_dice_present, real_confusion  # noqa: E402
+from eval_real import real_confusion  # noqa: E402
 
 SHIPPED_PT = str(resource_path("models/terrain_seg.pt"))
 RUNS: dict[str, list[str]] = {
@@ -81,7 +81,7 @@ def run_one(name: str, args: argparse.Namespace) -> dict:
                  ["model"].items() if not k.endswith(("running_mean", "running_var",
                                                       "num_batches_tracked")))
     result = {"name": name, "dice": cm.dice().tolist(), "mean_dice_present":
-              mean_dice_present(cm), "mean_iou": cm.mean_iou(), "ms_640x480": ms,
+              cm.mean_dice_present(), "mean_iou": cm.mean_iou(), "ms_640x480": ms,
               "params": int(params), "train_s": train_s, "args": RUNS[name],
               "epochs": args.epochs, "samples_per_epoch": args.samples}
     result_path.write_text(json.dumps(result, indent=1))

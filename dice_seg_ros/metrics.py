@@ -222,6 +222,19 @@ class ConfusionMatrix:
         """Mean IoU over classes present in prediction or target; NaN if none."""
         return nanmean(self.iou())
 
+    def labelled(self) -> np.ndarray:
+        """Boolean ``(C,)``: which classes occur in the labels (target) at all."""
+        return self.matrix.sum(axis=1) > 0
+
+    def mean_dice_present(self) -> float:
+        """Mean Dice over the classes that occur in the labels; NaN if none.
+
+        Unlike :meth:`mean_dice`, a class absent from the labels never counts,
+        whether or not it is predicted: a validation set without water then
+        scores the same whether the network predicts a few water pixels or none.
+        """
+        return nanmean(self.dice()[self.labelled()])
+
 
 @dataclass(frozen=True)
 class FrameScores:

@@ -16,7 +16,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from dice_seg_ros.metrics import DiceTracker, FrameScores, nanmean
+from dice_seg_ros.metrics import DiceTracker, FrameScores
 
 REPORT_JSON = "report.json"
 PER_FRAME_CSV = "per_frame.csv"
@@ -56,7 +56,7 @@ def summary(tracker: DiceTracker, class_names: Sequence[str], *, unpaired: int, 
         raise ValueError(f"{len(names)} class names {names} for a tracker of "
                          f"{tracker.num_classes} classes")
     cumulative = tracker.cumulative
-    present = cumulative.matrix.sum(axis=1) > 0
+    present = cumulative.labelled()
     dice = cumulative.dice()
     report = {
         "frames": len(tracker.frames),
@@ -67,7 +67,7 @@ def summary(tracker: DiceTracker, class_names: Sequence[str], *, unpaired: int, 
         "mean_dice": cumulative.mean_dice(),
         "mean_iou": cumulative.mean_iou(),
         "classes_absent_from_labels": [n for n, p in zip(names, present) if not p],
-        "mean_dice_present": nanmean(dice[present]),
+        "mean_dice_present": cumulative.mean_dice_present(),
         "fps": fps,
         "latency_ms": dict(latency_ms),
         "confusion_matrix": cumulative.matrix,

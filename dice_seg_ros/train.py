@@ -344,7 +344,8 @@ def plot_log(csv_path: Path, png_path: Path, class_names: Sequence[str]) -> None
     ax_loss.legend()
     for name in class_names:
         ax_dice.plot(epochs, [float(r[f"dice_{name}"]) for r in rows], label=name)
-    ax_dice.plot(epochs, [float(r["val_mean_dice"]) for r in rows], "k-", lw=2, label="mean")
+    ax_dice.plot(epochs, [float(r["val_mean_dice_present"]) for r in rows], "k-", lw=2,
+                 label="mean (classes in labels)")
     ax_dice.set(xlabel="epoch", ylabel="Dice", ylim=(0, 1), title="validation Dice")
     ax_dice.legend(fontsize=8, loc="lower right")
     fig.tight_layout()
@@ -384,6 +385,7 @@ def _epoch_row(epoch: int, lr: float, train_loss: float, val_loss: float,
     row: dict[str, Any] = {"epoch": epoch + 1, "lr": f"{lr:.6g}",
                            "train_loss": f"{train_loss:.6f}", "val_loss": f"{val_loss:.6f}",
                            "val_mean_dice": f"{cm.mean_dice():.6f}",
+                           "val_mean_dice_present": f"{cm.mean_dice_present():.6f}",
                            "val_mean_iou": f"{cm.mean_iou():.6f}"}
     row.update({f"dice_{n}": f"{d:.6f}" for n, d in zip(names, cm.dice())})
     row.update({f"iou_{n}": f"{v:.6f}" for n, v in zip(names, cm.iou())})
@@ -514,7 +516,9 @@ def _train(args: argparse.Namespace, ddp: Dist) -> dict[str, Any]:
         cm, val_loss = evaluate(model, val_loader, loss_fn, classes, ddp)
         state.epoch = epoch + 1
         if ddp.main:
-            mean_dice = cm.mean_dice()
+            # Classes absent from the validation labels would make the mean jump
+            # between 0 and NaN on a few stray pixels: choose by the present ones.
+            mean_dice = cm.mean_dice_present()
             if mean_dice > state.best_dice:
                 state.best_dice = mean_dice
                 save_checkpoint(out / "best.pt", model, meta, epoch=epoch + 1,
@@ -527,7 +531,7 @@ def _train(args: argparse.Namespace, ddp: Dist) -> dict[str, Any]:
                 time.perf_counter() - t0))
             plot_log(out / "log.csv", out / "curves.png", classes.names)
             print(f"epoch {epoch + 1}/{args.epochs}: train loss {train_loss:.4f}, "
-                  f"val loss {val_loss:.4f}, val mean Dice {mean_dice:.4f} "
+                  f"val loss {val_loss:.4f}, val mean Dice (classes in labels) {mean_dice:.4f} "
                   f"({', '.join(f'{n} {d:.3f}' for n, d in zip(classes.names, cm.dice()))})",
                   flush=True)
     return {"best_dice": state.best_dice, "out": out, "seconds": time.perf_counter() - started,
