@@ -271,3 +271,16 @@ def test_tracker_bad_frame_leaves_state_unchanged():
     with pytest.raises(ValueError):
         tracker.update(np.array([0, 5], np.uint8), np.array([0, 1], np.uint8))
     assert not tracker.frames and tracker.cumulative.matrix.sum() == 0
+
+
+def test_mean_dice_present_ignores_classes_absent_from_the_labels():
+    target = np.array([[0, 0, 1, 1]], np.uint8)
+    clean = ConfusionMatrix(3)
+    clean.update(np.array([[0, 0, 1, 1]], np.uint8), target)
+    stray = ConfusionMatrix(3)
+    stray.update(np.array([[0, 2, 1, 1]], np.uint8), target)   # one stray pixel of class 2
+    assert list(clean.labelled()) == [True, True, False]
+    assert clean.mean_dice() == pytest.approx(1.0) and clean.mean_dice_present() == 1.0
+    # mean_dice counts the absent class as 0 once it is predicted; the present mean does not.
+    assert stray.mean_dice() == pytest.approx((2 / 3 + 1.0 + 0.0) / 3)
+    assert stray.mean_dice_present() == pytest.approx((2 / 3 + 1.0) / 2)
