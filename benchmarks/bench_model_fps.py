@@ -12,11 +12,13 @@ docs/MODEL.md quotes.
 
 Imports bench_metrics.py's timing helper, so run it as a file from any directory.
 
-Run: ``python benchmarks/bench_model_fps.py [--frames 40] [--threads 2] [--device cpu]``
+Run: ``python benchmarks/bench_model_fps.py [--frames 40] [--threads 2] [--device cpu]
+[--model M.onnx]``
 """
 
 import argparse
 import itertools
+from pathlib import Path
 
 from bench_metrics import interleaved_ms
 
@@ -26,12 +28,12 @@ from torch.utils.flop_counter import FlopCounterMode
 from dice_seg_ros.data.synthetic import generate_scene
 from dice_seg_ros.inference import Segmenter
 from dice_seg_ros.model import load_checkpoint
-from dice_seg_ros.resources import DEFAULT_MODEL, DEFAULT_TORCH_MODEL, resource_path
+from dice_seg_ros.resources import DEFAULT_MODEL, resource_path
 
 
-def print_model_size() -> None:
-    """Print parameter count and forward GFLOP per frame of the shipped network."""
-    model, meta = load_checkpoint(resource_path(DEFAULT_TORCH_MODEL))
+def print_model_size(checkpoint: Path) -> None:
+    """Print parameter count and forward GFLOP per frame of a network checkpoint."""
+    model, meta = load_checkpoint(checkpoint)
     counter = FlopCounterMode(display=False)
     with counter, torch.inference_mode():
         model(torch.zeros(1, 3, meta.input_height, meta.input_width))
@@ -56,13 +58,14 @@ def main() -> None:
     parser.add_argument("--device", default="cpu", help="cpu, cuda or auto")
     parser.add_argument("--width", type=int, default=640)
     parser.add_argument("--height", type=int, default=480)
+    parser.add_argument("--model", type=Path, default=resource_path(DEFAULT_MODEL),
+                        help="ONNX model; torch runs the .pt beside it (default: shipped)")
     args = parser.parse_args()
 
     frames = [generate_scene(3_000_000 + i, args.width, args.height)[0] for i in range(8)]
     backends = {
-        "onnxruntime": Segmenter(resource_path(DEFAULT_MODEL), "ort", args.device,
-                                 threads=args.threads),
-        "torch eager": Segmenter(resource_path(DEFAULT_TORCH_MODEL), "torch", args.device,
+        "onnxruntime": Segmenter(args.model, "ort", args.device, threads=args.threads),
+        "torch eager": Segmenter(args.model.with_suffix(".pt"), "torch", args.device,
                                  threads=args.threads),
     }
     for segmenter in backends.values():
@@ -81,7 +84,7 @@ def main() -> None:
         print(f"  {name:12s} on {segmenter.device:22s} median {medians[name]:7.2f} ms  "
               f"({1000.0 / medians[name]:6.1f} fps)  min {timings[name][1]:7.2f} ms")
     print(f"  speed-up ORT / torch eager: {medians['torch eager'] / medians['onnxruntime']:.2f}x")
-    print_model_size()
+    print_model_size(args.model.with_suffix(".pt"))
     print_scene_cost(args.width, args.height)
     print_scene_cost(meta.input_width, meta.input_height)
 

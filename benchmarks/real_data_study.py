@@ -28,6 +28,7 @@ from dice_seg_ros.inference import Segmenter
 from dice_seg_ros.resources import resource_path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_metrics import interleaved_ms  # noqa: E402
 from eval_real import real_confusion  # noqa: E402
 
 SHIPPED_PT = str(resource_path("models/terrain_seg.pt"))
@@ -68,24 +69,29 @@ def run_one(name: str, args: argparse.Namespace) -> dict:
     classes = load_classes()
     files = open_dataset(args.ycor, "ycor", classes, split="valid")
     cm, _ = real_confusion(Segmenter(onnx, "ort", "cpu", threads=2), files, quiet=True)
-    segmenter = Segmenter(onnx, "ort", "cpu", threads=2)
-    frame = np.random.default_rng(0).integers(0, 256, (480, 640, 3), np.uint8)
-    for _ in range(5):
-        segmenter.segment(frame)
-    start = time.perf_counter()
-    for _ in range(50):
-        segmenter.segment(frame)
-    ms = 1000.0 * (time.perf_counter() - start) / 50
     import torch
     params = sum(v.numel() for k, v in torch.load(out / "best.pt", weights_only=True)
                  ["model"].items() if not k.endswith(("running_mean", "running_var",
                                                       "num_batches_tracked")))
     result = {"name": name, "dice": cm.dice().tolist(), "mean_dice_present":
-              cm.mean_dice_present(), "mean_iou": cm.mean_iou(), "ms_640x480": ms,
+              cm.mean_dice_present(), "mean_iou": cm.mean_iou(),
               "params": int(params), "train_s": train_s, "args": RUNS[name],
               "epochs": args.epochs, "samples_per_epoch": args.samples}
     result_path.write_text(json.dumps(result, indent=1))
     return result
+
+
+def frame_ms(onnx_files: list[Path], rounds: int = 40) -> list[float]:
+    """Median ms per 640x480 frame through ``Segmenter`` (ORT, 2 threads) of each model.
+
+    The models run interleaved, one frame each per round, so all see the same
+    machine load and their ratios hold on a busy machine.
+    """
+    frame = np.random.default_rng(0).integers(0, 256, (480, 640, 3), np.uint8)
+    segmenters = [Segmenter(f, "ort", "cpu", threads=2) for f in onnx_files]
+    timings = interleaved_ms({str(i): lambda s=s: s.segment(frame)
+                              for i, s in enumerate(segmenters)}, rounds)
+    return [timings[str(i)][0] for i in range(len(segmenters))]
 
 
 def report(args: argparse.Namespace) -> None:
@@ -96,6 +102,9 @@ def report(args: argparse.Namespace) -> None:
     names = load_classes().names
     results = [json.loads((Path(args.out) / n / "result.json").read_text())
                for n in RUNS if (Path(args.out) / n / "result.json").is_file()]
+    for result, ms in zip(results, frame_ms([Path(args.out) / r["name"] / "model.onnx"
+                                             for r in results])):
+        result["ms_640x480"] = ms
     lines = ["| run | params | ms/frame 640x480 | mean Dice (present) | "
              + " | ".join(names) + " |", "|---" * (len(names) + 4) + "|"]
     for r in results:
