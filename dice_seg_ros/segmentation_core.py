@@ -26,6 +26,7 @@ import numpy as np
 
 from dice_seg_ros.classes import ClassSet
 from dice_seg_ros.image_conversion import colorize, msg_to_rgb, numpy_to_image, overlay
+from dice_seg_ros.stage_latency import StageLatency
 
 STAGES = ("decode", "pre", "infer", "post", "publish")
 
@@ -396,16 +397,19 @@ class PipelineStats:
         self._clock = clock
         self._window_s = fps_window_s
         self._done: deque[float] = deque()
-        self._timings: deque[dict[str, float]] = deque(maxlen=latency_frames)
+        self._latency = StageLatency(STAGES, window=latency_frames)
         self._lock = threading.Lock()
-        self.frames = 0
 
     def record(self, timings_ms: Mapping[str, float]) -> None:
         """Count one finished frame with its stage timings in milliseconds."""
         with self._lock:
             self._done.append(self._clock())
-            self._timings.append(dict(timings_ms))
-            self.frames += 1
+            self._latency.end_frame(timings_ms)
+
+    @property
+    def frames(self) -> int:
+        """Number of frames recorded since start."""
+        return self._latency.frames
 
     def fps(self) -> float:
         """Return finished frames per second over the last ``fps_window_s`` seconds.
@@ -424,12 +428,7 @@ class PipelineStats:
     def mean_latency_ms(self) -> dict[str, float]:
         """Return the mean milliseconds per stage (and "total") over recent frames."""
         with self._lock:
-            if not self._timings:
-                return {}
-            means = {stage: float(np.mean([t.get(stage, 0.0) for t in self._timings]))
-                     for stage in STAGES}
-        means["total"] = sum(means.values())
-        return means
+            return self._latency.mean_ms()
 
 
 class SegmentationWorker:
