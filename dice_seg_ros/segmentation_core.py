@@ -337,7 +337,62 @@ class EstimatedDiceTracker:
                           values=self._values_of(values[-1], mean, len(values)))
 
 
-class LatestFrameSlot:
+class ClosableSlot:
+    """Base of the latest-frame slots: a condition to wait on, and ``close`` to end the waits."""
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition()
+        self._closed = False
+
+    @property
+    def closed(self) -> bool:
+        """True once ``close`` was called."""
+        return self._closed
+
+    def close(self) -> None:
+        """Wake any waiting taker and make later takes return at once, empty."""
+        with self._cond:
+            self._closed = True
+            self._cond.notify_all()
+
+
+class SlotWorker:
+    """Base of the segmentation workers: run ``step`` in a daemon thread until the slot closes.
+
+    Args:
+        slot: the worker's frame slot(s); closing it wakes a waiting ``step`` and ends the loop.
+        thread_name: name of the worker thread (seen in profilers and thread dumps).
+
+    """
+
+    def __init__(self, slot: ClosableSlot, thread_name: str) -> None:
+        self._slot = slot
+        self._thread_name = thread_name
+        self._thread: threading.Thread | None = None
+
+    def step(self, timeout: float | None = None) -> Any:
+        """Process the frame(s) waiting in the slot, waiting up to ``timeout`` s for one."""
+        raise NotImplementedError
+
+    def start(self) -> None:
+        """Start the worker thread."""
+        self._thread = threading.Thread(target=self._run, name=self._thread_name, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        """Step until ``stop``; the timeout lets a step notice the slot closing."""
+        while not self._slot.closed:
+            self.step(timeout=0.5)
+
+    def stop(self, timeout: float = 5.0) -> None:
+        """Stop the worker thread after the step in progress (waits up to ``timeout`` s)."""
+        self._slot.close()
+        if self._thread is not None:
+            self._thread.join(timeout)
+            self._thread = None
+
+
+class LatestFrameSlot(ClosableSlot):
     """A thread-safe slot holding only the newest unprocessed frame.
 
     ``put`` replaces a waiting frame (counted in ``dropped``) instead of queueing
@@ -345,10 +400,9 @@ class LatestFrameSlot:
     """
 
     def __init__(self) -> None:
-        self._cond = threading.Condition()
+        super().__init__()
         self._item: Any = None
         self._full = False
-        self._closed = False
         self.dropped = 0
 
     def put(self, item: Any) -> bool:
@@ -369,17 +423,6 @@ class LatestFrameSlot:
                 return None
             item, self._item, self._full = self._item, None, False
             return item
-
-    @property
-    def closed(self) -> bool:
-        """True once ``close`` was called."""
-        return self._closed
-
-    def close(self) -> None:
-        """Wake any waiting ``take`` and make later ones return None at once."""
-        with self._cond:
-            self._closed = True
-            self._cond.notify_all()
 
 
 class PipelineStats:
@@ -431,7 +474,7 @@ class PipelineStats:
             return self._latency.mean_ms()
 
 
-class SegmentationWorker:
+class SegmentationWorker(SlotWorker):
     """Run a FrameProcessor on the newest frame in a background thread.
 
     Args:
@@ -447,15 +490,15 @@ class SegmentationWorker:
                  flags: Callable[[], OutputFlags] = OutputFlags,
                  on_error: Callable[[Exception], None] | None = None,
                  stats: PipelineStats | None = None) -> None:
+        self.slot = LatestFrameSlot()
+        super().__init__(self.slot, "segmentation_worker")
         self.processor = processor
         self._publish = publish
         self._flags = flags
         self._on_error = on_error
         self.stats = stats if stats is not None else PipelineStats()
-        self.slot = LatestFrameSlot()
         self.errors = 0
         self.last_error: str | None = None
-        self._thread: threading.Thread | None = None
 
     @property
     def dropped(self) -> int:
@@ -485,24 +528,6 @@ class SegmentationWorker:
         self.last_error = None
         self.stats.record(result.timings_ms)
         return result
-
-    def start(self) -> None:
-        """Start the worker thread."""
-        self._thread = threading.Thread(target=self._run, name="segmentation_worker",
-                                        daemon=True)
-        self._thread.start()
-
-    def _run(self) -> None:
-        """Process frames until ``stop``."""
-        while not self.slot.closed:
-            self.step(timeout=0.5)
-
-    def stop(self, timeout: float = 5.0) -> None:
-        """Stop the worker thread after the frame in progress (waits up to ``timeout`` s)."""
-        self.slot.close()
-        if self._thread is not None:
-            self._thread.join(timeout)
-            self._thread = None
 
     def status(self, min_fps: float, name: str = "dice_seg_ros: segmentation") -> StatusData:
         """Return the diagnostics status: fps, latency per stage, drops, back end."""
