@@ -32,12 +32,12 @@ def image_msg(array: np.ndarray, stamp_ns: int, encoding: str = "rgb8",
         data=array.reshape(-1))
 
 
-def shipped_model_or_skip(name: str = "models/terrain_seg.onnx") -> Path:
-    """Return the shipped model path, or skip while it has not landed yet."""
-    from dice_seg_ros.resources import resource_path
+def shipped_model_or_skip(name: str | None = None) -> Path:
+    """Return the path of shipped model ``name`` (default: the node's), or skip while absent."""
+    from dice_seg_ros.resources import DEFAULT_MODEL, resource_path
 
     try:
-        return resource_path(name)
+        return resource_path(name or DEFAULT_MODEL)
     except FileNotFoundError as exc:
         pytest.skip(f"shipped model not present yet ({exc})")
 

@@ -6,6 +6,7 @@ import time
 
 import numpy as np
 import pytest
+from conftest import shipped_model_or_skip
 
 rclpy = pytest.importorskip(
     "rclpy", reason="rclpy does not import: no ROS 2 installation sourced (source setup.bash)")
@@ -67,11 +68,7 @@ def collector(node, msg_type, topic, qos=RELIABLE):
 
 
 def test_segmentation_node_publishes_masks_with_input_header(ros):
-    from dice_seg_ros.resources import DEFAULT_MODEL, resource_path
-    try:
-        resource_path(DEFAULT_MODEL)
-    except FileNotFoundError as exc:
-        pytest.skip(f"shipped model not built yet: {exc}")
+    shipped_model_or_skip()
     from dice_seg_ros.data.synthetic import generate_scene
     from dice_seg_ros.segmentation_node import SegmentationNode
 
@@ -195,11 +192,7 @@ def bag_messages(bag, topics):
 
 def test_nodes_on_a_bag_score_like_dice_seg_eval(ros, tmp_path):
     """Bag -> segmentation_node -> dice_monitor_node gives the report of dice-seg eval."""
-    from dice_seg_ros.resources import DEFAULT_MODEL, resource_path
-    try:
-        resource_path(DEFAULT_MODEL)
-    except FileNotFoundError as exc:
-        pytest.skip(f"shipped model not built yet: {exc}")
+    shipped_model_or_skip()
     from dice_seg_ros.dice_monitor_node import DiceMonitorNode
     from dice_seg_ros.inference import Segmenter
     from dice_seg_ros.replay import evaluate_bag
@@ -248,14 +241,6 @@ def test_nodes_on_a_bag_score_like_dice_seg_eval(ros, tmp_path):
     assert report["mean_dice"] == expected["mean_dice"]
     per_frame = (tmp_path / "monitor" / "per_frame.csv").read_text()
     assert per_frame == (tmp_path / "eval" / "per_frame.csv").read_text()
-
-
-def shipped_model_or_skip():
-    from dice_seg_ros.resources import DEFAULT_MODEL, resource_path
-    try:
-        resource_path(DEFAULT_MODEL)
-    except FileNotFoundError as exc:
-        pytest.skip(f"shipped model not built yet: {exc}")
 
 
 def test_namespaced_renamed_node_gets_yaml_parameters_camera_info_and_class_table(ros, tmp_path):

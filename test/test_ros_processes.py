@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import shipped_model_or_skip
 
 rclpy = pytest.importorskip(
     "rclpy", reason="rclpy does not import: no ROS 2 installation sourced (source setup.bash)")
@@ -102,11 +103,7 @@ def test_monitor_process_writes_its_report_on_signal(graph, tmp_path, signum):
 
 
 def test_segmentation_process_publishes_the_segmenter_mask(graph):
-    from dice_seg_ros.resources import DEFAULT_MODEL, resource_path
-    try:
-        resource_path(DEFAULT_MODEL)
-    except FileNotFoundError as exc:
-        pytest.skip(f"shipped model not built yet: {exc}")
+    shipped_model_or_skip()
     from dice_seg_ros.data.synthetic import generate_scene
     from dice_seg_ros.inference import Segmenter
 
@@ -140,11 +137,7 @@ def test_bad_start_parameter_is_one_line_and_exit_code_1(graph):
 def test_node_soak_benchmark_quick_run():
     """The soak benchmark's quick mode: both nodes as processes, every frame scored."""
     script("segmentation_node")
-    from dice_seg_ros.resources import DEFAULT_MODEL, resource_path
-    try:
-        resource_path(DEFAULT_MODEL)
-    except FileNotFoundError as exc:
-        pytest.skip(f"shipped model not built yet: {exc}")
+    shipped_model_or_skip()
     bench = Path(__file__).resolve().parent.parent / "benchmarks" / "bench_node_soak.py"
     env = dict(os.environ, ROS_DOMAIN_ID=str(DOMAIN))
     done = subprocess.run([sys.executable, str(bench), "--frames", "200", "--every", "100"],
