@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+import time
 from pathlib import Path
 
 import numpy as np
@@ -30,6 +32,44 @@ def image_msg(array: np.ndarray, stamp_ns: int, encoding: str = "rgb8",
         header=make_header(stamp_ns, frame_id), height=height, width=width,
         encoding=encoding, is_bigendian=0, step=width * channels,
         data=array.reshape(-1))
+
+
+@contextlib.contextmanager
+def rclpy_graph(domain_id: int, timeout_s: float):
+    """Run an isolated rclpy context in DDS domain ``domain_id``; yield (context, add, spin_until).
+
+    ``add(node)`` puts a node on the executor (destroyed on exit) and returns it;
+    ``spin_until(condition, timeout=timeout_s)`` spins until ``condition()`` holds or the
+    timeout (seconds) passes, and returns ``condition()``. rclpy is imported here, so test
+    modules that skip without it can still import this file.
+    """
+    import rclpy
+    from rclpy.executors import SingleThreadedExecutor
+
+    context = rclpy.context.Context()
+    rclpy.init(context=context, domain_id=domain_id)
+    executor = SingleThreadedExecutor(context=context)
+    nodes = []
+
+    def add(node):
+        nodes.append(node)
+        executor.add_node(node)
+        return node
+
+    def spin_until(condition, timeout=timeout_s):
+        deadline = time.monotonic() + timeout
+        while not condition() and time.monotonic() < deadline:
+            executor.spin_once(timeout_sec=0.05)
+        return condition()
+
+    try:
+        yield context, add, spin_until
+    finally:
+        for node in nodes:
+            executor.remove_node(node)
+            node.destroy_node()
+        executor.shutdown()
+        rclpy.try_shutdown(context=context)
 
 
 def shipped_model_or_skip(name: str | None = None) -> Path:

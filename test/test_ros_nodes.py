@@ -2,17 +2,15 @@
 
 import json
 import os
-import time
 
 import numpy as np
 import pytest
-from conftest import shipped_model_or_skip
+from conftest import rclpy_graph, shipped_model_or_skip
 
 rclpy = pytest.importorskip(
     "rclpy", reason="rclpy does not import: no ROS 2 installation sourced (source setup.bash)")
 
 from diagnostic_msgs.msg import DiagnosticArray  # noqa: E402
-from rclpy.executors import SingleThreadedExecutor  # noqa: E402
 from rclpy.parameter import Parameter  # noqa: E402
 from rclpy.qos import QoSProfile, ReliabilityPolicy  # noqa: E402
 from sensor_msgs.msg import Image  # noqa: E402
@@ -31,28 +29,8 @@ RELIABLE = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
 @pytest.fixture
 def ros():
     """Yield an isolated rclpy context (own domain id: parallel ROS users do not interfere)."""
-    context = rclpy.context.Context()
-    rclpy.init(context=context, domain_id=100 + os.getpid() % 100)
-    executor = SingleThreadedExecutor(context=context)
-    nodes = []
-
-    def add(node):
-        nodes.append(node)
-        executor.add_node(node)
-        return node
-
-    def spin_until(condition, timeout=20.0):
-        deadline = time.monotonic() + timeout
-        while not condition() and time.monotonic() < deadline:
-            executor.spin_once(timeout_sec=0.05)
-        return condition()
-
-    yield context, add, spin_until
-    for node in nodes:
-        executor.remove_node(node)
-        node.destroy_node()
-    executor.shutdown()
-    rclpy.try_shutdown(context=context)
+    with rclpy_graph(domain_id=100 + os.getpid() % 100, timeout_s=20.0) as handles:
+        yield handles
 
 
 def stamped(sec, frame_id="cam"):
