@@ -22,30 +22,21 @@ import argparse
 import os
 import statistics
 import subprocess
-import sys
 import time
-from pathlib import Path
+
+from bench_node_cpu import cpu_seconds, segmentation_node_command
 
 CAMERAS = (1, 2, 4)
 RATE_HZ = 30.0
-TICKS = os.sysconf("SC_CLK_TCK")
-
-
-def cpu_seconds(pid: int) -> float:
-    """Return the user + system CPU seconds process ``pid`` has used so far."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / TICKS
 
 
 def start_node(topics: list[str], model: str | None) -> subprocess.Popen:
     """Start one ``segmentation_node`` process named dice_seg serving ``topics``."""
-    script = Path(sys.executable).with_name("segmentation_node")
-    command = [str(script)] if script.is_file() else [
-        sys.executable, "-c", "from dice_seg_ros.segmentation_node import main; main()"]
     params = ["-p", "device:=cpu", "-p", f"image_topics:={topics!r}"]
     if model:
         params += ["-p", f"model_path:={model}"]
-    return subprocess.Popen(command + ["--ros-args", "-r", "__node:=dice_seg", *params],
+    return subprocess.Popen(segmentation_node_command()
+                            + ["--ros-args", "-r", "__node:=dice_seg", *params],
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
 
 

@@ -76,15 +76,19 @@ def relay_main() -> None:
         pass
 
 
+def segmentation_node_command() -> list[str]:
+    """Return the command that starts segmentation_node: its console script, else python -c."""
+    script = Path(sys.executable).with_name("segmentation_node")
+    return [str(script)] if script.is_file() else [
+        sys.executable, "-c", "from dice_seg_ros.segmentation_node import main; main()"]
+
+
 def node_command(name: str, model: str | None) -> list[str]:
     """Return the command line that starts node ``name`` ("segmentation_node" or "relay")."""
     if name == "relay":
         return [sys.executable, __file__, "--relay"]
-    script = Path(sys.executable).with_name("segmentation_node")
-    command = [str(script)] if script.is_file() else [
-        sys.executable, "-c", "from dice_seg_ros.segmentation_node import main; main()"]
     params = ["-p", "device:=cpu"] + (["-p", f"model_path:={model}"] if model else [])
-    return command + ["--ros-args", *params]
+    return segmentation_node_command() + ["--ros-args", *params]
 
 
 def measure(name: str, model: str | None, width: int, height: int, seconds: float,

@@ -20,11 +20,10 @@ Run: ``python benchmarks/bench_quality.py [--ycor ../shared/realdata/ycor]
 """
 
 import argparse
-import gc
-import time
 from pathlib import Path
 
 import numpy as np
+from bench_metrics import interleaved_ms
 
 from dice_seg_ros.calibrate import FrameTable, collect, dataset_frames, generated_frames
 from dice_seg_ros.classes import load_classes
@@ -43,19 +42,7 @@ def cost(segmenter: Segmenter, temperature: float, repeats: int) -> None:
     funcs = {"segment 640x480": lambda: segmenter.segment(rgb, with_confidence=True),
              "features": lambda: frame_features(result.class_ids, result.confidence, classes,
                                                 temperature=temperature)}
-    samples: dict[str, list[float]] = {name: [] for name in funcs}
-    for func in funcs.values():
-        func()
-    gc.disable()
-    try:
-        for _ in range(repeats):
-            for name, func in funcs.items():
-                start = time.perf_counter()
-                func()
-                samples[name].append((time.perf_counter() - start) * 1e3)
-    finally:
-        gc.enable()
-    median = {name: float(np.median(v)) for name, v in samples.items()}
+    median = {name: med for name, (med, _) in interleaved_ms(funcs, repeats).items()}
     for name, ms in median.items():
         print(f"  {name:<16} {ms:7.3f} ms (median of {repeats})")
     print(f"  features / segment = {median['features'] / median['segment 640x480']:.3f} "

@@ -3,12 +3,15 @@
 Scenes come from seeds ``TEST_SEED_BASE + i`` (training draws below
 ``VAL_SEED_BASE``), at camera resolution (default 640x480), and go through
 the same ``Segmenter`` as the ROS node: resize to the network input, infer,
-resize the ids back. Scores are pooled over all frames (one confusion matrix).
+resize the ids back. Scores are pooled over all frames (one confusion matrix),
+and printed as ``eval_real.py`` prints them (classes absent from the labels marked).
 
 Run: ``python benchmarks/eval_heldout.py [--model models/terrain_seg.onnx] [--scenes 200]``
 """
 
 import argparse
+
+from eval_real import markdown_table
 
 from dice_seg_ros.classes import load_classes
 from dice_seg_ros.data.synthetic import generate_scene
@@ -26,17 +29,6 @@ def heldout_confusion(segmenter: Segmenter, scenes: int, width: int, height: int
         rgb, ids = generate_scene(seed_base + i, width, height)
         cm.update(segmenter.segment(rgb).class_ids, ids)
     return cm
-
-
-def markdown_table(cm: ConfusionMatrix, names: tuple[str, ...]) -> str:
-    """Per-class Dice/IoU table in Markdown with each class's share of label pixels."""
-    labelled = cm.matrix.sum(axis=1)
-    share = 100.0 * labelled / max(int(labelled.sum()), 1)
-    lines = ["| class | Dice | IoU | % of label pixels |", "|---|---|---|---|"]
-    for name, dice, iou, pct in zip(names, cm.dice(), cm.iou(), share):
-        lines.append(f"| {name} | {dice:.3f} | {iou:.3f} | {pct:.1f} |")
-    lines.append(f"| **mean** | **{cm.mean_dice():.3f}** | **{cm.mean_iou():.3f}** | |")
-    return "\n".join(lines)
 
 
 def main() -> None:

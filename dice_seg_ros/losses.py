@@ -42,7 +42,7 @@ tests check this to 1e-6 in float64.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import torch
 import torch.nn.functional as F
@@ -390,13 +390,18 @@ def _reduce(loss: torch.Tensor, reduction: str) -> torch.Tensor:
 class _OverlapLoss(nn.Module):
     """Shared argument handling for losses computed from :func:`overlap_sums`.
 
-    Subclasses implement :meth:`per_class` (loss per image and class from the sums).
+    Its constructor's signature is the one list of the arguments every overlap loss takes (they
+    are documented once, in ``_SHARED_ARGS``); subclasses take their own arguments by keyword and
+    forward the rest as ``**shared``. Subclasses implement :meth:`per_class` (loss per image and
+    class from the sums) and set ``squared_pred`` if they offer it.
     """
 
-    def __init__(self, mode: str = "multiclass", from_logits: bool = True,
+    squared_pred = False
+
+    def __init__(self, mode: str = "multiclass", *, from_logits: bool = True,
                  include_background: bool = True, ignore_index: int | None = None,
-                 smooth_nr: float = 1e-5, smooth_dr: float = 1e-5, squared_pred: bool = False,
-                 batch: bool = False, class_weights: Sequence[float] | torch.Tensor | None = None,
+                 smooth_nr: float = 1e-5, smooth_dr: float = 1e-5, batch: bool = False,
+                 class_weights: Sequence[float] | torch.Tensor | None = None,
                  reduction: str = "mean", validate: bool = False) -> None:
         super().__init__()
         self.mode = _check_choice("mode", mode, MODES)
@@ -409,7 +414,6 @@ class _OverlapLoss(nn.Module):
         self.ignore_index = ignore_index
         self.smooth_nr = float(smooth_nr)
         self.smooth_dr = float(smooth_dr)
-        self.squared_pred = bool(squared_pred)
         self.batch = bool(batch)
         self.validate = bool(validate)
         self.register_buffer("class_weights", _weights_buffer("class_weights", class_weights))
@@ -490,6 +494,12 @@ def _with_shared_args(*skip: str):
     return decorate
 
 
+def _reject(loss: str, shared: dict[str, Any], name: str, reason: str) -> None:
+    """Raise TypeError (as for an unknown keyword) when a shared argument does not apply."""
+    if name in shared:
+        raise TypeError(f"{loss} does not take {name} ({reason})")
+
+
 @_with_shared_args()
 class DiceLoss(_OverlapLoss):
     """Soft Dice loss (Milletari et al., 2016, V-Net), one score per image and class.
@@ -508,13 +518,10 @@ class DiceLoss(_OverlapLoss):
         log_loss: return ``-log(Dice)`` (Dice clamped at 1e-7) instead of ``1 - Dice``.
     """
 
-    def __init__(self, mode: str = "multiclass", from_logits: bool = True,
-                 include_background: bool = True, ignore_index: int | None = None,
-                 smooth_nr: float = 1e-5, smooth_dr: float = 1e-5, squared_pred: bool = False,
-                 batch: bool = False, class_weights: Sequence[float] | torch.Tensor | None = None,
-                 log_loss: bool = False, reduction: str = "mean", validate: bool = False) -> None:
-        super().__init__(mode, from_logits, include_background, ignore_index, smooth_nr,
-                         smooth_dr, squared_pred, batch, class_weights, reduction, validate)
+    def __init__(self, mode: str = "multiclass", *, squared_pred: bool = False,
+                 log_loss: bool = False, **shared: Any) -> None:
+        super().__init__(mode, **shared)
+        self.squared_pred = bool(squared_pred)
         self.log_loss = bool(log_loss)
 
     def per_class(self, sums: OverlapSums) -> torch.Tensor:
@@ -538,13 +545,10 @@ class JaccardLoss(_OverlapLoss):
         squared_pred: use sums of squares for P and G.
     """
 
-    def __init__(self, mode: str = "multiclass", from_logits: bool = True,
-                 include_background: bool = True, ignore_index: int | None = None,
-                 smooth_nr: float = 1e-5, smooth_dr: float = 1e-5, squared_pred: bool = False,
-                 batch: bool = False, class_weights: Sequence[float] | torch.Tensor | None = None,
-                 reduction: str = "mean", validate: bool = False) -> None:
-        super().__init__(mode, from_logits, include_background, ignore_index, smooth_nr,
-                         smooth_dr, squared_pred, batch, class_weights, reduction, validate)
+    def __init__(self, mode: str = "multiclass", *, squared_pred: bool = False,
+                 **shared: Any) -> None:
+        super().__init__(mode, **shared)
+        self.squared_pred = bool(squared_pred)
 
     def per_class(self, sums: OverlapSums) -> torch.Tensor:
         """Jaccard loss per image and class."""
@@ -566,14 +570,9 @@ class TverskyLoss(_OverlapLoss):
         beta: weight of false negatives (>= 0).
     """
 
-    def __init__(self, mode: str = "multiclass", from_logits: bool = True,
-                 include_background: bool = True, ignore_index: int | None = None,
-                 smooth_nr: float = 1e-5, smooth_dr: float = 1e-5, batch: bool = False,
-                 class_weights: Sequence[float] | torch.Tensor | None = None,
-                 alpha: float = 0.5, beta: float = 0.5, reduction: str = "mean",
-                 validate: bool = False) -> None:
-        super().__init__(mode, from_logits, include_background, ignore_index, smooth_nr,
-                         smooth_dr, False, batch, class_weights, reduction, validate)
+    def __init__(self, mode: str = "multiclass", *, alpha: float = 0.5, beta: float = 0.5,
+                 **shared: Any) -> None:
+        super().__init__(mode, **shared)
         _check_non_negative(alpha=alpha, beta=beta)
         self.alpha = float(alpha)
         self.beta = float(beta)
@@ -606,14 +605,9 @@ class FocalTverskyLoss(TverskyLoss):
         gamma: exponent applied to the Tversky loss (> 0).
     """
 
-    def __init__(self, mode: str = "multiclass", from_logits: bool = True,
-                 include_background: bool = True, ignore_index: int | None = None,
-                 smooth_nr: float = 1e-5, smooth_dr: float = 1e-5, batch: bool = False,
-                 class_weights: Sequence[float] | torch.Tensor | None = None,
-                 alpha: float = 0.3, beta: float = 0.7, gamma: float = 0.75,
-                 reduction: str = "mean", validate: bool = False) -> None:
-        super().__init__(mode, from_logits, include_background, ignore_index, smooth_nr,
-                         smooth_dr, batch, class_weights, alpha, beta, reduction, validate)
+    def __init__(self, mode: str = "multiclass", *, alpha: float = 0.3, beta: float = 0.7,
+                 gamma: float = 0.75, **shared: Any) -> None:
+        super().__init__(mode, alpha=alpha, beta=beta, **shared)
         if not gamma > 0:
             raise ValueError(f"gamma must be > 0, got {gamma}")
         self.gamma = float(gamma)
@@ -638,12 +632,9 @@ class GeneralizedDiceLoss(_OverlapLoss):
     ``class_weights`` is not accepted (the weights come from the target).
     """
 
-    def __init__(self, mode: str = "multiclass", from_logits: bool = True,
-                 include_background: bool = True, ignore_index: int | None = None,
-                 smooth_nr: float = 1e-5, smooth_dr: float = 1e-5, batch: bool = False,
-                 reduction: str = "mean", validate: bool = False) -> None:
-        super().__init__(mode, from_logits, include_background, ignore_index, smooth_nr,
-                         smooth_dr, False, batch, None, reduction, validate)
+    def __init__(self, mode: str = "multiclass", **shared: Any) -> None:
+        _reject("GeneralizedDiceLoss", shared, "class_weights", "its weights come from the target")
+        super().__init__(mode, **shared)
 
     def per_class(self, sums: OverlapSums) -> torch.Tensor:
         """Generalised Dice loss per image (the class axis is summed with weights)."""
@@ -766,21 +757,18 @@ class DiceCELoss(nn.Module):
         lambda_ce: weight of the cross-entropy term (>= 0).
         reduction: ``"mean"`` or ``"sum"`` (applied to both terms; "none" is not defined for a
             sum of per-class and per-pixel terms).
-        mode, include_background, ignore_index, smooth_nr, smooth_dr, squared_pred, batch,
-        class_weights, log_loss, validate: as for :class:`DiceLoss`.
+        mode, squared_pred, log_loss and the shared arguments (include_background,
+        ignore_index, smooth_nr, smooth_dr, batch, class_weights, validate): as for
+        :class:`DiceLoss`, which gets them by keyword.
     """
 
-    def __init__(self, mode: str = "multiclass", include_background: bool = True,
-                 ignore_index: int | None = None, smooth_nr: float = 1e-5,
-                 smooth_dr: float = 1e-5, squared_pred: bool = False, batch: bool = False,
-                 class_weights: Sequence[float] | torch.Tensor | None = None,
-                 log_loss: bool = False, lambda_dice: float = 1.0, lambda_ce: float = 1.0,
-                 reduction: str = "mean", validate: bool = False) -> None:
+    def __init__(self, mode: str = "multiclass", *, lambda_dice: float = 1.0,
+                 lambda_ce: float = 1.0, reduction: str = "mean", **dice_args: Any) -> None:
         super().__init__()
         _check_choice("reduction", reduction, ("mean", "sum"))
         _check_non_negative(lambda_dice=lambda_dice, lambda_ce=lambda_ce)
-        self.dice = DiceLoss(mode, True, include_background, ignore_index, smooth_nr, smooth_dr,
-                             squared_pred, batch, class_weights, log_loss, reduction, validate)
+        _reject("DiceCELoss", dice_args, "from_logits", "cross-entropy needs logits")
+        self.dice = DiceLoss(mode, reduction=reduction, **dice_args)
         self.lambda_dice = float(lambda_dice)
         self.lambda_ce = float(lambda_ce)
 

@@ -42,6 +42,7 @@ from dice_seg_ros.pairing import Pair, StampPairer
 from dice_seg_ros.quality_report import ESTIMATE_COLUMNS, write_quality_report
 from dice_seg_ros.segmentation_core import (ESTIMATE_KEY, LEVEL_ERROR, LEVEL_OK, LEVEL_STALE,
                                             LEVEL_WARN, StatusData, format_value)
+from dice_seg_ros.stage_latency import StageLatency
 
 TOPICS = ("mask", "labels")
 # Rows of the ~/dice Float32MultiArray; columns are the classes.
@@ -287,7 +288,7 @@ class MonitorCore:
         self._clock = clock
         self._first_pair_s: float | None = None
         self._last_pair_s: float | None = None
-        self._score_ms_total = 0.0
+        self._latency = StageLatency(("monitor",))
         # Scoring (executor thread) and snapshots (report thread) take turns.
         self._lock = threading.RLock()
         self._report_thread: ThreadPoolExecutor | None = None
@@ -351,7 +352,7 @@ class MonitorCore:
                 self.estimates.add_scored(stamp_to_ns(mask_msg.header), scores.mean_dice)
             self.scored += 1
             self.last_error = None
-            self._score_ms_total += (time.perf_counter() - start) * 1000.0
+            self._latency.end_frame({"monitor": (time.perf_counter() - start) * 1000.0})
             now = self._clock()
             self._first_pair_s = now if self._first_pair_s is None else self._first_pair_s
             self._last_pair_s = now
@@ -471,7 +472,7 @@ class MonitorCore:
             estimates = self.estimates
             return ReportSnapshot(tracker=tracker, scored=self.scored, unpaired=self.unpaired,
                                   fps=self.pairs_per_second(),
-                                  latency_ms={"monitor": self._score_ms_total / self.scored},
+                                  latency_ms=self._latency.mean_ms(),
                                   rows_path=self.rows.path, rows_bytes=self.rows.flush(),
                                   extra=extra,
                                   estimates_path=estimates.rows.path if estimates else None,

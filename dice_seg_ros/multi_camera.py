@@ -13,7 +13,6 @@ the single-camera node. ROS-free: callers pass a ``publish`` callable.
 
 from __future__ import annotations
 
-import threading
 import time
 from collections import deque
 from dataclasses import dataclass
@@ -22,9 +21,9 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from dice_seg_ros.node_params import camera_namespace
-from dice_seg_ros.segmentation_core import (FrameProcessor, FrameResult, OutputFlags,
-                                            PipelineStats, StatusData, format_value,
-                                            pipeline_status)
+from dice_seg_ros.segmentation_core import (ClosableSlot, FrameProcessor, FrameResult,
+                                            OutputFlags, PipelineStats, SlotWorker, StatusData,
+                                            format_value, pipeline_status)
 
 # What a segmentation node publishes for each camera, under the camera's output prefix
 # (the estimated_dice ones when the model has a calibration, as the shipped one does).
@@ -74,7 +73,7 @@ def camera_topics(image_topics: Sequence[str], node_name: str,
     return cameras
 
 
-class CameraSlots:
+class CameraSlots(ClosableSlot):
     """One thread-safe latest-frame slot per camera, emptied together.
 
     Args:
@@ -86,10 +85,9 @@ class CameraSlots:
         if not cameras or len(set(cameras)) != len(cameras):
             raise ValueError(f"cameras must be distinct names, at least one; got "
                              f"{list(cameras)}")
+        super().__init__()
         self.cameras = tuple(cameras)
-        self._cond = threading.Condition()
         self._items: dict[str, Any] = {}
-        self._closed = False
         self.dropped = {camera: 0 for camera in self.cameras}
 
     def put(self, camera: str, item: Any) -> bool:
@@ -121,19 +119,8 @@ class CameraSlots:
             self._items.clear()
             return items
 
-    @property
-    def closed(self) -> bool:
-        """True once ``close`` was called."""
-        return self._closed
 
-    def close(self) -> None:
-        """Wake a waiting ``take_all`` and make later ones return at once."""
-        with self._cond:
-            self._closed = True
-            self._cond.notify_all()
-
-
-class MultiCameraWorker:
+class MultiCameraWorker(SlotWorker):
     """Segment the newest frame of every camera in one batch per cycle.
 
     Args:
@@ -153,8 +140,9 @@ class MultiCameraWorker:
                  flags: Callable[[str], OutputFlags] = lambda camera: OutputFlags(),
                  on_error: Callable[[str | None, Exception], None] | None = None,
                  cycle_history: int = 30) -> None:
-        self.processor = processor
         self.slots = CameraSlots(cameras)
+        super().__init__(self.slots, "multi_camera_worker")
+        self.processor = processor
         self._publish = publish
         self._flags = flags
         self._on_error = on_error
@@ -165,7 +153,6 @@ class MultiCameraWorker:
         self.cycles = 0
         self.last_cycle_ms = 0.0
         self._cycles: deque[tuple[float, int]] = deque(maxlen=cycle_history)  # (ms, size)
-        self._thread: threading.Thread | None = None
 
     def submit(self, camera: str, msg: Any) -> None:
         """Offer ``camera``'s new frame (from its subscription callback); never blocks."""
@@ -234,21 +221,3 @@ class MultiCameraWorker:
             "batch_size": format_value(float(np.mean([n for _, n in cycles]))
                                        if cycles else float("nan"), 2)})
         return status
-
-    def start(self) -> None:
-        """Start the worker thread."""
-        self._thread = threading.Thread(target=self._run, name="multi_camera_worker",
-                                        daemon=True)
-        self._thread.start()
-
-    def _run(self) -> None:
-        """Run cycles until ``stop``."""
-        while not self.slots.closed:
-            self.step(timeout=0.5)
-
-    def stop(self, timeout: float = 5.0) -> None:
-        """Stop the worker thread after the cycle in progress (waits up to ``timeout`` s)."""
-        self.slots.close()
-        if self._thread is not None:
-            self._thread.join(timeout)
-            self._thread = None

@@ -29,7 +29,7 @@ import json
 import math
 import time
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -49,6 +49,7 @@ from dice_seg_ros.metrics import DiceTracker
 from dice_seg_ros.pairing import Pair, StampPairer
 from dice_seg_ros.quality_report import write_quality_report
 from dice_seg_ros.report import write_report
+from dice_seg_ros.stage_latency import StageLatency
 
 OUTPUT_BAG = "output_bag"
 OVERLAY_ALPHA = 0.5
@@ -75,23 +76,6 @@ class Frame:
     image_msg: Any
     rgb: np.ndarray
     labels: np.ndarray | None
-
-
-@dataclass
-class StageClock:
-    """Accumulated milliseconds per pipeline stage."""
-
-    total_ms: dict[str, float] = field(default_factory=lambda: dict.fromkeys(STAGES, 0.0))
-
-    def add(self, stage: str, ms: float) -> None:
-        """Add ``ms`` milliseconds to ``stage``."""
-        self.total_ms[stage] += ms
-
-    def mean(self, frames: int) -> dict[str, float]:
-        """Return mean ms per frame for each stage and their sum ("total")."""
-        means = {k: v / frames if frames else 0.0 for k, v in self.total_ms.items()}
-        means["total"] = sum(means.values())
-        return means
 
 
 class _OutputBag:
@@ -161,7 +145,7 @@ class Replay:
         self.progress = progress
         self.tracker = DiceTracker(classes.num_classes, ignore_index=classes.ignore_index)
         self.errors = FrameErrors()
-        self.clock = StageClock()
+        self.clock = StageLatency(STAGES)
         self.batch: list[Frame] = []
         self.segmented = 0
         self.last_stamp_ns: int | None = None
@@ -223,8 +207,6 @@ class Replay:
         results = self.segmenter.segment_batch([f.rgb for f in self.batch])
         frames, self.batch = self.batch, []
         for frame, result in zip(frames, results):
-            for stage, ms in result.timings_ms.items():
-                self.clock.add(stage, ms)
             self.segmented += 1
             self.last_stamp_ns = frame.stamp_ns
             if frame.labels is not None:
@@ -235,6 +217,7 @@ class Replay:
                 start = time.perf_counter()
                 self.output.write(frame, result.class_ids)
                 self.clock.add("write", (time.perf_counter() - start) * 1000.0)
+            self.clock.end_frame(result.timings_ms)
             self._show_progress()
 
     def _show_progress(self) -> None:
@@ -443,7 +426,7 @@ def evaluate_bag(bag: str | Path, image_topic: str, label_topic: str | None,
             [f.mean_dice for f in replay.tracker.frames])
     paths = write_report(out, replay.tracker, classes.names,
                          unpaired=pairer.unpaired_images + pairer.unpaired_labels,
-                         fps=fps, latency_ms=replay.clock.mean(replay.segmented),
+                         fps=fps, latency_ms=replay.clock.mean_ms(),
                          extra=extra, colors=classes.colors)
     report = json.loads(paths["report"].read_text(encoding="utf-8"))
     return ReplayResult(report, dict(paths, **quality_paths), stopped_by, error)

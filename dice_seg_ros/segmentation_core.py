@@ -26,6 +26,7 @@ import numpy as np
 
 from dice_seg_ros.classes import ClassSet
 from dice_seg_ros.image_conversion import colorize, msg_to_rgb, numpy_to_image, overlay
+from dice_seg_ros.stage_latency import StageLatency
 
 STAGES = ("decode", "pre", "infer", "post", "publish")
 
@@ -336,7 +337,62 @@ class EstimatedDiceTracker:
                           values=self._values_of(values[-1], mean, len(values)))
 
 
-class LatestFrameSlot:
+class ClosableSlot:
+    """Base of the latest-frame slots: a condition to wait on, and ``close`` to end the waits."""
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition()
+        self._closed = False
+
+    @property
+    def closed(self) -> bool:
+        """True once ``close`` was called."""
+        return self._closed
+
+    def close(self) -> None:
+        """Wake any waiting taker and make later takes return at once, empty."""
+        with self._cond:
+            self._closed = True
+            self._cond.notify_all()
+
+
+class SlotWorker:
+    """Base of the segmentation workers: run ``step`` in a daemon thread until the slot closes.
+
+    Args:
+        slot: the worker's frame slot(s); closing it wakes a waiting ``step`` and ends the loop.
+        thread_name: name of the worker thread (seen in profilers and thread dumps).
+
+    """
+
+    def __init__(self, slot: ClosableSlot, thread_name: str) -> None:
+        self._slot = slot
+        self._thread_name = thread_name
+        self._thread: threading.Thread | None = None
+
+    def step(self, timeout: float | None = None) -> Any:
+        """Process the frame(s) waiting in the slot, waiting up to ``timeout`` s for one."""
+        raise NotImplementedError
+
+    def start(self) -> None:
+        """Start the worker thread."""
+        self._thread = threading.Thread(target=self._run, name=self._thread_name, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        """Step until ``stop``; the timeout lets a step notice the slot closing."""
+        while not self._slot.closed:
+            self.step(timeout=0.5)
+
+    def stop(self, timeout: float = 5.0) -> None:
+        """Stop the worker thread after the step in progress (waits up to ``timeout`` s)."""
+        self._slot.close()
+        if self._thread is not None:
+            self._thread.join(timeout)
+            self._thread = None
+
+
+class LatestFrameSlot(ClosableSlot):
     """A thread-safe slot holding only the newest unprocessed frame.
 
     ``put`` replaces a waiting frame (counted in ``dropped``) instead of queueing
@@ -344,10 +400,9 @@ class LatestFrameSlot:
     """
 
     def __init__(self) -> None:
-        self._cond = threading.Condition()
+        super().__init__()
         self._item: Any = None
         self._full = False
-        self._closed = False
         self.dropped = 0
 
     def put(self, item: Any) -> bool:
@@ -369,17 +424,6 @@ class LatestFrameSlot:
             item, self._item, self._full = self._item, None, False
             return item
 
-    @property
-    def closed(self) -> bool:
-        """True once ``close`` was called."""
-        return self._closed
-
-    def close(self) -> None:
-        """Wake any waiting ``take`` and make later ones return None at once."""
-        with self._cond:
-            self._closed = True
-            self._cond.notify_all()
-
 
 class PipelineStats:
     """Frame rate and mean per-stage latency over recent frames.
@@ -396,16 +440,19 @@ class PipelineStats:
         self._clock = clock
         self._window_s = fps_window_s
         self._done: deque[float] = deque()
-        self._timings: deque[dict[str, float]] = deque(maxlen=latency_frames)
+        self._latency = StageLatency(STAGES, window=latency_frames)
         self._lock = threading.Lock()
-        self.frames = 0
 
     def record(self, timings_ms: Mapping[str, float]) -> None:
         """Count one finished frame with its stage timings in milliseconds."""
         with self._lock:
             self._done.append(self._clock())
-            self._timings.append(dict(timings_ms))
-            self.frames += 1
+            self._latency.end_frame(timings_ms)
+
+    @property
+    def frames(self) -> int:
+        """Number of frames recorded since start."""
+        return self._latency.frames
 
     def fps(self) -> float:
         """Return finished frames per second over the last ``fps_window_s`` seconds.
@@ -424,15 +471,10 @@ class PipelineStats:
     def mean_latency_ms(self) -> dict[str, float]:
         """Return the mean milliseconds per stage (and "total") over recent frames."""
         with self._lock:
-            if not self._timings:
-                return {}
-            means = {stage: float(np.mean([t.get(stage, 0.0) for t in self._timings]))
-                     for stage in STAGES}
-        means["total"] = sum(means.values())
-        return means
+            return self._latency.mean_ms()
 
 
-class SegmentationWorker:
+class SegmentationWorker(SlotWorker):
     """Run a FrameProcessor on the newest frame in a background thread.
 
     Args:
@@ -448,15 +490,15 @@ class SegmentationWorker:
                  flags: Callable[[], OutputFlags] = OutputFlags,
                  on_error: Callable[[Exception], None] | None = None,
                  stats: PipelineStats | None = None) -> None:
+        self.slot = LatestFrameSlot()
+        super().__init__(self.slot, "segmentation_worker")
         self.processor = processor
         self._publish = publish
         self._flags = flags
         self._on_error = on_error
         self.stats = stats if stats is not None else PipelineStats()
-        self.slot = LatestFrameSlot()
         self.errors = 0
         self.last_error: str | None = None
-        self._thread: threading.Thread | None = None
 
     @property
     def dropped(self) -> int:
@@ -486,24 +528,6 @@ class SegmentationWorker:
         self.last_error = None
         self.stats.record(result.timings_ms)
         return result
-
-    def start(self) -> None:
-        """Start the worker thread."""
-        self._thread = threading.Thread(target=self._run, name="segmentation_worker",
-                                        daemon=True)
-        self._thread.start()
-
-    def _run(self) -> None:
-        """Process frames until ``stop``."""
-        while not self.slot.closed:
-            self.step(timeout=0.5)
-
-    def stop(self, timeout: float = 5.0) -> None:
-        """Stop the worker thread after the frame in progress (waits up to ``timeout`` s)."""
-        self.slot.close()
-        if self._thread is not None:
-            self._thread.join(timeout)
-            self._thread = None
 
     def status(self, min_fps: float, name: str = "dice_seg_ros: segmentation") -> StatusData:
         """Return the diagnostics status: fps, latency per stage, drops, back end."""

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+import time
 from pathlib import Path
 
 import numpy as np
@@ -32,12 +34,50 @@ def image_msg(array: np.ndarray, stamp_ns: int, encoding: str = "rgb8",
         data=array.reshape(-1))
 
 
-def shipped_model_or_skip(name: str = "models/terrain_seg.onnx") -> Path:
-    """Return the shipped model path, or skip while it has not landed yet."""
-    from dice_seg_ros.resources import resource_path
+@contextlib.contextmanager
+def rclpy_graph(domain_id: int, timeout_s: float):
+    """Run an isolated rclpy context in DDS domain ``domain_id``; yield (context, add, spin_until).
+
+    ``add(node)`` puts a node on the executor (destroyed on exit) and returns it;
+    ``spin_until(condition, timeout=timeout_s)`` spins until ``condition()`` holds or the
+    timeout (seconds) passes, and returns ``condition()``. rclpy is imported here, so test
+    modules that skip without it can still import this file.
+    """
+    import rclpy
+    from rclpy.executors import SingleThreadedExecutor
+
+    context = rclpy.context.Context()
+    rclpy.init(context=context, domain_id=domain_id)
+    executor = SingleThreadedExecutor(context=context)
+    nodes = []
+
+    def add(node):
+        nodes.append(node)
+        executor.add_node(node)
+        return node
+
+    def spin_until(condition, timeout=timeout_s):
+        deadline = time.monotonic() + timeout
+        while not condition() and time.monotonic() < deadline:
+            executor.spin_once(timeout_sec=0.05)
+        return condition()
 
     try:
-        return resource_path(name)
+        yield context, add, spin_until
+    finally:
+        for node in nodes:
+            executor.remove_node(node)
+            node.destroy_node()
+        executor.shutdown()
+        rclpy.try_shutdown(context=context)
+
+
+def shipped_model_or_skip(name: str | None = None) -> Path:
+    """Return the path of shipped model ``name`` (default: the node's), or skip while absent."""
+    from dice_seg_ros.resources import DEFAULT_MODEL, resource_path
+
+    try:
+        return resource_path(name or DEFAULT_MODEL)
     except FileNotFoundError as exc:
         pytest.skip(f"shipped model not present yet ({exc})")
 

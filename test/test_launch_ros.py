@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import shipped_model_or_skip
 
 rclpy = pytest.importorskip(
     "rclpy", reason="rclpy does not import: no ROS 2 installation sourced (source setup.bash)")
@@ -59,11 +60,7 @@ def ament_prefix(prefix):
 
 
 def test_segmentation_launch_publishes_masks(tmp_path, monkeypatch):
-    from dice_seg_ros.resources import DEFAULT_MODEL, resource_path
-    try:
-        resource_path(DEFAULT_MODEL)
-    except FileNotFoundError as exc:
-        pytest.skip(f"shipped model not built yet: {exc}")
+    shipped_model_or_skip()
     prefix = ament_prefix(tmp_path / "install")
     monkeypatch.setenv("AMENT_PREFIX_PATH",
                        f"{prefix}{os.pathsep}{os.environ.get('AMENT_PREFIX_PATH', '')}")

@@ -386,6 +386,28 @@ def test_other_argument_errors():
         DiceLoss(ignore_index=2.5)
 
 
+@pytest.mark.parametrize("cls, name, value", [(GeneralizedDiceLoss, "class_weights", [1.0, 1.0]),
+                                              (DiceCELoss, "from_logits", False),
+                                              (TverskyLoss, "squared_pred", True),
+                                              (FocalTverskyLoss, "squared_pred", True)])
+def test_arguments_a_loss_does_not_take_are_refused(cls, name, value):
+    with pytest.raises(TypeError, match=name):
+        cls(**{name: value})
+
+
+def test_every_overlap_loss_takes_the_documented_shared_arguments():
+    shared = {"from_logits": False, "include_background": False, "ignore_index": 255,
+              "smooth_nr": 0.5, "smooth_dr": 0.25, "batch": True, "reduction": "sum",
+              "validate": True}
+    assert set(shared) | {"mode", "class_weights"} == set(losses._SHARED_ARGS)
+    for cls in OVERLAP:
+        weights = {} if cls is GeneralizedDiceLoss else {"class_weights": [1.0, 2.0]}
+        loss = cls("multilabel", **shared, **weights)
+        assert loss.mode == "multilabel"
+        assert {name: getattr(loss, name) for name in shared} == shared
+        assert (loss.class_weights is None) == (cls is GeneralizedDiceLoss)
+
+
 def test_target_ids_out_of_range_are_named():
     logits, target = _inputs("multiclass")
     target[0, 0, 0] = 7

@@ -4,6 +4,7 @@ import json
 
 import numpy as np
 import pytest
+from conftest import shipped_model_or_skip
 from rosbags.typesys import Stores, get_typestore
 
 from dice_seg_ros.classes import load_classes
@@ -193,11 +194,7 @@ def test_report_matches_tracker(tmp_path):
 
 def test_monitor_agrees_with_dice_seg_eval(tmp_path):
     """The node cores fed a bag's frames give the numbers `dice-seg eval` reports for it."""
-    from dice_seg_ros.resources import DEFAULT_MODEL, resource_path
-    try:
-        model = resource_path(DEFAULT_MODEL)
-    except FileNotFoundError as exc:
-        pytest.skip(f"shipped model not built yet: {exc}")
+    model = shipped_model_or_skip()
     from rosbags.highlevel import AnyReader
 
     from dice_seg_ros.cli import main as dice_seg

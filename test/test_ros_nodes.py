@@ -2,16 +2,15 @@
 
 import json
 import os
-import time
 
 import numpy as np
 import pytest
+from conftest import rclpy_graph, shipped_model_or_skip
 
 rclpy = pytest.importorskip(
     "rclpy", reason="rclpy does not import: no ROS 2 installation sourced (source setup.bash)")
 
 from diagnostic_msgs.msg import DiagnosticArray  # noqa: E402
-from rclpy.executors import SingleThreadedExecutor  # noqa: E402
 from rclpy.parameter import Parameter  # noqa: E402
 from rclpy.qos import QoSProfile, ReliabilityPolicy  # noqa: E402
 from sensor_msgs.msg import Image  # noqa: E402
@@ -30,28 +29,8 @@ RELIABLE = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
 @pytest.fixture
 def ros():
     """Yield an isolated rclpy context (own domain id: parallel ROS users do not interfere)."""
-    context = rclpy.context.Context()
-    rclpy.init(context=context, domain_id=100 + os.getpid() % 100)
-    executor = SingleThreadedExecutor(context=context)
-    nodes = []
-
-    def add(node):
-        nodes.append(node)
-        executor.add_node(node)
-        return node
-
-    def spin_until(condition, timeout=20.0):
-        deadline = time.monotonic() + timeout
-        while not condition() and time.monotonic() < deadline:
-            executor.spin_once(timeout_sec=0.05)
-        return condition()
-
-    yield context, add, spin_until
-    for node in nodes:
-        executor.remove_node(node)
-        node.destroy_node()
-    executor.shutdown()
-    rclpy.try_shutdown(context=context)
+    with rclpy_graph(domain_id=100 + os.getpid() % 100, timeout_s=20.0) as handles:
+        yield handles
 
 
 def stamped(sec, frame_id="cam"):
@@ -67,11 +46,7 @@ def collector(node, msg_type, topic, qos=RELIABLE):
 
 
 def test_segmentation_node_publishes_masks_with_input_header(ros):
-    from dice_seg_ros.resources import DEFAULT_MODEL, resource_path
-    try:
-        resource_path(DEFAULT_MODEL)
-    except FileNotFoundError as exc:
-        pytest.skip(f"shipped model not built yet: {exc}")
+    shipped_model_or_skip()
     from dice_seg_ros.data.synthetic import generate_scene
     from dice_seg_ros.segmentation_node import SegmentationNode
 
@@ -195,11 +170,7 @@ def bag_messages(bag, topics):
 
 def test_nodes_on_a_bag_score_like_dice_seg_eval(ros, tmp_path):
     """Bag -> segmentation_node -> dice_monitor_node gives the report of dice-seg eval."""
-    from dice_seg_ros.resources import DEFAULT_MODEL, resource_path
-    try:
-        resource_path(DEFAULT_MODEL)
-    except FileNotFoundError as exc:
-        pytest.skip(f"shipped model not built yet: {exc}")
+    shipped_model_or_skip()
     from dice_seg_ros.dice_monitor_node import DiceMonitorNode
     from dice_seg_ros.inference import Segmenter
     from dice_seg_ros.replay import evaluate_bag
@@ -248,14 +219,6 @@ def test_nodes_on_a_bag_score_like_dice_seg_eval(ros, tmp_path):
     assert report["mean_dice"] == expected["mean_dice"]
     per_frame = (tmp_path / "monitor" / "per_frame.csv").read_text()
     assert per_frame == (tmp_path / "eval" / "per_frame.csv").read_text()
-
-
-def shipped_model_or_skip():
-    from dice_seg_ros.resources import DEFAULT_MODEL, resource_path
-    try:
-        resource_path(DEFAULT_MODEL)
-    except FileNotFoundError as exc:
-        pytest.skip(f"shipped model not built yet: {exc}")
 
 
 def test_namespaced_renamed_node_gets_yaml_parameters_camera_info_and_class_table(ros, tmp_path):

@@ -6,16 +6,15 @@ import shutil
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import rclpy_graph, shipped_model_or_skip
 
 rclpy = pytest.importorskip(
     "rclpy", reason="rclpy does not import: no ROS 2 installation sourced (source setup.bash)")
 
-from rclpy.executors import SingleThreadedExecutor  # noqa: E402
 from rclpy.qos import QoSProfile, ReliabilityPolicy  # noqa: E402
 from sensor_msgs.msg import Image  # noqa: E402
 from std_msgs.msg import Float32, Header  # noqa: E402
@@ -37,18 +36,7 @@ def script(name):
 @pytest.fixture
 def graph():
     """Yield (helper node, spin_until, start) in a domain of this test module's own."""
-    context = rclpy.context.Context()
-    rclpy.init(context=context, domain_id=DOMAIN)
-    executor = SingleThreadedExecutor(context=context)
-    node = rclpy.create_node("process_test_helper", context=context)
-    executor.add_node(node)
     procs = []
-
-    def spin_until(condition, timeout=30.0):
-        deadline = time.monotonic() + timeout
-        while not condition() and time.monotonic() < deadline:
-            executor.spin_once(timeout_sec=0.05)
-        return condition()
 
     def start(name, *ros_args):
         env = dict(os.environ, ROS_DOMAIN_ID=str(DOMAIN), PYTHONUNBUFFERED="1")
@@ -57,15 +45,13 @@ def graph():
         procs.append(proc)
         return proc
 
-    yield node, spin_until, start
-    for proc in procs:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-    executor.remove_node(node)
-    node.destroy_node()
-    executor.shutdown()
-    rclpy.try_shutdown(context=context)
+    with rclpy_graph(domain_id=DOMAIN, timeout_s=30.0) as (context, add, spin_until):
+        node = add(rclpy.create_node("process_test_helper", context=context))
+        yield node, spin_until, start
+        for proc in procs:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
 
 
 def stamped(sec):
@@ -102,11 +88,7 @@ def test_monitor_process_writes_its_report_on_signal(graph, tmp_path, signum):
 
 
 def test_segmentation_process_publishes_the_segmenter_mask(graph):
-    from dice_seg_ros.resources import DEFAULT_MODEL, resource_path
-    try:
-        resource_path(DEFAULT_MODEL)
-    except FileNotFoundError as exc:
-        pytest.skip(f"shipped model not built yet: {exc}")
+    shipped_model_or_skip()
     from dice_seg_ros.data.synthetic import generate_scene
     from dice_seg_ros.inference import Segmenter
 
@@ -140,11 +122,7 @@ def test_bad_start_parameter_is_one_line_and_exit_code_1(graph):
 def test_node_soak_benchmark_quick_run():
     """The soak benchmark's quick mode: both nodes as processes, every frame scored."""
     script("segmentation_node")
-    from dice_seg_ros.resources import DEFAULT_MODEL, resource_path
-    try:
-        resource_path(DEFAULT_MODEL)
-    except FileNotFoundError as exc:
-        pytest.skip(f"shipped model not built yet: {exc}")
+    shipped_model_or_skip()
     bench = Path(__file__).resolve().parent.parent / "benchmarks" / "bench_node_soak.py"
     env = dict(os.environ, ROS_DOMAIN_ID=str(DOMAIN))
     done = subprocess.run([sys.executable, str(bench), "--frames", "200", "--every", "100"],

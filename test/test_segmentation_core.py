@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import pytest
+from conftest import shipped_model_or_skip
 from rosbags.typesys import Stores, get_typestore
 
 from dice_seg_ros.classes import load_classes
@@ -287,11 +288,7 @@ def test_diagnostic_array_with_rosbags_types_roundtrips():
 
 
 def test_real_segmenter_end_to_end():
-    from dice_seg_ros.resources import DEFAULT_MODEL, resource_path
-    try:
-        model = resource_path(DEFAULT_MODEL)
-    except FileNotFoundError as exc:
-        pytest.skip(f"shipped model not built yet: {exc}")
+    model = shipped_model_or_skip()
     from dice_seg_ros.data.synthetic import generate_scene
     from dice_seg_ros.inference import Segmenter
     segmenter = Segmenter(model, backend="ort", device="cpu", threads=1)
