@@ -119,7 +119,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help='extra loss arguments as JSON, e.g. \'{"alpha": 0.3, "beta": 0.7}\'')
     parser.add_argument("--augment", choices=sorted(AUGMENT_PRESETS), default="camera",
                         help="augmentation preset: 'camera' adds exposure, white balance, "
-                             "blur, noise, JPEG and PASTA to 'basic' flip/zoom/colour jitter")
+                             "blur, noise, JPEG and PASTA to 'basic' flip/zoom/colour jitter; "
+                             "'domain' applies PASTA more often (generated scenes alone)")
     parser.add_argument("--epochs", type=int, default=20)
     parser.add_argument("--batch-size", type=int, default=8, help="per process")
     parser.add_argument("--lr", type=float, default=None,

@@ -15,7 +15,7 @@ network's reliance on one source's texture statistics.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import cv2
 import numpy as np
@@ -67,7 +67,10 @@ CAMERA_AUGMENT = AugmentConfig(
     scale=(0.8, 1.6), brightness=0.35, contrast=0.35, saturation=0.5, aspect=(0.8, 1.3),
     roll=8.0, hue=12.0, gamma=(0.6, 1.6), white_balance=0.15, vignette=0.4, motion_blur=0.2,
     noise=8.0, jpeg=0.3, pasta=0.4)
-AUGMENT_PRESETS = {"basic": AugmentConfig(), "camera": CAMERA_AUGMENT}
+# For training on generated scenes alone: style randomisation on most samples
+# (PASTA's own setting applies it to every sample), wider hue and saturation.
+DOMAIN_AUGMENT = replace(CAMERA_AUGMENT, saturation=0.6, hue=20.0, pasta=0.8)
+AUGMENT_PRESETS = {"basic": AugmentConfig(), "camera": CAMERA_AUGMENT, "domain": DOMAIN_AUGMENT}
 
 
 def resize_pair(rgb: np.ndarray, ids: np.ndarray, width: int, height: int
