@@ -413,7 +413,11 @@ def make_meta(args: argparse.Namespace, classes: ClassSet,
         kwargs["widths"] = [max(4, int(round(w * args.width_mult))) for w in kwargs["widths"]]
         kwargs["decoder"] = max(4, int(round(kwargs["decoder"] * args.width_mult)))
         meta = ModelMeta(**{**vars(meta), "arch_kwargs": kwargs})
-    return ModelMeta(**{**vars(meta), "provenance": training_provenance(args)})
+    provenance = training_provenance(args)
+    if init_meta is not None:
+        # A fine-tuned model inherits what its starting weights learned from.
+        provenance["init_provenance"] = init_meta.provenance
+    return ModelMeta(**{**vars(meta), "provenance": provenance})
 
 
 def load_init_weights(model: nn.Module, ckpt: dict[str, Any], init_meta: ModelMeta,

@@ -233,6 +233,7 @@ def test_init_fine_tunes_from_a_checkpoint_and_records_provenance(tmp_path):
                       str(tmp_path / "a" / "best.pt"), "--out", "x")
     tuned = train_mod.build_and_init(init_args, CLASSES)
     assert tuned[1].arch_kwargs == meta.arch_kwargs
+    assert tuned[1].provenance["init_provenance"] == meta.provenance
     assert (tuned[1].input_width, tuned[1].input_height) == (32, 24)
     for key, value in model.state_dict().items():
         assert torch.equal(tuned[0].state_dict()[key], value), key
