@@ -26,7 +26,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
+from typing import Callable, Sequence
 
 import cv2
 import numpy as np
@@ -258,6 +258,40 @@ def ycor_dataset(root: str | Path, classes: ClassSet, remap: dict[int, int] | No
     return folder_dataset(root, classes, "ids", remap, split=split)
 
 
+def _layout_pairs(root: Path, layout: str, split: str | None,
+                  tree_pairs: Callable[[Path, str | None], list[LabeledImage]]
+                  ) -> list[LabeledImage]:
+    """Pairs of a dataset's flat sample layout (``annotations/`` present) or full tree."""
+    if (root / "annotations").is_dir():
+        return _flat_pairs(root, "annotations", split, layout)
+    pairs = tree_pairs(root, split)
+    if not pairs:
+        raise ValueError(f"{root}: no labeled images found (expected layout: {layout})")
+    return pairs
+
+
+def _rugd_tree_pairs(root: Path, split: str | None) -> list[LabeledImage]:
+    """Pairs of the RUGD release tree: colour annotations beside same-named frames."""
+    frames = _require_dir(root / "RUGD_frames-with-annotations", RUGD_LAYOUT)
+    labels = _require_dir(root / "RUGD_annotations", RUGD_LAYOUT)
+    pairs = []
+    for label in sorted(labels.rglob(f"{split}_*.png" if split else "*.png")):
+        image = frames / label.relative_to(labels)
+        if not image.is_file():
+            raise FileNotFoundError(f"no image {image} for RUGD annotation {label}")
+        pairs.append(LabeledImage(image, label))
+    return pairs
+
+
+def _rellis_tree_pairs(root: Path, split: str | None) -> list[LabeledImage]:
+    """Pairs of the RELLIS-3D release tree: camera frames and their id labels."""
+    pairs = []
+    for camera_dir in sorted(root.rglob("pylon_camera_node")):
+        pairs += _pair_by_stem(_images_in(camera_dir, split),
+                               camera_dir.parent / "pylon_camera_node_label_id")
+    return pairs
+
+
 def rugd_dataset(root: str | Path, classes: ClassSet,
                  remap: dict[int, int] | None = None, split: str | None = None
                  ) -> LabeledImages:
@@ -266,17 +300,7 @@ def rugd_dataset(root: str | Path, classes: ClassSet,
     The remap defaults to config/remap_rugd.yaml.
     """
     root = _require_dir(Path(root), RUGD_LAYOUT)
-    if (root / "annotations").is_dir():
-        pairs = _flat_pairs(root, "annotations", split, RUGD_LAYOUT)
-    else:
-        frames = _require_dir(root / "RUGD_frames-with-annotations", RUGD_LAYOUT)
-        labels = _require_dir(root / "RUGD_annotations", RUGD_LAYOUT)
-        pairs = []
-        for label in sorted(labels.rglob("*.png")):
-            image = frames / label.relative_to(labels)
-            if not image.is_file():
-                raise FileNotFoundError(f"no image {image} for RUGD annotation {label}")
-            pairs.append(LabeledImage(image, label))
+    pairs = _layout_pairs(root, RUGD_LAYOUT, split, _rugd_tree_pairs)
     remap = _default_remap("rugd") if remap is None else remap
     return LabeledImages(pairs, classes, remap, RUGD_COLORS, source=str(root))
 
@@ -289,16 +313,7 @@ def rellis_dataset(root: str | Path, classes: ClassSet,
     The remap defaults to config/remap_rellis.yaml.
     """
     root = _require_dir(Path(root), RELLIS_LAYOUT)
-    if (root / "annotations").is_dir():
-        pairs = _flat_pairs(root, "annotations", split, RELLIS_LAYOUT)
-    else:
-        pairs = []
-        for camera_dir in sorted(root.rglob("pylon_camera_node")):
-            pairs += _pair_by_stem(_images_in(camera_dir, split),
-                                   camera_dir.parent / "pylon_camera_node_label_id")
-        if not pairs:
-            raise ValueError(f"{root}: no RELLIS-3D images found (expected layout: "
-                             f"{RELLIS_LAYOUT})")
+    pairs = _layout_pairs(root, RELLIS_LAYOUT, split, _rellis_tree_pairs)
     remap = _default_remap("rellis") if remap is None else remap
     return LabeledImages(pairs, classes, remap, source=str(root))
 
