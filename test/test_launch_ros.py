@@ -6,6 +6,8 @@ and a ``lib/dice_seg_ros/segmentation_node`` launcher.
 """
 
 import asyncio
+import csv
+import json
 import os
 import stat
 import sys
@@ -160,3 +162,46 @@ def test_launch_file_publishes_masks(case, tmp_path, monkeypatch):
         mask = result["masks"][mask_topic][0]
         assert mask.header.stamp.sec == 7 and mask.header.frame_id == frame_id(image_topic)
         assert (mask.width, mask.height, mask.encoding) == (64, 48, "mono8")
+
+
+def per_frame_rows(path):
+    """Return a per_frame.csv as {stamp_ns: {column: float}} (frame and stamp columns left out)."""
+    with open(path, newline="") as stream:
+        return {int(row.pop("stamp_ns")): {k: float(v) for k, v in row.items() if k != "frame"}
+                for row in csv.DictReader(stream)}
+
+
+def test_evaluate_bag_launch_scores_like_eval(tmp_path, monkeypatch):
+    pytest.importorskip("ros2bag", reason="rosbag2 is not installed: evaluate_bag.launch.py "
+                                          "plays the bag with `ros2 bag play`")
+    from conftest import shipped_model_or_skip
+    from dice_seg_ros.cli import main as dice_seg
+
+    shipped_model_or_skip()
+    bag, offline, online = tmp_path / "bag", tmp_path / "eval", tmp_path / "report"
+    assert dice_seg(["make-bag", "--out", str(bag), "--frames", "6", "--width", "64",
+                     "--height", "48"]) == 0
+    assert dice_seg(["eval", "--bag", str(bag), "--image-topic", "/camera/image_raw",
+                     "--label-topic", "/camera/labels", "--out", str(offline), "--device", "cpu",
+                     "--no-output-bag", "--no-progress"]) == 0
+    prefix = ament_prefix(tmp_path / "install")
+    monkeypatch.setenv("AMENT_PREFIX_PATH",
+                       f"{prefix}{os.pathsep}{os.environ.get('AMENT_PREFIX_PATH', '')}")
+    monkeypatch.setenv("ROS_DOMAIN_ID", str(150 + (os.getpid() + len(LAUNCHES)) % 80))
+
+    service = launch.LaunchService()
+    service.include_launch_description(IncludeLaunchDescription(
+        PythonLaunchDescriptionSource(str(ROOT / "launch" / "evaluate_bag.launch.py")),
+        launch_arguments={"bag": str(bag), "report_dir": str(online), "rate": "0.2",
+                          "device": "cpu", "drain_s": "2.0"}.items()))
+    # The launch ends by itself drain_s after the bag has played.
+    exit_code = asyncio.run(asyncio.wait_for(service.run_async(), PROBE_TIMEOUT_S))
+    assert exit_code == 0
+    report = json.loads((online / "report.json").read_text())
+    scored, expected = per_frame_rows(online / "per_frame.csv"), per_frame_rows(
+        offline / "per_frame.csv")
+    assert scored and report["frames"] == len(scored)
+    for stamp, row in scored.items():
+        assert row.keys() == expected[stamp].keys()
+        np.testing.assert_allclose(list(row.values()), list(expected[stamp].values()),
+                                   atol=1e-6, err_msg=f"frame at {stamp} ns")
