@@ -8,7 +8,9 @@ module moves it in and out of ROS.
 from __future__ import annotations
 
 import logging
+import signal
 import sys
+import threading
 import time
 from collections import Counter
 from typing import Any, Callable, Sequence
@@ -250,6 +252,19 @@ def forward_library_logging(node: Node) -> Callable[[], None]:
     return undo
 
 
+def ignore_further_sigint() -> None:
+    """Ignore SIGINT from now on in this process (main thread only; elsewhere no-op).
+
+    Ctrl-C on ``ros2 launch`` in a terminal reaches each node twice: the
+    terminal signals the whole process group and launch forwards its own
+    SIGINT. The second one, raised as KeyboardInterrupt in the middle of the
+    shutdown report or ``destroy_node``, would lose the report and end the
+    process with -2 ("process has died") instead of 0.
+    """
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
 def run_node(make_node: Callable[[], Node], name: str, args: Sequence[str] | None = None,
              on_exit: Callable[[Node], None] | None = None) -> int:
     """Start rclpy, build a node, spin it until shutdown, clean up; return the exit code.
@@ -257,7 +272,8 @@ def run_node(make_node: Callable[[], Node], name: str, args: Sequence[str] | Non
     A bad parameter, model or classes file ends the process with one line on
     stderr and exit code 1 instead of a traceback. SIGINT and SIGTERM (what
     ``ros2 launch`` sends) end spinning; ``on_exit(node)`` then runs before the
-    node is destroyed.
+    node is destroyed. Further SIGINTs are ignored from then on (see
+    ignore_further_sigint); SIGTERM still ends a node whose cleanup hangs.
     """
     rclpy.init(args=args)
     try:
@@ -276,6 +292,7 @@ def run_node(make_node: Callable[[], Node], name: str, args: Sequence[str] | Non
         if rclpy.ok():
             raise
     finally:
+        ignore_further_sigint()
         if on_exit is not None:
             on_exit(node)
         node.destroy_node()

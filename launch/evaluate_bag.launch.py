@@ -41,9 +41,12 @@ def generate_launch_description():
         cmd=["ros2", "bag", "play", LaunchConfiguration("bag"),
              "--rate", LaunchConfiguration("rate")],
         output="screen", name="bag_play")
+    # A replayed bag is not a live sensor: every frame should be scored. Over the
+    # default best-effort subscription, `ros2 bag play --rate 0.5` of 640x480
+    # frames lost 21 of 30 in transport; a reliable one lost none.
     segmentation = IncludeLaunchDescription(
         PythonLaunchDescriptionSource(os.path.join(SHARE, "launch", "segmentation.launch.py")),
-        launch_arguments={"image_topic": IMAGE_TOPIC,
+        launch_arguments={"image_topic": IMAGE_TOPIC, "qos_reliability": "reliable",
                           "namespace": SEGMENTATION_NAMESPACE, "name": SEGMENTATION_NAME,
                           "model_path": LaunchConfiguration("model_path"),
                           "backend": LaunchConfiguration("backend"),

@@ -11,8 +11,8 @@ writes into its output bag and ``rviz/dice_seg.rviz`` shows. One launch per
 camera with its own namespace keeps several cameras apart (see
 two_cameras.launch.py). Parameters come from ``params_file`` (default: the
 shipped config/segmentation.yaml, keyed ``/**`` so any name and namespace
-get them); ``model_path``, ``backend``, ``device`` and ``use_compressed``
-override it only when given.
+get them); ``model_path``, ``backend``, ``device``, ``use_compressed`` and
+``qos_reliability`` override it only when given.
 """
 
 import os
@@ -26,7 +26,7 @@ from launch_ros.actions import Node
 
 PACKAGE = "dice_seg_ros"
 SHARE = get_package_share_directory(PACKAGE)
-OVERRIDABLE = ("model_path", "backend", "device", "use_compressed")
+OVERRIDABLE = ("model_path", "backend", "device", "use_compressed", "qos_reliability")
 BOOLEANS = {"true": True, "false": False}
 
 
@@ -84,6 +84,9 @@ def generate_launch_description():
                               description="cuda, cpu or auto; empty = as in params_file"),
         DeclareLaunchArgument("use_compressed", default_value="",
                               description="true: subscribe to IMAGE_TOPIC/compressed; "
+                                          "empty = as in params_file"),
+        DeclareLaunchArgument("qos_reliability", default_value="",
+                              description="image subscription: best_effort or reliable; "
                                           "empty = as in params_file"),
         DeclareLaunchArgument("use_rviz", default_value="false",
                               description="also start RViz with rviz/dice_seg.rviz"),

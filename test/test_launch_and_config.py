@@ -207,6 +207,19 @@ def test_evaluate_bag_wiring():
     assert list(calls(tree, "OnProcessExit")) and list(calls(tree, "Shutdown"))
 
 
+def test_evaluate_bag_subscribes_to_the_bag_reliably():
+    # Best effort (the live-camera default) lost most 640x480 frames of a replay.
+    tree = parse(ROOT / "launch" / "evaluate_bag.launch.py")
+    include = next(calls(tree, "IncludeLaunchDescription"))
+    passed = keyword(include, "launch_arguments").func.value
+    arguments = {literal(k): literal(v) for k, v in zip(passed.keys, passed.values)}
+    assert arguments["qos_reliability"] == "reliable"
+    segmentation = parse(ROOT / "launch" / "segmentation.launch.py")
+    overridable = next(literal(n.value) for n in segmentation.body if isinstance(n, ast.Assign)
+                       and n.targets[0].id == "OVERRIDABLE")
+    assert "qos_reliability" in overridable
+
+
 @pytest.mark.parametrize("node_name", sorted(CONFIG_FILES))
 def test_yaml_lists_every_parameter_with_its_default(node_name):
     doc = yaml.safe_load(CONFIG_FILES[node_name].read_text())

@@ -1,4 +1,4 @@
-"""segmentation.launch.py brings the node up and it publishes (skipped without ROS 2).
+"""Each launch file brings its nodes up and they publish masks (skipped without ROS 2).
 
 The package is made findable the way colcon installs it: a throw-away ament
 prefix holding the package marker, the share folders (linked to this checkout)
@@ -6,6 +6,8 @@ and a ``lib/dice_seg_ros/segmentation_node`` launcher.
 """
 
 import asyncio
+import csv
+import json
 import os
 import stat
 import sys
@@ -59,44 +61,73 @@ def ament_prefix(prefix):
     return prefix
 
 
-def test_segmentation_launch_publishes_masks(tmp_path, monkeypatch):
+# launch file, its arguments, {camera image topic: mask topic it must produce}
+LAUNCHES = {
+    "segmentation": ("segmentation.launch.py",
+                     {"image_topic": "/test_cam/image_raw", "device": "cpu"},
+                     {"/test_cam/image_raw": "/camera/dice_seg/mask"}),
+    "two_cameras": ("two_cameras.launch.py",
+                    {"front": "/test_front/image_raw", "rear": "/test_rear/image_raw",
+                     "device": "cpu"},
+                    {"/test_front/image_raw": "/front/dice_seg/mask",
+                     "/test_rear/image_raw": "/rear/dice_seg/mask"}),
+    "multi_camera": ("multi_camera.launch.py",
+                     {"image_topics": "/mc_front/image_raw,/mc_rear/image_raw", "device": "cpu"},
+                     {"/mc_front/image_raw": "/mc_front/dice_seg/mask",
+                      "/mc_rear/image_raw": "/mc_rear/dice_seg/mask"}),
+}
+
+
+def frame_id(image_topic):
+    """Return the frame_id the probe stamps on ``image_topic``'s frames (one per camera)."""
+    return image_topic.strip("/").replace("/", "_")
+
+
+@pytest.mark.parametrize("case", sorted(LAUNCHES))
+def test_launch_file_publishes_masks(case, tmp_path, monkeypatch):
     shipped_model_or_skip()
+    launch_file, arguments, mask_topics = LAUNCHES[case]
     prefix = ament_prefix(tmp_path / "install")
     monkeypatch.setenv("AMENT_PREFIX_PATH",
                        f"{prefix}{os.pathsep}{os.environ.get('AMENT_PREFIX_PATH', '')}")
-    domain = str(150 + os.getpid() % 80)
+    domain = str(150 + (os.getpid() + sorted(LAUNCHES).index(case)) % 80)
     monkeypatch.setenv("ROS_DOMAIN_ID", domain)
-    topic = "/test_cam/image_raw"
 
     context = rclpy.context.Context()
     rclpy.init(context=context, domain_id=int(domain))
     node = rclpy.create_node("launch_test_probe", context=context)
     reliable = QoSProfile(depth=5, reliability=ReliabilityPolicy.RELIABLE)
-    camera = node.create_publisher(Image, topic, reliable)
-    masks = []
-    node.create_subscription(Image, "/camera/dice_seg/mask", masks.append, reliable)
+    cameras = {topic: node.create_publisher(Image, topic, reliable) for topic in mask_topics}
+    masks = {topic: [] for topic in mask_topics.values()}
+    for topic, received in masks.items():
+        node.create_subscription(Image, topic, received.append, reliable)
     executor = SingleThreadedExecutor(context=context)
     executor.add_node(node)
     result = {}
     stop = threading.Event()
 
     def probe():
-        """Publish frames until a mask comes back, the launch ends or PROBE_TIMEOUT_S pass."""
-        header = Header(frame_id="test_cam")
-        header.stamp.sec = 7
-        frame = numpy_to_image(np.full((48, 64, 3), 90, np.uint8), "rgb8", header, Image)
+        """Publish frames until every mask topic got one, the launch ends or the timeout."""
+        frames = {}
+        for topic in cameras:
+            header = Header(frame_id=frame_id(topic))
+            header.stamp.sec = 7
+            frames[topic] = numpy_to_image(np.full((48, 64, 3), 90, np.uint8), "rgb8", header,
+                                           Image)
         deadline = time.monotonic() + PROBE_TIMEOUT_S
-        while not masks and not stop.is_set() and time.monotonic() < deadline:
-            if camera.get_subscription_count():
-                camera.publish(frame)
+        while (not all(masks.values()) and not stop.is_set()
+               and time.monotonic() < deadline):
+            for topic, camera in cameras.items():
+                if camera.get_subscription_count():
+                    camera.publish(frames[topic])
             executor.spin_once(timeout_sec=0.2)
-        result["masks"] = list(masks)
+        result["masks"] = {topic: list(received) for topic, received in masks.items()}
 
     async def scenario():
         service = launch.LaunchService()
         service.include_launch_description(IncludeLaunchDescription(
-            PythonLaunchDescriptionSource(str(ROOT / "launch" / "segmentation.launch.py")),
-            launch_arguments={"image_topic": topic, "device": "cpu"}.items()))
+            PythonLaunchDescriptionSource(str(ROOT / "launch" / launch_file)),
+            launch_arguments=arguments.items()))
         running = asyncio.ensure_future(service.run_async())
         worker = threading.Thread(target=probe, daemon=True)
         worker.start()
@@ -118,11 +149,56 @@ def test_segmentation_launch_publishes_masks(tmp_path, monkeypatch):
         node.destroy_node()
         rclpy.try_shutdown(context=context)
     assert not result["ended_early"], (
-        f"segmentation.launch.py ended (exit code {exit_code}) before any mask came back")
-    assert result["masks"], (
-        f"segmentation_node started by the launch file published no mask on "
-        f"/camera/dice_seg/mask within {PROBE_TIMEOUT_S:.0f} s of frames on {topic}")
+        f"{launch_file} ended (exit code {exit_code}) before every mask came back")
+    silent = [topic for topic, received in result["masks"].items() if not received]
+    assert not silent, (
+        f"{launch_file} published no mask on {silent} within {PROBE_TIMEOUT_S:.0f} s of "
+        f"frames on {list(mask_topics)}")
     assert exit_code == 0, f"launch service exited with {exit_code}"
-    mask = result["masks"][0]
-    assert mask.header.stamp.sec == 7 and mask.header.frame_id == "test_cam"
-    assert (mask.width, mask.height, mask.encoding) == (64, 48, "mono8")
+    for image_topic, mask_topic in mask_topics.items():
+        mask = result["masks"][mask_topic][0]
+        assert mask.header.stamp.sec == 7 and mask.header.frame_id == frame_id(image_topic)
+        assert (mask.width, mask.height, mask.encoding) == (64, 48, "mono8")
+
+
+def per_frame_rows(path):
+    """Return a per_frame.csv as {stamp_ns: {column: float}} (frame and stamp columns left out)."""
+    with open(path, newline="") as stream:
+        return {int(row.pop("stamp_ns")): {k: float(v) for k, v in row.items() if k != "frame"}
+                for row in csv.DictReader(stream)}
+
+
+def test_evaluate_bag_launch_scores_like_eval(tmp_path, monkeypatch):
+    pytest.importorskip("ros2bag", reason="rosbag2 is not installed: evaluate_bag.launch.py "
+                                          "plays the bag with `ros2 bag play`")
+    from conftest import shipped_model_or_skip
+    from dice_seg_ros.cli import main as dice_seg
+
+    shipped_model_or_skip()
+    bag, offline, online = tmp_path / "bag", tmp_path / "eval", tmp_path / "report"
+    assert dice_seg(["make-bag", "--out", str(bag), "--frames", "6", "--width", "64",
+                     "--height", "48"]) == 0
+    assert dice_seg(["eval", "--bag", str(bag), "--image-topic", "/camera/image_raw",
+                     "--label-topic", "/camera/labels", "--out", str(offline), "--device", "cpu",
+                     "--no-output-bag", "--no-progress"]) == 0
+    prefix = ament_prefix(tmp_path / "install")
+    monkeypatch.setenv("AMENT_PREFIX_PATH",
+                       f"{prefix}{os.pathsep}{os.environ.get('AMENT_PREFIX_PATH', '')}")
+    monkeypatch.setenv("ROS_DOMAIN_ID", str(150 + (os.getpid() + len(LAUNCHES)) % 80))
+
+    service = launch.LaunchService()
+    service.include_launch_description(IncludeLaunchDescription(
+        PythonLaunchDescriptionSource(str(ROOT / "launch" / "evaluate_bag.launch.py")),
+        launch_arguments={"bag": str(bag), "report_dir": str(online), "rate": "0.2",
+                          "device": "cpu", "drain_s": "2.0"}.items()))
+    # The launch ends by itself drain_s after the bag has played.
+    exit_code = asyncio.run(asyncio.wait_for(service.run_async(), PROBE_TIMEOUT_S))
+    assert exit_code == 0
+    report = json.loads((online / "report.json").read_text())
+    scored, expected = per_frame_rows(online / "per_frame.csv"), per_frame_rows(
+        offline / "per_frame.csv")
+    assert scored and report["frames"] == len(scored)
+    for stamp, row in scored.items():
+        assert row.keys() == expected[stamp].keys()
+        np.testing.assert_allclose(list(row.values()), list(expected[stamp].values()),
+                                   atol=1e-6, err_msg=f"frame at {stamp} ns")

@@ -6,6 +6,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -60,10 +61,9 @@ def stamped(sec):
     return header
 
 
-@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
-def test_monitor_process_writes_its_report_on_signal(graph, tmp_path, signum):
+def scored_monitor(graph, report_dir):
+    """Start dice_monitor_node as /proc, score three perfect pairs; return the process."""
     node, spin_until, start = graph
-    report_dir = tmp_path / "report"
     proc = start("dice_monitor_node", "-r", "__ns:=/proc", "-p", f"report_dir:={report_dir}")
     masks = node.create_publisher(Image, "/proc/mask", RELIABLE)
     labels = node.create_publisher(Image, "/proc/labels", RELIABLE)
@@ -79,12 +79,37 @@ def test_monitor_process_writes_its_report_on_signal(graph, tmp_path, signum):
         labels.publish(numpy_to_image(target, "mono8", stamped(sec), Image))
         assert spin_until(lambda: len(means) == sec)
     assert (report_dir / "per_frame.csv").is_file()  # streamed while running
-    proc.send_signal(signum)
+    return proc
+
+
+def assert_full_report(report_dir, proc):
+    """Check the process exited 0 after writing the report of the three pairs."""
     out, _ = proc.communicate(timeout=30)
     assert proc.returncode == 0, out
     report = json.loads((report_dir / "report.json").read_text())
     assert report["frames"] == 3 and report["mean_dice"] == 1.0, out
     assert len((report_dir / "per_frame.csv").read_text().splitlines()) == 4
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
+def test_monitor_process_writes_its_report_on_signal(graph, tmp_path, signum):
+    report_dir = tmp_path / "report"
+    proc = scored_monitor(graph, report_dir)
+    proc.send_signal(signum)
+    assert_full_report(report_dir, proc)
+
+
+def test_repeated_sigint_does_not_interrupt_the_report(graph, tmp_path):
+    # Ctrl-C on `ros2 launch` in a terminal reaches every node twice: the
+    # terminal signals the whole process group and launch forwards its own
+    # SIGINT. The second one must not cut the report or the node's cleanup.
+    report_dir = tmp_path / "report"
+    proc = scored_monitor(graph, report_dir)
+    deadline = time.monotonic() + 20.0
+    while proc.poll() is None and time.monotonic() < deadline:
+        proc.send_signal(signal.SIGINT)
+        time.sleep(0.002)
+    assert_full_report(report_dir, proc)
 
 
 def test_segmentation_process_publishes_the_segmenter_mask(graph):
