@@ -329,6 +329,13 @@ class MonitorCore:
         """Messages received on either topic that were not (yet) part of a pair."""
         return sum(self.received.values()) - len(TOPICS) * self.paired
 
+    def unpaired_by_reason(self) -> dict[str, int]:
+        """Why messages are unpaired: dropped per stream and reason, plus still ``pending``.
+
+        The counts add up to :attr:`unpaired` for messages that went through :meth:`add`.
+        """
+        return {**self.pairer.unpaired_by_reason(), "pending": self.pairer.pending}
+
     def score_pair(self, mask_msg: Any, label_msg: Any) -> FrameScores:
         """Score one prediction/label pair, fold it into every running figure, stream its row.
 
@@ -435,7 +442,7 @@ class MonitorCore:
                   "received_labels": str(self.received["labels"]),
                   "errors": str(self.errors.total),
                   **{f"unpaired_{reason}": str(count)
-                     for reason, count in self.pairer.unpaired_by_reason().items()},
+                     for reason, count in self.unpaired_by_reason().items()},
                   "mean_dice_window": format_value(mean_dice),
                   "mean_dice_cumulative": format_value(self.tracker.cumulative.mean_dice()),
                   "mean_iou_window": format_value(nanmean(window_iou))}
@@ -467,7 +474,7 @@ class MonitorCore:
             extra = {"source": "dice_monitor_node", "frames": self.scored,
                      "received": dict(self.received),
                      "errors": self.errors.as_dict(),
-                     "unpaired_by_reason": self.pairer.unpaired_by_reason(),
+                     "unpaired_by_reason": self.unpaired_by_reason(),
                      "plotted_frames": len(tracker.frames)}
             estimates = self.estimates
             return ReportSnapshot(tracker=tracker, scored=self.scored, unpaired=self.unpaired,

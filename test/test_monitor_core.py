@@ -88,6 +88,20 @@ def test_unpaired_counts_received_minus_paired():
     assert status.values["unpaired"] == "3" and status.values["received_mask"] == "5"
 
 
+def test_unpaired_reasons_add_up_to_unpaired():
+    core = MonitorCore(CLASSES)
+    for index in range(3):
+        mask, label = pair_msgs(index)
+        core.add("mask", mask)
+        if index != 1:
+            core.add("labels", label)
+    _, late_label = pair_msgs(7)
+    core.add("labels", late_label)   # its mask never comes: still pending at report time
+    reasons = core.unpaired_by_reason()
+    assert core.unpaired == 2 and sum(reasons.values()) == core.unpaired
+    assert reasons["pending"] >= 1
+
+
 def test_dice_message_layout_names_rows_and_classes():
     core = MonitorCore(CLASSES)
     core.score_pair(*pair_msgs(0))
