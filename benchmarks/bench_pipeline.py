@@ -100,7 +100,9 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=20)
     parser.add_argument("--frames", type=int, default=24, help="frames in the replay bag")
     args = parser.parse_args()
-    segmenter = Segmenter(args.model, device="cpu", threads=args.threads)
+    # No label-free Dice estimate: it needs the confidence output, which the
+    # float-logits baseline (another file, so without a calibration) would not pay for.
+    segmenter = Segmenter(args.model, device="cpu", threads=args.threads, estimate_dice=False)
     print(f"model {segmenter.source}: input {segmenter.input_size[0]}x"
           f"{segmenter.input_size[1]}, {segmenter.device}, {args.threads} threads, "
           f"{'uint8 pixels in' if segmenter.io.raw_input else 'float input'}, "
