@@ -8,7 +8,7 @@ resolution and times the exported ONNX model at 640x480. Runs are resumable
 ``--only NAME`` lets several processes share the work.
 
 Run: ``python benchmarks/real_data_study.py --ycor ../shared/realdata/ycor --out runs/study``
-then ``... --report docs/REAL_DATA_STUDY.md`` to gather the table and plot.
+then ``... --report docs/real_data_study`` to gather the table (.table.md) and plot (.png).
 """
 
 from __future__ import annotations
@@ -31,11 +31,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_metrics import interleaved_ms  # noqa: E402
 from eval_real import real_confusion  # noqa: E402
 
-SHIPPED_PT = str(resource_path("models/terrain_seg.pt"))
+# Fine-tuning must start from weights that never saw YCOR: the shipped default
+# model learned YCOR train, the synthetic-only one did not.
+SYNTHETIC_PT = str(resource_path("models/terrain_seg_synthetic.pt"))
+INIT = "@init"
 RUNS: dict[str, list[str]] = {
-    "finetune": ["--init", SHIPPED_PT],
+    "finetune": ["--init", INIT],
     "scratch": [],
-    "fewshot50_finetune": ["--init", SHIPPED_PT, "--train-images", "50"],
+    "fewshot50_finetune": ["--init", INIT, "--train-images", "50"],
     "fewshot50_scratch": ["--train-images", "50"],
     "scratch_w1.5": ["--width-mult", "1.5"],
     "scratch_w2": ["--width-mult", "2.0"],
@@ -48,7 +51,8 @@ def train_command(name: str, args: argparse.Namespace) -> list[str]:
     cmd = [sys.executable, "-m", "dice_seg_ros.cli", "train", "--data", args.ycor,
            "--format", "ycor", "--split", "train", "--epochs", str(args.epochs),
            "--samples-per-epoch", str(args.samples), "--threads", str(args.threads),
-           "--workers", "1", "--quiet", "--out", str(out), *RUNS[name]]
+           "--workers", "1", "--quiet", "--out", str(out),
+           *(args.init if a == INIT else a for a in RUNS[name])]
     if (out / "last.pt").is_file():
         cmd += ["--resume", str(out / "last.pt")]
     return cmd
@@ -133,6 +137,10 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=6)
     parser.add_argument("--samples", type=int, default=800, help="samples per epoch")
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--init", default=SYNTHETIC_PT,
+                        help="weights the finetune runs start from (default: the shipped "
+                             "synthetic-only model; docs/REAL_DATA_STUDY.md used the model "
+                             "shipped before it, git show d67a805:models/terrain_seg.pt)")
     parser.add_argument("--report", help="write the table (.table.md) and plot (.png) here")
     args = parser.parse_args()
     if args.report:
