@@ -70,11 +70,11 @@ class FleetOptions:
 
     def fingerprint(self) -> str:
         """Return a hex digest of the options and the model file's bytes (threads excluded)."""
-        from dice_seg_ros.inference import _resolve_model_path
+        from dice_seg_ros.inference import resolve_model_path
 
         settings = asdict(self)
         settings.pop("threads")
-        model = _resolve_model_path(self.model, self.backend)
+        model = resolve_model_path(self.model, self.backend)
         settings["model"] = file_sha256(model)
         return hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()
 

@@ -533,7 +533,7 @@ class _TorchBackend:
         return logits.float().cpu().numpy(), None
 
 
-def _resolve_model_path(model_path: str | Path | None, backend: str) -> Path:
+def resolve_model_path(model_path: str | Path | None, backend: str) -> Path:
     """Return the model file for ``backend``: the shipped one by default.
 
     With the torch back end, a ``.onnx`` path means its sibling ``.pt`` checkpoint.
@@ -623,7 +623,7 @@ class Segmenter:
             raise ValueError(f"unknown backend {backend!r}; choose from {BACKENDS}")
         if device not in DEVICES:
             raise ValueError(f"unknown device {device!r}; choose from {DEVICES}")
-        self.model_path = _resolve_model_path(model_path, backend)
+        self.model_path = resolve_model_path(model_path, backend)
         self.source = str(self.model_path)
         if backend == "ort":
             self._backend: _OrtBackend | _TorchBackend = _OrtBackend(
