@@ -268,3 +268,15 @@ def test_mix_synthetic_and_val_data(tmp_path):
     assert len(train_set) == 5 + 3 and len(val_set) == 2
     names = [d["name"] for d in meta.provenance["training_data"]]
     assert any("generated" in n for n in names) and any("folder" in n for n in names)
+
+
+def test_obstacle_shading_stays_inside_obstacles_at_the_image_border():
+    from dice_seg_ros.data.synthetic import _shade_obstacle
+
+    shade = np.ones((40, 60), np.float32)
+    poly = np.array([[-10, 10], [8, 10], [8, 30], [-10, 30]], np.int32).reshape(-1, 1, 2)
+    _shade_obstacle(shade, poly, light=1.0)
+    inside = np.zeros((40, 60), np.uint8)
+    cv2.fillPoly(inside, [poly], 1)
+    assert np.all(shade[inside == 0] == 1.0)           # nothing written outside the obstacle
+    assert np.any(shade[inside == 1] != 1.0)           # the visible part is shaded

@@ -253,16 +253,27 @@ def _draw_obstacles(rng: np.random.Generator, mask: np.ndarray, shade: np.ndarra
         shadow[..., 1] = y + (shadow[..., 1] - y) * -0.25 + r * 0.15
         cv2.fillPoly(shade, [np.round(shadow).astype(np.int32)], rng.uniform(0.45, 0.7))
         cv2.fillPoly(mask, [poly], OBSTACLE)
-        x0, y0, w, h = cv2.boundingRect(poly)
-        xs = (np.arange(w, dtype=np.float32) - w / 2) / max(w / 2, 1)
-        ys = np.arange(h, dtype=np.float32) / max(h, 1)
-        ramp = 1.0 + 0.35 * light * xs[None, :] - 0.35 * ys[:, None] ** 2
-        inside = np.zeros((h, w), np.uint8)
-        cv2.fillPoly(inside, [poly - np.array([x0, y0], np.int32)], 1)
-        region = shade[y0:y0 + h, x0:x0 + w]
-        patch = inside[:region.shape[0], :region.shape[1]].astype(bool)
-        if region.size:
-            region[patch] = ramp[:region.shape[0], :region.shape[1]][patch]
+        _shade_obstacle(shade, poly, light)
+
+
+def _shade_obstacle(shade: np.ndarray, poly: np.ndarray, light: float) -> None:
+    """Write an obstacle's shading into ``shade``: lit on the ``light`` side, darker below.
+
+    Only the part of the obstacle inside the image is touched (obstacles at the
+    border are partly outside it).
+    """
+    height, width = shade.shape
+    x0, y0, w, h = cv2.boundingRect(poly)
+    xa, ya, xb, yb = max(x0, 0), max(y0, 0), min(x0 + w, width), min(y0 + h, height)
+    if xa >= xb or ya >= yb:
+        return
+    xs = (np.arange(xa, xb, dtype=np.float32) - (x0 + w / 2)) / max(w / 2, 1)
+    ys = (np.arange(ya, yb, dtype=np.float32) - y0) / max(h, 1)
+    ramp = 1.0 + 0.35 * light * xs[None, :] - 0.35 * ys[:, None] ** 2
+    inside = np.zeros((yb - ya, xb - xa), np.uint8)
+    cv2.fillPoly(inside, [poly - np.array([xa, ya], np.int32)], 1)
+    patch = inside.astype(bool)
+    shade[ya:yb, xa:xb][patch] = ramp[patch]
 
 
 def _label_mask(rng: np.random.Generator, height: int, width: int,
