@@ -33,6 +33,7 @@ setup(
         "mcap>=1.2",
         "tqdm>=4.60",
         "matplotlib>=3.7",
+        "pillow>=9.0",  # palette PNG labels keep their indices (OpenCV expands them)
         "pyyaml>=6.0",
     ],
     extras_require={
