@@ -658,7 +658,7 @@ class Segmenter:
     def _input_size(self, input_size: tuple[int, int] | None) -> tuple[int, int] | None:
         """Return the network size to run at: the override, the metadata's, or None (dynamic)."""
         if input_size is None:
-            if self.meta.input_width == 0:
+            if self.meta.dynamic_size:
                 return None
             return self.meta.input_width, self.meta.input_height
         if len(input_size) != 2 or min(input_size) < 1:

@@ -53,6 +53,11 @@ class ModelMeta:
         """Number of output channels (class ids 0..C-1)."""
         return len(self.class_names)
 
+    @property
+    def dynamic_size(self) -> bool:
+        """Whether the network runs at each image's own resolution (a sidecar's 0 x 0)."""
+        return self.input_width == 0
+
     def to_json(self) -> str:
         """Serialise to a JSON string."""
         return json.dumps(asdict(self), sort_keys=True)
@@ -118,11 +123,6 @@ class Sidecar:
     output: str
     class_colors: tuple[tuple[int, int, int], ...]
     remap: dict[str, str] = field(default_factory=dict)
-
-    @property
-    def dynamic_size(self) -> bool:
-        """Whether the network runs at each image's own resolution."""
-        return self.meta.input_width == 0
 
 
 def sidecar_path(model_path: str | Path) -> Path:
