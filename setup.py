@@ -65,9 +65,9 @@ setup(
     entry_points={
         "console_scripts": [
             "dice-seg = dice_seg_ros.cli:main",
-            "segmentation_node = dice_seg_ros.segmentation_node:main",
-            "segmentation_lifecycle_node = dice_seg_ros.segmentation_node:lifecycle_main",
-            "dice_monitor_node = dice_seg_ros.dice_monitor_node:main",
+            "segmentation_node = dice_seg_ros.ros.segmentation_node:main",
+            "segmentation_lifecycle_node = dice_seg_ros.ros.segmentation_node:lifecycle_main",
+            "dice_monitor_node = dice_seg_ros.ros.dice_monitor_node:main",
         ],
     },
 )

@@ -18,11 +18,11 @@ import array
 import cv2
 import numpy as np
 from bench_metrics import interleaved_ms, print_table
-from rosbags.typesys import get_typestore, Stores
+from rosbags.typesys import Stores, get_typestore
 
 from dice_seg_ros.classes import load_classes
-from dice_seg_ros.image_conversion import (color_to_ids, colorize, image_to_rgb,
-                                           numpy_to_image, overlay)
+from dice_seg_ros.runtime.image_conversion import (color_to_ids, colorize, image_to_rgb,
+                                                   numpy_to_image, overlay)
 
 TS = get_typestore(Stores.ROS2_JAZZY)
 Image = TS.types["sensor_msgs/msg/Image"]

@@ -27,9 +27,9 @@ import traceback
 from dataclasses import dataclass
 from pathlib import Path
 
-from dice_seg_ros.bag_io import BadMessage, BagReader, StorageFault, header_stamp_ns
+from dice_seg_ros.bags.bag_io import BadMessage, BagReader, StorageFault, header_stamp_ns
+from dice_seg_ros.bags.synthetic_bag import IMAGE_TOPIC, LABEL_TOPIC, write_synthetic_bag
 from dice_seg_ros.cli import main as cli_main
-from dice_seg_ros.synthetic_bag import IMAGE_TOPIC, LABEL_TOPIC, write_synthetic_bag
 
 KINDS = ("flip", "truncate", "zero")
 STORAGES = ("mcap", "sqlite3")

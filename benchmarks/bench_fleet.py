@@ -1,7 +1,7 @@
 """Fleet evaluation throughput: 1 worker, N worker processes, Ray local with N CPUs.
 
 Writes ``--bags`` generated labeled bags of ``--frames`` 640x480 frames each,
-then scores them all with :func:`~dice_seg_ros.fleet.evaluate_fleet` three
+then scores them all with :func:`~dice_seg_ros.bags.fleet.evaluate_fleet` three
 ways (``force``: nothing reused) and prints wall time, frames per second and
 the ratio to 1 worker (the baseline, measured in the same run). Each worker
 runs inference on one thread, so the ratios show the parallelism, not a
@@ -16,8 +16,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from dice_seg_ros.fleet import FleetOptions, evaluate_fleet, find_bags
-from dice_seg_ros.synthetic_bag import IMAGE_TOPIC, LABEL_TOPIC, write_synthetic_bag
+from dice_seg_ros.bags.fleet import FleetOptions, evaluate_fleet, find_bags
+from dice_seg_ros.bags.synthetic_bag import IMAGE_TOPIC, LABEL_TOPIC, write_synthetic_bag
 
 
 def main() -> None:

@@ -1,7 +1,7 @@
 """Benchmark multiclass Dice forward + backward: time and peak extra memory, CPU, 2 threads.
 
-Compares ``dice_seg_ros.losses.DiceLoss`` (fused, one-hot-free) with a one-hot formulation written
-the way MONAI's DiceLoss computes it, and with MONAI's ``DiceLoss(to_onehot_y=True,
+Compares ``dice_seg_ros.learn.losses.DiceLoss`` (fused, one-hot-free) with a one-hot formulation
+written the way MONAI's DiceLoss computes it, and with MONAI's ``DiceLoss(to_onehot_y=True,
 softmax=True)`` itself when MONAI is installed. Memory: each (method, size) runs in a fresh
 subprocess started with ``MALLOC_MMAP_THRESHOLD_=65536`` so that freed tensors leave the resident
 set; the peak extra memory is the peak RSS during one forward + backward minus the RSS once the
@@ -46,7 +46,7 @@ def onehot_dice(logits, target):
 def build_loss(method: str):
     """Return a callable loss(logits, target) for one of METHODS."""
     if method == "dice_seg_ros":
-        from dice_seg_ros.losses import DiceLoss
+        from dice_seg_ros.learn.losses import DiceLoss
 
         return DiceLoss()
     if method == "onehot":

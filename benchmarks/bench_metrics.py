@@ -26,7 +26,7 @@ from collections.abc import Callable
 
 import numpy as np
 
-from dice_seg_ros.metrics import DiceTracker, confusion_matrix, dice_per_class
+from dice_seg_ros.runtime.metrics import DiceTracker, confusion_matrix, dice_per_class
 
 WIDTH, HEIGHT, CLASSES = 1920, 1080, 20
 

@@ -20,15 +20,14 @@ import argparse
 import itertools
 from pathlib import Path
 
-from bench_metrics import interleaved_ms
-
 import torch
+from bench_metrics import interleaved_ms
 from torch.utils.flop_counter import FlopCounterMode
 
 from dice_seg_ros.data.synthetic import generate_scene
-from dice_seg_ros.inference import Segmenter
-from dice_seg_ros.model import load_checkpoint
 from dice_seg_ros.resources import DEFAULT_MODEL, resource_path
+from dice_seg_ros.runtime.inference import Segmenter
+from dice_seg_ros.runtime.model import load_checkpoint
 
 
 def print_model_size(checkpoint: Path) -> None:

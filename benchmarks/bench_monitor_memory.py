@@ -27,8 +27,8 @@ import numpy as np
 from rosbags.typesys import Stores, get_typestore
 
 from dice_seg_ros.classes import load_classes
-from dice_seg_ros.image_conversion import numpy_to_image
-from dice_seg_ros.monitor_core import MonitorCore
+from dice_seg_ros.ros.monitor_core import MonitorCore
+from dice_seg_ros.runtime.image_conversion import numpy_to_image
 
 TS = get_typestore(Stores.ROS2_JAZZY)
 WARMUP = 10_000

@@ -24,13 +24,13 @@ from pathlib import Path
 
 import numpy as np
 
-from dice_seg_ros.bag_io import make_header, msg_class
+from dice_seg_ros.bags.bag_io import make_header, msg_class
 from dice_seg_ros.classes import classes_for_model
 from dice_seg_ros.data.synthetic import generate_scene
-from dice_seg_ros.image_conversion import numpy_to_image
-from dice_seg_ros.inference import Segmenter
-from dice_seg_ros.multi_camera import MultiCameraWorker
-from dice_seg_ros.segmentation_core import FrameProcessor
+from dice_seg_ros.ros.multi_camera import MultiCameraWorker
+from dice_seg_ros.ros.segmentation_core import FrameProcessor
+from dice_seg_ros.runtime.image_conversion import numpy_to_image
+from dice_seg_ros.runtime.inference import Segmenter
 
 CAMERAS = (1, 2, 4)
 WIDTH, HEIGHT = 640, 480

@@ -39,10 +39,10 @@ def cpu_seconds(pid: int) -> float:
 
 def segmenter_cpu_ms(model: str | None, width: int, height: int, frames: int) -> float:
     """Return CPU ms per frame of decode + ``Segmenter.segment`` back to back."""
-    from dice_seg_ros.bag_io import make_header, msg_class
+    from dice_seg_ros.bags.bag_io import make_header, msg_class
     from dice_seg_ros.data.synthetic import generate_scene
-    from dice_seg_ros.image_conversion import msg_to_rgb, numpy_to_image
-    from dice_seg_ros.inference import Segmenter
+    from dice_seg_ros.runtime.image_conversion import msg_to_rgb, numpy_to_image
+    from dice_seg_ros.runtime.inference import Segmenter
 
     segmenter = Segmenter(model, device="cpu")
     msg = numpy_to_image(generate_scene(1, width, height)[0], "rgb8", make_header(0, "camera"),
@@ -80,7 +80,7 @@ def segmentation_node_command() -> list[str]:
     """Return the command that starts segmentation_node: its console script, else python -c."""
     script = Path(sys.executable).with_name("segmentation_node")
     return [str(script)] if script.is_file() else [
-        sys.executable, "-c", "from dice_seg_ros.segmentation_node import main; main()"]
+        sys.executable, "-c", "from dice_seg_ros.ros.segmentation_node import main; main()"]
 
 
 def node_command(name: str, model: str | None) -> list[str]:

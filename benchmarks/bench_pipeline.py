@@ -26,16 +26,15 @@ import tempfile
 from pathlib import Path
 
 import numpy as np
-
 from bench_metrics import interleaved_ms
 
-from dice_seg_ros.bag_io import make_header, msg_class
+from dice_seg_ros.bags.bag_io import make_header, msg_class
+from dice_seg_ros.bags.evaluate import evaluate_bag
+from dice_seg_ros.bags.synthetic_bag import IMAGE_TOPIC, LABEL_TOPIC, write_synthetic_bag
 from dice_seg_ros.data.synthetic import generate_scene
-from dice_seg_ros.image_conversion import msg_to_rgb, numpy_to_compressed, numpy_to_image
-from dice_seg_ros.inference import Segmenter
-from dice_seg_ros.replay import evaluate_bag
 from dice_seg_ros.resources import DEFAULT_TORCH_MODEL, resource_path
-from dice_seg_ros.synthetic_bag import IMAGE_TOPIC, LABEL_TOPIC, write_synthetic_bag
+from dice_seg_ros.runtime.image_conversion import msg_to_rgb, numpy_to_compressed, numpy_to_image
+from dice_seg_ros.runtime.inference import Segmenter
 
 SIZES = ((640, 480), (1280, 720))
 
@@ -68,7 +67,7 @@ def stage_latency(segmenters: dict[str, Segmenter], width: int, height: int,
 
 def baseline_model(checkpoint: Path, folder: Path) -> Path:
     """Export ``checkpoint`` the older way (float NCHW in, logits out) into ``folder``."""
-    from dice_seg_ros.export import IO_FLOAT_LOGITS, export_checkpoint
+    from dice_seg_ros.learn.export import IO_FLOAT_LOGITS, export_checkpoint
 
     return export_checkpoint(checkpoint, folder / "float_logits.onnx", io=IO_FLOAT_LOGITS)[0]
 

@@ -1,6 +1,6 @@
 """Label-free estimated Dice: cost against inference, and accuracy on real frames.
 
-Cost: :func:`~dice_seg_ros.quality.frame_features` (at a temperature other
+Cost: :func:`~dice_seg_ros.runtime.estimated_dice.frame_features` (at a temperature other
 than 1) on the class ids and confidence of a 640x480 frame, against
 ``Segmenter.segment(with_confidence=True)`` of the same frame (the baseline,
 what the node runs to publish ``~/confidence``), timed round-robin in the same
@@ -29,13 +29,13 @@ from pathlib import Path
 import numpy as np
 from bench_metrics import interleaved_ms
 
-from dice_seg_ros.calibrate import FrameTable, collect, dataset_frames, generated_frames
+from dice_seg_ros.bags.calibrate import FrameTable, collect, dataset_frames, generated_frames
 from dice_seg_ros.classes import load_classes
 from dice_seg_ros.data.synthetic import generate_scene
-from dice_seg_ros.inference import Segmenter
-from dice_seg_ros.quality import (BASE_FEATURES, Calibration, fit_calibration,
-                                  frame_features, mean_abs_error, spearman)
-from dice_seg_ros.quality_report import plot_estimated_vs_true
+from dice_seg_ros.runtime.estimated_dice import (BASE_FEATURES, Calibration, fit_calibration,
+                                                 frame_features, mean_abs_error, spearman)
+from dice_seg_ros.runtime.inference import Segmenter
+from dice_seg_ros.runtime.report import plot_estimated_vs_true
 
 
 def cost(segmenter: Segmenter, temperature: float, repeats: int) -> None:

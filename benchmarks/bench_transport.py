@@ -33,8 +33,8 @@ def subscriber_main(reliability: str, depth: int) -> None:
     from rclpy.event_handler import SubscriptionEventCallbacks
     from sensor_msgs.msg import Image
 
-    from dice_seg_ros.ros_plumbing import qos_profile
-    from dice_seg_ros.stamp_gaps import StampGaps
+    from dice_seg_ros.ros.ros_plumbing import qos_profile
+    from dice_seg_ros.ros.stamp_gaps import StampGaps
 
     rclpy.init()
     node = rclpy.create_node("transport_subscriber")
@@ -67,7 +67,7 @@ def run_case(width: int, height: int, reliability: str, depth: int, seconds: flo
     from sensor_msgs.msg import Image
 
     from dice_seg_ros.data.synthetic import generate_scene
-    from dice_seg_ros.ros_plumbing import qos_profile
+    from dice_seg_ros.ros.ros_plumbing import qos_profile
 
     child = subprocess.Popen([sys.executable, __file__, "--subscriber", reliability, str(depth)],
                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)

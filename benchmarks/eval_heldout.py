@@ -16,8 +16,8 @@ from eval_real import markdown_table
 from dice_seg_ros.classes import load_classes
 from dice_seg_ros.data.synthetic import generate_scene
 from dice_seg_ros.data.torch_dataset import TEST_SEED_BASE
-from dice_seg_ros.inference import Segmenter
-from dice_seg_ros.metrics import ConfusionMatrix
+from dice_seg_ros.runtime.inference import Segmenter
+from dice_seg_ros.runtime.metrics import ConfusionMatrix
 
 
 def heldout_confusion(segmenter: Segmenter, scenes: int, width: int, height: int,

@@ -18,8 +18,8 @@ from tqdm import tqdm
 
 from dice_seg_ros.classes import load_classes
 from dice_seg_ros.data.datasets import FORMATS, LabeledImages, open_dataset
-from dice_seg_ros.inference import Segmenter
-from dice_seg_ros.metrics import ConfusionMatrix
+from dice_seg_ros.runtime.inference import Segmenter
+from dice_seg_ros.runtime.metrics import ConfusionMatrix
 
 
 def real_confusion(segmenter: Segmenter, files: LabeledImages, quiet: bool = False

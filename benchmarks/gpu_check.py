@@ -26,8 +26,8 @@ from typing import Any
 import numpy as np
 
 from dice_seg_ros.data.synthetic import generate_scene
-from dice_seg_ros.inference import Segmenter, preprocess
 from dice_seg_ros.resources import DEFAULT_TORCH_MODEL, resource_path
+from dice_seg_ros.runtime.inference import Segmenter, preprocess
 
 SIZES = ((640, 480), (1280, 720))
 TRT_CACHE = Path.home() / ".cache" / "dice_seg_ros" / "tensorrt"
@@ -79,8 +79,8 @@ def amp_training(checkpoint: Path, steps: int) -> tuple[list[float], float]:
     """Run ``steps`` AMP training steps on generated scenes; return losses and ms per step."""
     import torch
 
-    from dice_seg_ros.losses import make_loss
-    from dice_seg_ros.model import load_checkpoint
+    from dice_seg_ros.learn.losses import make_loss
+    from dice_seg_ros.runtime.model import load_checkpoint
 
     model, meta = load_checkpoint(checkpoint, map_location="cuda")
     model = model.train().to(memory_format=torch.channels_last)

@@ -3,7 +3,7 @@
 Losses: cross-entropy, Dice, Dice+CE, generalized Dice, Tversky (alpha 0.3,
 beta 0.7), focal Tversky, Jaccard and focal loss, on generated terrain where
 obstacles are rare (~1-2 % of pixels, often a few pixels wide at the study's
-input size). Every run uses ``dice_seg_ros.train`` with identical arguments
+input size). Every run uses ``dice_seg_ros.learn.train`` with identical arguments
 except ``--loss`` and ``--seed``; each final model is scored on held-out
 scenes (seeds from ``TEST_SEED_BASE``, never used in training), pooling one
 confusion matrix per run. The report gives per-class Dice (mean +- std over
@@ -26,9 +26,9 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
-from dice_seg_ros import train as train_mod
 from dice_seg_ros.classes import load_classes
 from dice_seg_ros.data.torch_dataset import TEST_SEED_BASE, SyntheticScenes
+from dice_seg_ros.learn import train as train_mod
 
 # (label, --loss, extra constructor arguments)
 LOSSES = (

@@ -24,8 +24,8 @@ import numpy as np
 
 from dice_seg_ros.classes import load_classes
 from dice_seg_ros.data.datasets import open_dataset
-from dice_seg_ros.inference import Segmenter
 from dice_seg_ros.resources import resource_path
+from dice_seg_ros.runtime.inference import Segmenter
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_metrics import interleaved_ms  # noqa: E402

@@ -18,18 +18,20 @@ from typing import Sequence
 from dice_seg_ros.errors import DiceSegError
 
 COMMANDS: dict[str, tuple[str, str]] = {
-    "demo": ("dice_seg_ros.demo",
+    "demo": ("dice_seg_ros.bags.demo",
              "make a small labeled bag, evaluate the shipped model on it, report"),
-    "eval": ("dice_seg_ros.replay",
+    "eval": ("dice_seg_ros.bags.evaluate",
              "evaluate a model on a labeled rosbag (Dice/IoU report, plots, output bag)"),
-    "make-bag": ("dice_seg_ros.synthetic_bag",
+    "make-bag": ("dice_seg_ros.bags.synthetic_bag",
                  "write a labeled rosbag of generated terrain scenes"),
-    "train": ("dice_seg_ros.train",
+    "train": ("dice_seg_ros.learn.train",
               "train a segmentation network with a Dice-family loss"),
-    "export": ("dice_seg_ros.export",
+    "export": ("dice_seg_ros.learn.export",
                "export a checkpoint to ONNX and verify it against PyTorch"),
-    "calibrate": ("dice_seg_ros.calibrate", "fit the label-free Dice estimate on labeled frames"),
-    "fleet": ("dice_seg_ros.fleet", "evaluate a model on many labeled bags (processes or Ray)"),
+    "calibrate": ("dice_seg_ros.bags.calibrate",
+                  "fit the label-free Dice estimate on labeled frames"),
+    "fleet": ("dice_seg_ros.bags.fleet",
+              "evaluate a model on many labeled bags (processes or Ray)"),
 }
 
 

@@ -23,7 +23,7 @@ SMALL_W, SMALL_H = 160, 120
 def image_msg(array: np.ndarray, stamp_ns: int, encoding: str = "rgb8",
               frame_id: str = "camera_optical_frame"):
     """Return a rosbags sensor_msgs/msg/Image holding ``array`` (uint8, HxW or HxWx3)."""
-    from dice_seg_ros.bag_io import make_header, msg_class
+    from dice_seg_ros.bags.bag_io import make_header, msg_class
 
     array = np.ascontiguousarray(array, dtype=np.uint8)
     height, width = array.shape[:2]
@@ -94,7 +94,7 @@ def write_tiny_onnx(path: Path, class_names=None, with_meta: bool = True,
     from onnx import TensorProto, helper
 
     from dice_seg_ros.classes import load_classes
-    from dice_seg_ros.model_meta import ONNX_META_KEY, ModelMeta
+    from dice_seg_ros.runtime.model_meta import ONNX_META_KEY, ModelMeta
 
     names = tuple(class_names or load_classes().names)
     meta = ModelMeta(input_width=size[0], input_height=size[1], mean=(0.5, 0.5, 0.5),
@@ -135,7 +135,7 @@ def tiny_onnx_model(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def small_bag(tmp_path_factory) -> Path:
     """Write a 4-frame 160x120 labeled MCAP bag (``dice-seg make-bag`` layout) once."""
-    from dice_seg_ros.synthetic_bag import write_synthetic_bag
+    from dice_seg_ros.bags.synthetic_bag import write_synthetic_bag
 
     path = tmp_path_factory.mktemp("bags") / "small"
     return write_synthetic_bag(path, frames=4, width=SMALL_W, height=SMALL_H, seed=3,
@@ -145,7 +145,7 @@ def small_bag(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def tiny_segmenter(tiny_onnx_model):
     """Return a CPU, single-thread Segmenter on the tiny ONNX model."""
-    from dice_seg_ros.inference import Segmenter
+    from dice_seg_ros.runtime.inference import Segmenter
 
     return Segmenter(tiny_onnx_model, device="cpu", threads=1)
 
@@ -161,7 +161,8 @@ def calibrated_tiny_model(tiny_onnx_model, tmp_path) -> Path:
     import shutil
 
     from dice_seg_ros.classes import load_classes
-    from dice_seg_ros.quality import feature_names, file_sha256, fit_calibration, sidecar_path
+    from dice_seg_ros.runtime.estimated_dice import (feature_names, file_sha256, fit_calibration,
+                                                     sidecar_path)
 
     model = Path(shutil.copy(tiny_onnx_model, tmp_path / "tiny.onnx"))
     names = feature_names(load_classes().names)

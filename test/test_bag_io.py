@@ -4,11 +4,11 @@ import numpy as np
 import pytest
 from conftest import image_msg
 
-from dice_seg_ros.bag_io import (IMAGE_TYPE, BadMessage, BagMessage, BagReader, BagWriter,
-                                 StorageFault, header_stamp_ns, make_header, msg_class,
-                                 remove_old_bag)
+from dice_seg_ros.bags.bag_io import (IMAGE_TYPE, BadMessage, BagMessage, BagReader, BagWriter,
+                                      StorageFault, header_stamp_ns, make_header, msg_class,
+                                      remove_old_bag)
 from dice_seg_ros.errors import BagError
-from dice_seg_ros.pairing import StampPairer
+from dice_seg_ros.runtime.pairing import StampPairer
 
 MS = 1_000_000
 

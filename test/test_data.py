@@ -11,8 +11,8 @@ import pytest
 from dice_seg_ros.classes import load_classes, load_remap
 from dice_seg_ros.data import synthetic
 from dice_seg_ros.data.augment import AugmentConfig, augment, color_jitter
-from dice_seg_ros.data.datasets import (RUGD_CLASSES, RUGD_COLORS, folder_dataset,
-                                        open_dataset, rellis_dataset, rugd_dataset)
+from dice_seg_ros.data.datasets import (RUGD_CLASSES, RUGD_COLORS, folder_dataset, open_dataset,
+                                        rellis_dataset, rugd_dataset)
 from dice_seg_ros.data.synthetic import generate_scene
 from dice_seg_ros.resources import resource_path
 
@@ -284,7 +284,7 @@ def test_unknown_format_and_bad_remap_target(tmp_path):
 def test_torch_synthetic_dataset_shapes_and_epochs():
     torch = pytest.importorskip("torch")
     from dice_seg_ros.data.torch_dataset import SyntheticScenes
-    from dice_seg_ros.model import default_meta
+    from dice_seg_ros.runtime.model import default_meta
 
     meta = default_meta(CLASSES.names, 64, 48)
     train = SyntheticScenes(meta, 4, seed=1)

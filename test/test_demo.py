@@ -4,9 +4,9 @@ import json
 
 from conftest import shipped_model_or_skip
 
+from dice_seg_ros.bags.evaluate import output_topics
+from dice_seg_ros.bags.synthetic_bag import IMAGE_TOPIC
 from dice_seg_ros.cli import main
-from dice_seg_ros.replay import output_topics
-from dice_seg_ros.synthetic_bag import IMAGE_TOPIC
 
 FILES = ["report.json", "per_frame.csv", "dice_over_time.png", "confusion_matrix.png",
          "output_bag/metadata.yaml"]

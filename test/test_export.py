@@ -8,15 +8,15 @@ import pytest
 torch = pytest.importorskip("torch")
 ort = pytest.importorskip("onnxruntime")
 
-from dice_seg_ros import export  # noqa: E402
 from dice_seg_ros.classes import load_classes  # noqa: E402
 from dice_seg_ros.cli import main  # noqa: E402
-from dice_seg_ros.errors import ModelError  # noqa: E402
-from dice_seg_ros.inference import Segmenter, preprocess  # noqa: E402
 from dice_seg_ros.data.synthetic import generate_scene  # noqa: E402
-from dice_seg_ros.model import build_model, default_meta, load_checkpoint  # noqa: E402
-from dice_seg_ros.model import save_checkpoint  # noqa: E402
+from dice_seg_ros.errors import ModelError  # noqa: E402
+from dice_seg_ros.learn import export  # noqa: E402
 from dice_seg_ros.resources import DEFAULT_MODEL, DEFAULT_TORCH_MODEL, resource_path  # noqa: E402
+from dice_seg_ros.runtime.inference import Segmenter, preprocess  # noqa: E402
+from dice_seg_ros.runtime.model import save_checkpoint  # noqa: E402
+from dice_seg_ros.runtime.model import build_model, default_meta, load_checkpoint  # noqa: E402
 
 torch.set_num_threads(1)
 NAMES = load_classes().names

@@ -8,12 +8,12 @@ import numpy as np
 import pytest
 from conftest import SMALL_H, SMALL_W
 
-from dice_seg_ros import fleet
+from dice_seg_ros.bags import fleet
+from dice_seg_ros.bags.evaluate import evaluate_bag
+from dice_seg_ros.bags.fleet import FleetOptions, evaluate_fleet, find_bags, mean_dice_present
+from dice_seg_ros.bags.synthetic_bag import IMAGE_TOPIC, LABEL_TOPIC, write_synthetic_bag
 from dice_seg_ros.cli import main
-from dice_seg_ros.fleet import (FleetOptions, evaluate_fleet, find_bags, mean_dice_present)
-from dice_seg_ros.metrics import dice_from_matrix
-from dice_seg_ros.replay import evaluate_bag
-from dice_seg_ros.synthetic_bag import IMAGE_TOPIC, LABEL_TOPIC, write_synthetic_bag
+from dice_seg_ros.runtime.metrics import dice_from_matrix
 
 
 @pytest.fixture(scope="module")

@@ -6,10 +6,10 @@ import pytest
 
 from dice_seg_ros.classes import load_classes
 from dice_seg_ros.errors import ImageEncodingError
-from dice_seg_ros.image_conversion import (color_to_ids, colorize, compressed_to_rgb,
-                                           image_to_numpy, image_to_rgb, labels_to_ids,
-                                           msg_to_rgb, numpy_to_compressed, numpy_to_image,
-                                           overlay)
+from dice_seg_ros.runtime.image_conversion import (color_to_ids, colorize, compressed_to_rgb,
+                                                   image_to_numpy, image_to_rgb, labels_to_ids,
+                                                   msg_to_rgb, numpy_to_compressed, numpy_to_image,
+                                                   overlay)
 
 rosbags_typesys = pytest.importorskip("rosbags.typesys")
 TS = rosbags_typesys.get_typestore(rosbags_typesys.Stores.ROS2_JAZZY)

@@ -5,9 +5,9 @@ import pytest
 from conftest import shipped_model_or_skip, tiny_conv_weights, write_tiny_onnx
 
 from dice_seg_ros.errors import ModelError
-from dice_seg_ros.inference import (Segmenter, argmax_channels, postprocess, preprocess,
-                                    resize_image, softmax_max)
-from dice_seg_ros.model_meta import ModelMeta
+from dice_seg_ros.runtime.inference import (Segmenter, argmax_channels, postprocess, preprocess,
+                                            resize_image, softmax_max)
+from dice_seg_ros.runtime.model_meta import ModelMeta
 
 RNG = np.random.default_rng(7)
 

@@ -6,11 +6,11 @@ import numpy as np
 import pytest
 from conftest import image_msg
 
+from dice_seg_ros.bags.evaluate import evaluate_bag
+from dice_seg_ros.bags.label_decoding import LabelDecoder, load_colormap
+from dice_seg_ros.bags.synthetic_bag import IMAGE_TOPIC, LABEL_TOPIC, write_synthetic_bag
 from dice_seg_ros.classes import load_classes
-from dice_seg_ros.frame_errors import FrameErrors
-from dice_seg_ros.label_decoding import LabelDecoder, load_colormap
-from dice_seg_ros.replay import evaluate_bag
-from dice_seg_ros.synthetic_bag import IMAGE_TOPIC, LABEL_TOPIC, write_synthetic_bag
+from dice_seg_ros.runtime.frame_errors import FrameErrors
 
 CLASSES = load_classes()
 

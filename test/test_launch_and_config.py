@@ -7,19 +7,18 @@ from pathlib import Path
 import pytest
 import yaml
 
-from dice_seg_ros.multi_camera import OUTPUT_NAMES, camera_topics
-from dice_seg_ros.replay import output_topics
-
-from dice_seg_ros.node_params import (DEFAULT_IMAGE_TOPICS, MONITOR_NODE, MONITOR_PARAMS,
-                                      NODE_PARAMS, SEGMENTATION_NODE, SEGMENTATION_PARAMS,
-                                      defaults, validate, validate_all, spec_map)
+from dice_seg_ros.bags.evaluate import output_topics
+from dice_seg_ros.ros.multi_camera import OUTPUT_NAMES, camera_topics
+from dice_seg_ros.ros.node_params import (DEFAULT_IMAGE_TOPICS, MONITOR_NODE, MONITOR_PARAMS,
+                                          NODE_PARAMS, SEGMENTATION_NODE, SEGMENTATION_PARAMS,
+                                          defaults, spec_map, validate, validate_all)
 
 ROOT = Path(__file__).resolve().parent.parent
 LAUNCH_FILES = sorted((ROOT / "launch").glob("*.launch.py"))
 CONFIG_FILES = {SEGMENTATION_NODE: ROOT / "config" / "segmentation.yaml",
                 MONITOR_NODE: ROOT / "config" / "monitor.yaml"}
-NODE_MODULES = {SEGMENTATION_NODE: ROOT / "dice_seg_ros" / "segmentation_node.py",
-                MONITOR_NODE: ROOT / "dice_seg_ros" / "dice_monitor_node.py"}
+NODE_MODULES = {SEGMENTATION_NODE: ROOT / "dice_seg_ros" / "ros" / "segmentation_node.py",
+                MONITOR_NODE: ROOT / "dice_seg_ros" / "ros" / "dice_monitor_node.py"}
 
 
 def parse(path):
@@ -252,7 +251,7 @@ def test_rviz_layout_shows_published_topics():
     assert "/camera/image_raw" in topics
     assert {eval_topics["mask_color"], eval_topics["overlay"]} <= topics
     assert topics - {"/camera/image_raw"} <= published & set(eval_topics.values())
-    from dice_seg_ros.synthetic_bag import FRAME_ID
+    from dice_seg_ros.bags.synthetic_bag import FRAME_ID
     assert doc["Visualization Manager"]["Global Options"]["Fixed Frame"] == FRAME_ID
 
 

@@ -24,14 +24,14 @@ rclpy = pytest.importorskip(
 launch = pytest.importorskip("launch", reason="the ROS 2 launch package is not installed")
 pytest.importorskip("launch_ros", reason="the ROS 2 launch_ros package is not installed")
 
-from launch.actions import IncludeLaunchDescription  # noqa: E402
-from launch.launch_description_sources import PythonLaunchDescriptionSource  # noqa: E402
 from rclpy.executors import SingleThreadedExecutor  # noqa: E402
 from rclpy.qos import QoSProfile, ReliabilityPolicy  # noqa: E402
 from sensor_msgs.msg import Image  # noqa: E402
 from std_msgs.msg import Header  # noqa: E402
 
-from dice_seg_ros.image_conversion import numpy_to_image  # noqa: E402
+from dice_seg_ros.runtime.image_conversion import numpy_to_image  # noqa: E402
+from launch.actions import IncludeLaunchDescription  # noqa: E402
+from launch.launch_description_sources import PythonLaunchDescriptionSource  # noqa: E402
 
 pytestmark = pytest.mark.ros
 ROOT = Path(__file__).resolve().parent.parent
@@ -172,6 +172,7 @@ def test_evaluate_bag_launch_scores_like_eval(tmp_path, monkeypatch):
     pytest.importorskip("ros2bag", reason="rosbag2 is not installed: evaluate_bag.launch.py "
                                           "plays the bag with `ros2 bag play`")
     from conftest import shipped_model_or_skip
+
     from dice_seg_ros.cli import main as dice_seg
 
     shipped_model_or_skip()

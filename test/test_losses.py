@@ -3,10 +3,10 @@ import math
 import pytest
 import torch
 
-from dice_seg_ros import losses
-from dice_seg_ros.losses import (DiceCELoss, DiceLoss, FocalLoss, FocalTverskyLoss,
-                                 GeneralizedDiceLoss, JaccardLoss, TverskyLoss, make_loss,
-                                 overlap_sums)
+from dice_seg_ros.learn import losses
+from dice_seg_ros.learn.losses import (DiceCELoss, DiceLoss, FocalLoss, FocalTverskyLoss,
+                                       GeneralizedDiceLoss, JaccardLoss, TverskyLoss, make_loss,
+                                       overlap_sums)
 
 torch.set_num_threads(1)
 

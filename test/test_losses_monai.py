@@ -5,7 +5,7 @@ import itertools
 import pytest
 import torch
 
-from dice_seg_ros.losses import DiceLoss, GeneralizedDiceLoss, JaccardLoss, TverskyLoss
+from dice_seg_ros.learn.losses import DiceLoss, GeneralizedDiceLoss, JaccardLoss, TverskyLoss
 
 monai_losses = pytest.importorskip("monai.losses")
 

@@ -3,9 +3,9 @@ import warnings
 import numpy as np
 import pytest
 
-from dice_seg_ros import metrics
-from dice_seg_ros.metrics import (ConfusionMatrix, DiceTracker, FrameScores, confusion_matrix,
-                                  dice_per_class, iou_per_class)
+from dice_seg_ros.runtime import metrics
+from dice_seg_ros.runtime.metrics import (ConfusionMatrix, DiceTracker, FrameScores,
+                                          confusion_matrix, dice_per_class, iou_per_class)
 
 DTYPES = [np.uint8, np.int64, np.int32, np.uint16]
 

@@ -8,9 +8,9 @@ torch = pytest.importorskip("torch")
 
 from dice_seg_ros.classes import load_classes  # noqa: E402
 from dice_seg_ros.errors import ModelError  # noqa: E402
-from dice_seg_ros.model import (build_model, default_meta, load_checkpoint,  # noqa: E402
-                                save_checkpoint)
-from dice_seg_ros.model_meta import ModelMeta  # noqa: E402
+from dice_seg_ros.runtime.model import (build_model, default_meta, load_checkpoint,  # noqa: E402
+                                        save_checkpoint)
+from dice_seg_ros.runtime.model_meta import ModelMeta  # noqa: E402
 
 torch.set_num_threads(1)
 NAMES = load_classes().names

@@ -3,7 +3,7 @@
 import pytest
 
 from dice_seg_ros.errors import ModelError
-from dice_seg_ros.model_meta import ModelMeta
+from dice_seg_ros.runtime.model_meta import ModelMeta
 
 META = ModelMeta(input_width=320, input_height=240, mean=(0.5, 0.5, 0.5),
                  std=(0.25, 0.25, 0.25), class_names=("sky", "trail"), arch="net",

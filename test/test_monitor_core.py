@@ -9,11 +9,11 @@ from rosbags.typesys import Stores, get_typestore
 
 from dice_seg_ros.classes import load_classes
 from dice_seg_ros.errors import ImageEncodingError
-from dice_seg_ros.image_conversion import numpy_to_image
-from dice_seg_ros.metrics import DiceTracker, nanmean
-from dice_seg_ros.monitor_core import DICE_ROWS, MonitorCore, stamp_to_ns
-from dice_seg_ros.segmentation_core import (LEVEL_ERROR, LEVEL_OK, LEVEL_STALE, LEVEL_WARN,
-                                            diagnostic_array)
+from dice_seg_ros.ros.diagnostics import (LEVEL_ERROR, LEVEL_OK, LEVEL_STALE, LEVEL_WARN,
+                                          diagnostic_array)
+from dice_seg_ros.ros.monitor_core import DICE_ROWS, MonitorCore, stamp_to_ns
+from dice_seg_ros.runtime.image_conversion import numpy_to_image
+from dice_seg_ros.runtime.metrics import DiceTracker, nanmean
 
 TS = get_typestore(Stores.ROS2_JAZZY)
 Image = TS.types["sensor_msgs/msg/Image"]
@@ -212,8 +212,8 @@ def test_monitor_agrees_with_dice_seg_eval(tmp_path):
     from rosbags.highlevel import AnyReader
 
     from dice_seg_ros.cli import main as dice_seg
-    from dice_seg_ros.inference import Segmenter
-    from dice_seg_ros.segmentation_core import FrameProcessor, OutputFlags
+    from dice_seg_ros.ros.segmentation_core import FrameProcessor, OutputFlags
+    from dice_seg_ros.runtime.inference import Segmenter
 
     bag = tmp_path / "bag"
     assert dice_seg(["make-bag", "--out", str(bag), "--frames", "5", "--width", "96",
@@ -325,7 +325,7 @@ KeyValue = TS.types["diagnostic_msgs/msg/KeyValue"]
 
 def estimate_msg(index, estimate):
     """Return the segmentation node's ~/estimated_dice_stamped of frame ``index``, via CDR."""
-    from dice_seg_ros.segmentation_core import EstimatedDiceTracker
+    from dice_seg_ros.ros.segmentation_core import EstimatedDiceTracker
 
     status = EstimatedDiceTracker(5, "net.quality.json", 0.5, 0.3).frame_status(estimate)
     msg = diagnostic_array([status], header(index), DiagArray, DiagStatus, KeyValue)
@@ -333,7 +333,7 @@ def estimate_msg(index, estimate):
 
 
 def test_estimate_is_read_from_the_stamped_status_and_bad_messages_are_named():
-    from dice_seg_ros.monitor_core import estimate_from_array
+    from dice_seg_ros.ros.monitor_core import estimate_from_array
 
     assert estimate_from_array(estimate_msg(3, 0.123456)) == pytest.approx(0.123456)
     empty = DiagArray(header=header(4), status=[])
@@ -346,7 +346,7 @@ def test_estimate_is_read_from_the_stamped_status_and_bad_messages_are_named():
 def test_estimates_join_true_dice_by_stamp_and_report_mae_spearman_scatter(tmp_path):
     import csv
 
-    from dice_seg_ros.quality import mean_abs_error, spearman
+    from dice_seg_ros.runtime.estimated_dice import mean_abs_error, spearman
 
     core = MonitorCore(CLASSES, estimates=True)
     estimates = {index: 0.1 + 0.08 * index for index in range(8)}

@@ -8,12 +8,14 @@ import numpy as np
 import pytest
 from conftest import image_msg
 
-from dice_seg_ros.bag_io import msg_class
+from dice_seg_ros.bags.bag_io import msg_class
 from dice_seg_ros.classes import classes_for_model
-from dice_seg_ros.image_conversion import image_to_numpy
-from dice_seg_ros.multi_camera import CameraSlots, CameraTopics, MultiCameraWorker, camera_topics
-from dice_seg_ros.node_params import SEGMENTATION_PARAMS, spec_map, validate
-from dice_seg_ros.segmentation_core import LEVEL_ERROR, FrameProcessor, OutputFlags
+from dice_seg_ros.ros.diagnostics import LEVEL_ERROR
+from dice_seg_ros.ros.multi_camera import (CameraSlots, CameraTopics, MultiCameraWorker,
+                                           camera_topics)
+from dice_seg_ros.ros.node_params import SEGMENTATION_PARAMS, spec_map, validate
+from dice_seg_ros.ros.segmentation_core import FrameProcessor, OutputFlags
+from dice_seg_ros.runtime.image_conversion import image_to_numpy
 
 Image = msg_class("sensor_msgs/msg/Image")
 

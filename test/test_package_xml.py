@@ -122,9 +122,9 @@ def test_headless_robot_gets_no_desktop_or_unused_packages():
 
 
 def test_nodes_do_not_import_each_other():
-    modules = imported_modules([ROOT / "dice_seg_ros" / "segmentation_node.py",
-                                ROOT / "dice_seg_ros" / "dice_monitor_node.py"])
-    text = {p.name: p.read_text() for p in (ROOT / "dice_seg_ros").glob("*_node.py")}
+    modules = imported_modules([ROOT / "dice_seg_ros" / "ros" / "segmentation_node.py",
+                                ROOT / "dice_seg_ros" / "ros" / "dice_monitor_node.py"])
+    text = {p.name: p.read_text() for p in (ROOT / "dice_seg_ros" / "ros").glob("*_node.py")}
     assert "dice_monitor_node" not in text["segmentation_node.py"]
     assert "segmentation_node" not in text["dice_monitor_node.py"]
     assert "message_filters" not in modules

@@ -2,7 +2,7 @@
 
 import pytest
 
-from dice_seg_ros.pairing import StampPairer
+from dice_seg_ros.runtime.pairing import StampPairer
 
 MS = 1_000_000
 FRAME = 33 * MS  # 30 Hz

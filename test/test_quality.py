@@ -6,16 +6,17 @@ import numpy as np
 import pytest
 from conftest import SMALL_H, SMALL_W
 
-from dice_seg_ros.calibrate import FrameTable, generated_frames
+from dice_seg_ros.bags.calibrate import FrameTable, generated_frames
+from dice_seg_ros.bags.synthetic_bag import IMAGE_TOPIC, LABEL_TOPIC
 from dice_seg_ros.classes import load_classes
 from dice_seg_ros.cli import main
 from dice_seg_ros.errors import ModelError
-from dice_seg_ros.quality import (BASE_FEATURES, calibration_for_model,
-                                  features_from_probabilities, feature_names, file_sha256,
-                                  fit_calibration, fit_temperature, frame_features, grid_stride,
-                                  isotonic_fit, load_calibration, rankdata, sidecar_path,
-                                  spearman, temper, temperature_nll)
-from dice_seg_ros.synthetic_bag import IMAGE_TOPIC, LABEL_TOPIC
+from dice_seg_ros.runtime.estimated_dice import (BASE_FEATURES, calibration_for_model,
+                                                 feature_names, features_from_probabilities,
+                                                 file_sha256, fit_calibration, fit_temperature,
+                                                 frame_features, grid_stride, isotonic_fit,
+                                                 load_calibration, rankdata, sidecar_path,
+                                                 spearman, temper, temperature_nll)
 
 C = 4
 
@@ -190,7 +191,7 @@ def test_invalid_calibration_files_are_named(tmp_path):
 
 
 def test_frame_table_records_true_dice_of_the_masks(tiny_segmenter):
-    from dice_seg_ros.metrics import dice_per_class, nanmean
+    from dice_seg_ros.runtime.metrics import dice_per_class, nanmean
 
     classes = load_classes()
     table = FrameTable(tiny_segmenter, classes)
@@ -217,7 +218,7 @@ def test_calibrate_command_writes_a_sidecar_for_the_model(small_bag, tiny_onnx_m
 
 
 def test_argmax_max_matches_numpy_with_ties():
-    from dice_seg_ros.quality import argmax_max
+    from dice_seg_ros.runtime.estimated_dice import argmax_max
 
     probs = np.random.default_rng(6).integers(0, 3, size=(C, 9, 7)).astype(np.float32)
     ids, top = argmax_max(probs)
@@ -229,8 +230,8 @@ def test_eval_reports_estimated_beside_true_dice(small_bag, tiny_onnx_model, tmp
     import csv
     import shutil
 
-    from dice_seg_ros.inference import Segmenter
-    from dice_seg_ros.replay import evaluate_bag
+    from dice_seg_ros.bags.evaluate import evaluate_bag
+    from dice_seg_ros.runtime.inference import Segmenter
 
     model = shutil.copy(tiny_onnx_model, tmp_path / "tiny.onnx")
     segmenter = Segmenter(model, device="cpu", threads=1)
@@ -265,7 +266,7 @@ def test_eval_reports_estimated_beside_true_dice(small_bag, tiny_onnx_model, tmp
 def test_segmenter_ignores_a_calibration_for_another_model(tiny_onnx_model, tmp_path, caplog):
     import shutil
 
-    from dice_seg_ros.inference import Segmenter
+    from dice_seg_ros.runtime.inference import Segmenter
 
     model = shutil.copy(tiny_onnx_model, tmp_path / "tiny.onnx")
     calibration, _, _ = _synthetic_fit()

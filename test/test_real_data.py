@@ -180,8 +180,8 @@ def test_pasta_keeps_exposure_and_phase_but_changes_texture():
 # ------------------------------------------------------------- training
 
 torch = pytest.importorskip("torch")
-from dice_seg_ros import train as train_mod  # noqa: E402
-from dice_seg_ros.model import load_checkpoint  # noqa: E402
+from dice_seg_ros.learn import train as train_mod  # noqa: E402
+from dice_seg_ros.runtime.model import load_checkpoint  # noqa: E402
 
 TINY = ["--input-size", "32x24", "--batch-size", "2", "--threads", "1", "--quiet",
         "--width-mult", "0.5"]

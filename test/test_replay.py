@@ -6,15 +6,15 @@ import numpy as np
 import pytest
 from conftest import SMALL_H, SMALL_W, image_msg
 
-from dice_seg_ros.bag_io import BagReader, BagWriter, header_stamp_ns
+from dice_seg_ros.bags.bag_io import BagReader, BagWriter, header_stamp_ns
+from dice_seg_ros.bags.evaluate import evaluate_bag, output_topics
+from dice_seg_ros.bags.synthetic_bag import (COMPRESSED_TOPIC, IMAGE_TOPIC, INFO_TOPIC,
+                                             LABEL_TOPIC, START_NS, write_synthetic_bag)
 from dice_seg_ros.classes import load_classes
 from dice_seg_ros.cli import main
 from dice_seg_ros.data.synthetic import generate_scene
 from dice_seg_ros.errors import BagError, ImageEncodingError
-from dice_seg_ros.metrics import ConfusionMatrix
-from dice_seg_ros.replay import evaluate_bag, output_topics
-from dice_seg_ros.synthetic_bag import (COMPRESSED_TOPIC, IMAGE_TOPIC, INFO_TOPIC, LABEL_TOPIC,
-                                        START_NS, write_synthetic_bag)
+from dice_seg_ros.runtime.metrics import ConfusionMatrix
 
 MS = 1_000_000
 

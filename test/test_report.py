@@ -6,8 +6,8 @@ import json
 import numpy as np
 import pytest
 
-from dice_seg_ros.metrics import DiceTracker
-from dice_seg_ros.report import write_report
+from dice_seg_ros.runtime.metrics import DiceTracker
+from dice_seg_ros.runtime.report import write_report
 
 NAMES = ["sky", "grass", "trail"]
 

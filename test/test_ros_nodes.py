@@ -18,8 +18,8 @@ from std_msgs.msg import Float32, Float32MultiArray, Header  # noqa: E402
 from std_srvs.srv import Trigger  # noqa: E402
 
 from dice_seg_ros.classes import load_classes  # noqa: E402
-from dice_seg_ros.image_conversion import image_to_numpy, numpy_to_image  # noqa: E402
-from dice_seg_ros.metrics import DiceTracker, nanmean  # noqa: E402
+from dice_seg_ros.runtime.image_conversion import image_to_numpy, numpy_to_image  # noqa: E402
+from dice_seg_ros.runtime.metrics import DiceTracker, nanmean  # noqa: E402
 
 pytestmark = pytest.mark.ros
 CLASSES = load_classes()
@@ -48,7 +48,7 @@ def collector(node, msg_type, topic, qos=RELIABLE):
 def test_segmentation_node_publishes_masks_with_input_header(ros):
     shipped_model_or_skip()
     from dice_seg_ros.data.synthetic import generate_scene
-    from dice_seg_ros.segmentation_node import SegmentationNode
+    from dice_seg_ros.ros.segmentation_node import SegmentationNode
 
     context, add, spin_until = ros
     node = add(SegmentationNode(context=context, parameter_overrides=[
@@ -92,7 +92,7 @@ def test_segmentation_node_publishes_masks_with_input_header(ros):
 
 
 def test_segmentation_node_refuses_bad_start_parameters(ros):
-    from dice_seg_ros.segmentation_node import SegmentationNode
+    from dice_seg_ros.ros.segmentation_node import SegmentationNode
 
     context, _, _ = ros
     with pytest.raises(ValueError, match="input_height"):
@@ -110,7 +110,7 @@ def label_pair(index, noise):
 
 
 def test_monitor_scores_pairs_like_dice_tracker(ros, tmp_path):
-    from dice_seg_ros.dice_monitor_node import DiceMonitorNode
+    from dice_seg_ros.ros.dice_monitor_node import DiceMonitorNode
 
     context, add, spin_until = ros
     node = add(DiceMonitorNode(context=context, parameter_overrides=[
@@ -171,11 +171,11 @@ def bag_messages(bag, topics):
 def test_nodes_on_a_bag_score_like_dice_seg_eval(ros, tmp_path):
     """Bag -> segmentation_node -> dice_monitor_node gives the report of dice-seg eval."""
     shipped_model_or_skip()
-    from dice_seg_ros.dice_monitor_node import DiceMonitorNode
-    from dice_seg_ros.inference import Segmenter
-    from dice_seg_ros.replay import evaluate_bag
-    from dice_seg_ros.segmentation_node import SegmentationNode
-    from dice_seg_ros.synthetic_bag import IMAGE_TOPIC, LABEL_TOPIC, write_synthetic_bag
+    from dice_seg_ros.bags.evaluate import evaluate_bag
+    from dice_seg_ros.bags.synthetic_bag import IMAGE_TOPIC, LABEL_TOPIC, write_synthetic_bag
+    from dice_seg_ros.ros.dice_monitor_node import DiceMonitorNode
+    from dice_seg_ros.ros.segmentation_node import SegmentationNode
+    from dice_seg_ros.runtime.inference import Segmenter
 
     frames = 5
     bag = write_synthetic_bag(tmp_path / "bag", frames, width=96, height=72, progress=False)
@@ -228,7 +228,7 @@ def test_namespaced_renamed_node_gets_yaml_parameters_camera_info_and_class_tabl
     from std_msgs.msg import String
 
     from dice_seg_ros.resources import resource_path
-    from dice_seg_ros.segmentation_node import SegmentationNode
+    from dice_seg_ros.ros.segmentation_node import SegmentationNode
     shipped_model_or_skip()
     params = yaml.safe_load(resource_path("config/segmentation.yaml").read_text())
     params["/**"]["ros__parameters"].update(device="cpu", qos_reliability="reliable",
@@ -277,7 +277,7 @@ def test_namespaced_renamed_node_gets_yaml_parameters_camera_info_and_class_tabl
 def test_one_node_serves_two_cameras_under_their_namespaces(ros):
     """image_topics: each camera gets masks of its own frames, header and size, in one batch."""
     from dice_seg_ros.data.synthetic import generate_scene
-    from dice_seg_ros.segmentation_node import SegmentationNode
+    from dice_seg_ros.ros.segmentation_node import SegmentationNode
     shipped_model_or_skip()
     context, add, spin_until = ros
     node = add(SegmentationNode(node_name="dice_seg", context=context, parameter_overrides=[
@@ -322,7 +322,7 @@ def test_one_node_serves_two_cameras_under_their_namespaces(ros):
 
 
 def test_incompatible_qos_is_counted_and_logged(ros):
-    from dice_seg_ros.dice_monitor_node import DiceMonitorNode
+    from dice_seg_ros.ros.dice_monitor_node import DiceMonitorNode
 
     context, add, spin_until = ros
     node = add(DiceMonitorNode(context=context, parameter_overrides=[
@@ -338,13 +338,14 @@ def test_library_logging_goes_through_the_node_logger(ros, capfd):
     """Segmenter's "no GPU provider" warning is a Python log record; the node's logger shows it."""
     import logging
 
-    from dice_seg_ros.ros_plumbing import forward_library_logging
+    from dice_seg_ros.ros.ros_plumbing import forward_library_logging
 
     context, add, _ = ros
     node = add(rclpy.create_node("forwarding", context=context))
     undo = forward_library_logging(node)
     try:
-        logging.getLogger("dice_seg_ros.inference").warning("no GPU provider in ONNX Runtime")
+        logging.getLogger("dice_seg_ros.runtime.inference").warning(
+            "no GPU provider in ONNX Runtime")
     finally:
         undo()
     assert "[forwarding]: no GPU provider" in capfd.readouterr().err
@@ -353,7 +354,7 @@ def test_library_logging_goes_through_the_node_logger(ros, capfd):
 def test_lifecycle_node_loads_model_in_configure_and_autostarts(ros):
     from lifecycle_msgs.msg import State as StateMsg
 
-    from dice_seg_ros.segmentation_node import SegmentationLifecycleNode
+    from dice_seg_ros.ros.segmentation_node import SegmentationLifecycleNode
     shipped_model_or_skip()
     context, add, spin_until = ros
     managed = add(SegmentationLifecycleNode(context=context, parameter_overrides=[
@@ -381,7 +382,7 @@ def test_lifecycle_node_loads_model_in_configure_and_autostarts(ros):
 def test_lifecycle_configure_fails_cleanly_on_a_bad_model(ros, tmp_path):
     from rclpy.lifecycle import TransitionCallbackReturn
 
-    from dice_seg_ros.segmentation_node import SegmentationLifecycleNode
+    from dice_seg_ros.ros.segmentation_node import SegmentationLifecycleNode
     context, add, _ = ros
     missing = Parameter("model_path", value=str(tmp_path / "missing.onnx"))
     managed = add(SegmentationLifecycleNode(node_name="bad_model", context=context,
@@ -391,7 +392,7 @@ def test_lifecycle_configure_fails_cleanly_on_a_bad_model(ros, tmp_path):
 
 
 def test_errors_are_throttled_per_kind_and_suppressed_ones_counted():
-    from dice_seg_ros.ros_plumbing import KindThrottle
+    from dice_seg_ros.ros.ros_plumbing import KindThrottle
 
     now = [0.0]
     throttle = KindThrottle(period_s=5.0, clock=lambda: now[0])
@@ -407,8 +408,8 @@ def test_errors_are_throttled_per_kind_and_suppressed_ones_counted():
 def test_calibrated_model_publishes_estimated_dice_per_camera(ros, calibrated_tiny_model,
                                                               tiny_onnx_model):
     """Two cameras (the batch path): each gets its estimate, windowed mean and status."""
-    from dice_seg_ros.inference import Segmenter
-    from dice_seg_ros.segmentation_node import SegmentationNode
+    from dice_seg_ros.ros.segmentation_node import SegmentationNode
+    from dice_seg_ros.runtime.inference import Segmenter
 
     context, add, spin_until = ros
     node = add(SegmentationNode(context=context, parameter_overrides=[
@@ -477,9 +478,9 @@ def test_monitor_reports_estimated_beside_true_dice(ros, tmp_path, calibrated_ti
     """segmentation_node -> dice_monitor_node: estimates joined with true Dice by stamp."""
     import csv
 
-    from dice_seg_ros.dice_monitor_node import DiceMonitorNode
-    from dice_seg_ros.quality import mean_abs_error, spearman
-    from dice_seg_ros.segmentation_node import SegmentationNode
+    from dice_seg_ros.ros.dice_monitor_node import DiceMonitorNode
+    from dice_seg_ros.ros.segmentation_node import SegmentationNode
+    from dice_seg_ros.runtime.estimated_dice import mean_abs_error, spearman
 
     context, add, spin_until = ros
     seg = add(SegmentationNode(context=context, parameter_overrides=[

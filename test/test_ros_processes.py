@@ -20,7 +20,7 @@ from rclpy.qos import QoSProfile, ReliabilityPolicy  # noqa: E402
 from sensor_msgs.msg import Image  # noqa: E402
 from std_msgs.msg import Float32, Header  # noqa: E402
 
-from dice_seg_ros.image_conversion import image_to_numpy, numpy_to_image  # noqa: E402
+from dice_seg_ros.runtime.image_conversion import image_to_numpy, numpy_to_image  # noqa: E402
 
 pytestmark = pytest.mark.ros
 RELIABLE = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
@@ -115,7 +115,7 @@ def test_repeated_sigint_does_not_interrupt_the_report(graph, tmp_path):
 def test_segmentation_process_publishes_the_segmenter_mask(graph):
     shipped_model_or_skip()
     from dice_seg_ros.data.synthetic import generate_scene
-    from dice_seg_ros.inference import Segmenter
+    from dice_seg_ros.runtime.inference import Segmenter
 
     node, spin_until, start = graph
     proc = start("segmentation_node", "-r", "__ns:=/cam", "-r", "__node:=dice_seg",

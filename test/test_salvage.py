@@ -12,11 +12,12 @@ import numpy as np
 import pytest
 from conftest import image_msg
 
-from dice_seg_ros.bag_io import BadMessage, BagReader, BagWriter, StorageFault, header_stamp_ns
+from dice_seg_ros.bags.bag_io import (BadMessage, BagReader, BagWriter, StorageFault,
+                                      header_stamp_ns)
+from dice_seg_ros.bags.evaluate import evaluate_bag
+from dice_seg_ros.bags.synthetic_bag import IMAGE_TOPIC, LABEL_TOPIC, write_synthetic_bag
 from dice_seg_ros.cli import main
 from dice_seg_ros.errors import BagError
-from dice_seg_ros.replay import evaluate_bag
-from dice_seg_ros.synthetic_bag import IMAGE_TOPIC, LABEL_TOPIC, write_synthetic_bag
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "benchmarks"))
 

@@ -11,12 +11,13 @@ from rosbags.typesys import Stores, get_typestore
 
 from dice_seg_ros.classes import load_classes
 from dice_seg_ros.errors import ImageEncodingError, ModelError
-from dice_seg_ros.image_conversion import image_to_numpy, numpy_to_compressed, numpy_to_image
-from dice_seg_ros.model_meta import ModelMeta
-from dice_seg_ros.segmentation_core import (LEVEL_ERROR, LEVEL_OK, LEVEL_WARN, STAGES,
-                                            FrameProcessor, LatestFrameSlot, OutputFlags,
-                                            PipelineStats, SegmentationWorker, StatusData,
-                                            diagnostic_array)
+from dice_seg_ros.ros.diagnostics import (LEVEL_ERROR, LEVEL_OK, LEVEL_WARN, StatusData,
+                                          diagnostic_array)
+from dice_seg_ros.ros.segmentation_core import (STAGES, FrameProcessor, LatestFrameSlot,
+                                                OutputFlags, PipelineStats, SegmentationWorker)
+from dice_seg_ros.runtime.image_conversion import (image_to_numpy, numpy_to_compressed,
+                                                   numpy_to_image)
+from dice_seg_ros.runtime.model_meta import ModelMeta
 
 TS = get_typestore(Stores.ROS2_JAZZY)
 Image = TS.types["sensor_msgs/msg/Image"]
@@ -290,7 +291,7 @@ def test_diagnostic_array_with_rosbags_types_roundtrips():
 def test_real_segmenter_end_to_end():
     model = shipped_model_or_skip()
     from dice_seg_ros.data.synthetic import generate_scene
-    from dice_seg_ros.inference import Segmenter
+    from dice_seg_ros.runtime.inference import Segmenter
     segmenter = Segmenter(model, backend="ort", device="cpu", threads=1)
     rgb, _ = generate_scene(7, width=96, height=72)
     msg = roundtrip(numpy_to_image(rgb, "rgb8", header(), Image), "sensor_msgs/msg/Image")
@@ -303,7 +304,7 @@ def test_real_segmenter_end_to_end():
 
 
 def test_estimated_dice_rides_with_each_frame_single_and_batched(calibrated_tiny_model):
-    from dice_seg_ros.inference import Segmenter
+    from dice_seg_ros.runtime.inference import Segmenter
 
     segmenter = Segmenter(calibrated_tiny_model, device="cpu", threads=1)
     processor = FrameProcessor(segmenter, CLASSES, Image)
@@ -321,8 +322,8 @@ def test_estimated_dice_rides_with_each_frame_single_and_batched(calibrated_tiny
 
 
 def test_estimated_dice_tracker_window_levels_and_calibration_named():
-    from dice_seg_ros.segmentation_core import (ESTIMATE_KEY, LEVEL_STALE,
-                                                EstimatedDiceTracker)
+    from dice_seg_ros.ros.diagnostics import ESTIMATE_KEY, LEVEL_STALE
+    from dice_seg_ros.ros.segmentation_core import EstimatedDiceTracker
 
     tracker = EstimatedDiceTracker(3, "/models/net.quality.json", warn_below=0.6,
                                    error_below=0.3, name="cam: estimated dice")

@@ -13,9 +13,9 @@ from conftest import shipped_model_or_skip
 
 from dice_seg_ros.data.synthetic import generate_scene
 from dice_seg_ros.data.torch_dataset import TEST_SEED_BASE
-from dice_seg_ros.inference import Segmenter
-from dice_seg_ros.metrics import ConfusionMatrix
-from dice_seg_ros.quality import calibration_for_model
+from dice_seg_ros.runtime.estimated_dice import calibration_for_model
+from dice_seg_ros.runtime.inference import Segmenter
+from dice_seg_ros.runtime.metrics import ConfusionMatrix
 
 NAMES = ("sky", "grass", "trail", "obstacle", "water", "tree")
 DEFAULT, SYNTHETIC = "models/terrain_seg.onnx", "models/terrain_seg_synthetic.onnx"

@@ -11,12 +11,12 @@ import yaml
 torch = pytest.importorskip("torch")
 pytest.importorskip("onnxruntime")
 
+from dice_seg_ros.bags.synthetic_bag import IMAGE_TOPIC, LABEL_TOPIC  # noqa: E402
 from dice_seg_ros.classes import load_classes  # noqa: E402
 from dice_seg_ros.cli import main  # noqa: E402
 from dice_seg_ros.errors import ModelError  # noqa: E402
-from dice_seg_ros.inference import Segmenter  # noqa: E402
-from dice_seg_ros.model_meta import sidecar_path  # noqa: E402
-from dice_seg_ros.synthetic_bag import IMAGE_TOPIC, LABEL_TOPIC  # noqa: E402
+from dice_seg_ros.runtime.inference import Segmenter  # noqa: E402
+from dice_seg_ros.runtime.model_meta import sidecar_path  # noqa: E402
 
 NAMES = load_classes().names
 MEAN, STD = [0.4, 0.5, 0.6], [0.2, 0.25, 0.3]

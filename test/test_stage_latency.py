@@ -1,6 +1,6 @@
 import pytest
 
-from dice_seg_ros.stage_latency import StageLatency
+from dice_seg_ros.runtime.stage_latency import StageLatency
 
 
 def test_mean_over_all_frames_counts_time_of_frames_that_never_end():

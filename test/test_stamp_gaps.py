@@ -2,7 +2,7 @@
 
 import numpy as np
 
-from dice_seg_ros.stamp_gaps import MIN_DELTAS, StampGaps
+from dice_seg_ros.ros.stamp_gaps import MIN_DELTAS, StampGaps
 
 PERIOD_NS = 33_333_333  # 30 Hz
 

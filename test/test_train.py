@@ -14,10 +14,10 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from dice_seg_ros import train as train_mod  # noqa: E402
 from dice_seg_ros.cli import main  # noqa: E402
 from dice_seg_ros.data.synthetic import generate_scene  # noqa: E402
-from dice_seg_ros.model import load_checkpoint, read_checkpoint  # noqa: E402
+from dice_seg_ros.learn import train as train_mod  # noqa: E402
+from dice_seg_ros.runtime.model import load_checkpoint, read_checkpoint  # noqa: E402
 
 torch.set_num_threads(1)
 TINY = ["--input-size", "48x32", "--width-mult", "0.5", "--batch-size", "4",

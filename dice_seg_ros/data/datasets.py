@@ -33,8 +33,8 @@ import numpy as np
 from PIL import Image
 
 from dice_seg_ros.classes import ClassSet, load_remap, remap_lut
-from dice_seg_ros.image_conversion import check_label_format, color_to_ids
 from dice_seg_ros.resources import resource_path
+from dice_seg_ros.runtime.image_conversion import check_label_format, color_to_ids
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
 FORMATS = ("folder", "ycor", "rugd", "rellis")

@@ -18,8 +18,8 @@ from tqdm import tqdm
 from dice_seg_ros.data.augment import AugmentConfig, augment, resize_pair
 from dice_seg_ros.data.datasets import LabeledImages
 from dice_seg_ros.data.synthetic import generate_scene
-from dice_seg_ros.inference import preprocess
-from dice_seg_ros.model_meta import ModelMeta
+from dice_seg_ros.runtime.inference import preprocess
+from dice_seg_ros.runtime.model_meta import ModelMeta
 
 # Seed ranges of generated scenes: training draws below VAL_SEED_BASE, validation
 # from VAL_SEED_BASE and held-out evaluation from TEST_SEED_BASE, so no held-out

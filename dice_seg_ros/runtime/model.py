@@ -21,7 +21,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from dice_seg_ros.errors import ModelError
-from dice_seg_ros.model_meta import ModelMeta
+from dice_seg_ros.runtime.model_meta import ModelMeta
 
 ARCH = "terrain_net"
 DEFAULT_WIDTHS = (16, 24, 40, 64)

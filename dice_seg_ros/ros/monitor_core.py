@@ -14,7 +14,7 @@ background thread by ``write_report_async``, while pairs keep being scored.
 With estimates enabled, each scored frame's true mean Dice is also joined by
 stamp with the segmentation node's label-free estimate of it (``EstimateJoin``),
 and the report holds both per frame, their MAE and Spearman correlation, and a
-scatter plot (``quality_report``, as ``dice-seg eval --estimated-dice`` writes).
+scatter plot (``report``, as ``dice-seg eval --estimated-dice`` writes).
 """
 
 from __future__ import annotations
@@ -35,14 +35,14 @@ import numpy as np
 
 from dice_seg_ros.classes import ClassSet
 from dice_seg_ros.errors import ImageEncodingError
-from dice_seg_ros.frame_errors import LABEL, MASK, SIZE, FrameErrors
-from dice_seg_ros.image_conversion import check_label_format, image_to_numpy, labels_to_ids
-from dice_seg_ros.metrics import DiceTracker, FrameScores, nanmean
-from dice_seg_ros.pairing import Pair, StampPairer
-from dice_seg_ros.quality_report import ESTIMATE_COLUMNS, write_quality_report
-from dice_seg_ros.segmentation_core import (ESTIMATE_KEY, LEVEL_ERROR, LEVEL_OK, LEVEL_STALE,
-                                            LEVEL_WARN, StatusData, format_value)
-from dice_seg_ros.stage_latency import StageLatency
+from dice_seg_ros.ros.diagnostics import (ESTIMATE_KEY, LEVEL_ERROR, LEVEL_OK, LEVEL_STALE,
+                                          LEVEL_WARN, StatusData, format_value)
+from dice_seg_ros.runtime.frame_errors import LABEL, MASK, SIZE, FrameErrors
+from dice_seg_ros.runtime.image_conversion import check_label_format, image_to_numpy, labels_to_ids
+from dice_seg_ros.runtime.metrics import DiceTracker, FrameScores, nanmean
+from dice_seg_ros.runtime.pairing import Pair, StampPairer
+from dice_seg_ros.runtime.report import ESTIMATE_COLUMNS, write_quality_report
+from dice_seg_ros.runtime.stage_latency import StageLatency
 
 TOPICS = ("mask", "labels")
 # Rows of the ~/dice Float32MultiArray; columns are the classes.
@@ -274,7 +274,7 @@ class MonitorCore:
         self.pairer: StampPairer[Any] = StampPairer(max_offset_ms=slop_s * 1000.0,
                                                     max_pending=max_pending,
                                                     equal_is_final=True)
-        from dice_seg_ros.report import per_frame_header
+        from dice_seg_ros.runtime.report import per_frame_header
 
         self.rows = RowStream(per_frame_header(classes.names), rows_path)
         self.estimates = EstimateJoin(max_pending) if estimates else None
@@ -344,7 +344,7 @@ class MonitorCore:
             ValueError: if the sizes differ or the labels hold unknown class ids.
 
         """
-        from dice_seg_ros.report import per_frame_row
+        from dice_seg_ros.runtime.report import per_frame_row
 
         with self._lock:
             start = time.perf_counter()
@@ -549,7 +549,7 @@ def write_snapshot(snapshot: ReportSnapshot, out_dir: str | Path,
 
     """
     # Imported here: report pulls in matplotlib, which the node needs only now.
-    from dice_seg_ros import report
+    from dice_seg_ros.runtime import report
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)

@@ -18,8 +18,8 @@ from rosbags.serde import SerdeError
 from rosbags.typesys import Stores, get_typestore
 from rosbags.typesys.store import Typestore
 
-from dice_seg_ros.bag_salvage import (McapSalvage, RawMessage, SqliteSalvage, StorageFault,
-                                      ros2_type_name)
+from dice_seg_ros.bags.bag_salvage import (McapSalvage, RawMessage, SqliteSalvage, StorageFault,
+                                           ros2_type_name)
 from dice_seg_ros.errors import BagError
 
 IMAGE_TYPE = "sensor_msgs/msg/Image"
@@ -127,7 +127,7 @@ class BagReader:
 
     Use as a context manager. A bag ``rosbags`` cannot open (a directory without
     ``metadata.yaml``, an MCAP file without footer, a damaged database) is read
-    by the salvage readers of :mod:`dice_seg_ros.bag_salvage` up to the damage;
+    by the salvage readers of :mod:`dice_seg_ros.bags.bag_salvage` up to the damage;
     ``salvage`` then says why. ``messages_read`` and ``last_log_time_ns`` say
     how far reading got.
 

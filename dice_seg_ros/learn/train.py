@@ -39,17 +39,15 @@ from tqdm import tqdm
 from dice_seg_ros.classes import ClassSet, load_classes
 from dice_seg_ros.data.augment import AUGMENT_PRESETS
 from dice_seg_ros.data.datasets import FORMATS, evenly_spaced, open_dataset, split_by_sequence
-from dice_seg_ros.data.torch_dataset import (VAL_SEED_BASE, EpochConcat, FileScenes,
-                                             SyntheticScenes)
+from dice_seg_ros.data.torch_dataset import VAL_SEED_BASE, EpochConcat, FileScenes, SyntheticScenes
 from dice_seg_ros.errors import DiceSegError, ModelError
-from dice_seg_ros.image_conversion import LABEL_FORMATS
-from dice_seg_ros.losses import LOSS_NAMES, make_loss
-from dice_seg_ros.metrics import ConfusionMatrix
-from dice_seg_ros.model import (DEFAULT_INPUT_SIZE, build_model, default_meta, read_checkpoint,
-                                save_checkpoint)
-from dice_seg_ros.model_meta import ModelMeta
-from dice_seg_ros.provenance import training_provenance
-
+from dice_seg_ros.learn.losses import LOSS_NAMES, make_loss
+from dice_seg_ros.learn.provenance import training_provenance
+from dice_seg_ros.runtime.image_conversion import LABEL_FORMATS
+from dice_seg_ros.runtime.metrics import ConfusionMatrix
+from dice_seg_ros.runtime.model import (DEFAULT_INPUT_SIZE, build_model, default_meta,
+                                        read_checkpoint, save_checkpoint)
+from dice_seg_ros.runtime.model_meta import ModelMeta
 
 # A small dataset still gets enough optimiser steps per epoch (800 samples is 100
 # steps at batch 8), and fine-tuning starts lower so it does not wash out the

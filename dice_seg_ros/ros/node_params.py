@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Mapping, Sequence
 
-from dice_seg_ros.image_conversion import LABEL_FORMATS
+from dice_seg_ros.runtime.image_conversion import LABEL_FORMATS
 
 SEGMENTATION_NODE = "segmentation_node"
 MONITOR_NODE = "dice_monitor_node"

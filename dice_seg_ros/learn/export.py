@@ -31,9 +31,9 @@ import torch
 from torch import nn
 
 from dice_seg_ros.errors import ModelError
-from dice_seg_ros.inference import graph_io, pixel_batch, preprocess, softmax_max
-from dice_seg_ros.model import load_checkpoint, save_checkpoint
-from dice_seg_ros.model_meta import ONNX_META_KEY, ModelMeta
+from dice_seg_ros.runtime.inference import graph_io, pixel_batch, preprocess, softmax_max
+from dice_seg_ros.runtime.model import load_checkpoint, save_checkpoint
+from dice_seg_ros.runtime.model_meta import ONNX_META_KEY, ModelMeta
 
 OPSET = 17
 IO_PIXELS_IDS = "pixels-ids"

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections import deque
 
-from dice_seg_ros.segmentation_core import format_value
+from dice_seg_ros.ros.diagnostics import format_value
 
 # Deltas kept for the period estimate, and the lowest quantile of them taken
 # as the period: with a loss rate p, a fraction 1 - p of the deltas are one

@@ -10,10 +10,10 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from dice_seg_ros.bag_io import remove_old_bag
-from dice_seg_ros.inference import Segmenter
-from dice_seg_ros.replay import evaluate_bag, print_result
-from dice_seg_ros.synthetic_bag import IMAGE_TOPIC, LABEL_TOPIC, write_synthetic_bag
+from dice_seg_ros.bags.bag_io import remove_old_bag
+from dice_seg_ros.bags.evaluate import evaluate_bag, print_result
+from dice_seg_ros.bags.synthetic_bag import IMAGE_TOPIC, LABEL_TOPIC, write_synthetic_bag
+from dice_seg_ros.runtime.inference import Segmenter
 
 DEFAULT_OUT = Path("dice_seg_demo")
 # Far from the small seeds scripts and tests use, so the demo scenes are unseen ones.

@@ -1,6 +1,6 @@
 """``dice-seg fleet``: evaluate a model on many labeled bags, locally or on Ray.
 
-Each bag goes through the single-bag evaluation (:func:`~dice_seg_ros.replay.evaluate_bag`,
+Each bag goes through the single-bag evaluation (:func:`~dice_seg_ros.bags.evaluate.evaluate_bag`,
 no output bag) in a worker: a local process pool by default (``--workers N``),
 or Ray tasks (``--ray ADDRESS`` for a running cluster, ``--ray local`` for an
 embedded one; ``pip install .[fleet]``). The fleet's per-class Dice and IoU come
@@ -40,8 +40,8 @@ from typing import Any, Callable, Sequence
 import numpy as np
 from tqdm import tqdm
 
-from dice_seg_ros.metrics import dice_from_matrix, iou_from_matrix, nanmean
-from dice_seg_ros.quality import file_sha256
+from dice_seg_ros.runtime.estimated_dice import file_sha256
+from dice_seg_ros.runtime.metrics import dice_from_matrix, iou_from_matrix, nanmean
 
 BAGS_DIR = "bags"
 BAGS_CSV = "bags.csv"
@@ -70,7 +70,7 @@ class FleetOptions:
 
     def fingerprint(self) -> str:
         """Return a hex digest of the options and the model file's bytes (threads excluded)."""
-        from dice_seg_ros.inference import resolve_model_path
+        from dice_seg_ros.runtime.inference import resolve_model_path
 
         settings = asdict(self)
         settings.pop("threads")
@@ -173,7 +173,7 @@ _SEGMENTERS: dict[FleetOptions, Any] = {}
 
 def _segmenter(options: FleetOptions) -> Any:
     """Return this process's Segmenter for ``options`` (created on first use)."""
-    from dice_seg_ros.inference import Segmenter
+    from dice_seg_ros.runtime.inference import Segmenter
 
     if options not in _SEGMENTERS:
         _SEGMENTERS[options] = Segmenter(options.model, backend=options.backend, device="cpu",
@@ -197,7 +197,7 @@ def score_bag(bag: str, key: str, fingerprint: str, options: FleetOptions,
         KeyboardInterrupt: when the evaluation was interrupted (nothing recorded).
 
     """
-    from dice_seg_ros.replay import evaluate_bag
+    from dice_seg_ros.bags.evaluate import evaluate_bag
 
     result = BagResult(bag=bag, key=key, fingerprint=fingerprint)
     try:
@@ -452,7 +452,7 @@ def evaluate_fleet(bags: Sequence[str | Path], options: FleetOptions, out_dir: s
 
     """
     from dice_seg_ros.classes import classes_for_model
-    from dice_seg_ros.inference import Segmenter
+    from dice_seg_ros.runtime.inference import Segmenter
 
     if workers < 1:
         raise ValueError(f"workers must be >= 1, got {workers}")

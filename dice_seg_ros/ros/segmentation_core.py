@@ -20,55 +20,17 @@ import time
 from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterable, Mapping, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 
 from dice_seg_ros.classes import ClassSet
-from dice_seg_ros.image_conversion import colorize, msg_to_rgb, numpy_to_image, overlay
-from dice_seg_ros.stage_latency import StageLatency
+from dice_seg_ros.ros.diagnostics import (ESTIMATE_KEY, LEVEL_ERROR, LEVEL_OK, LEVEL_STALE,
+                                          LEVEL_WARN, StatusData, estimate_level, format_value)
+from dice_seg_ros.runtime.image_conversion import colorize, msg_to_rgb, numpy_to_image, overlay
+from dice_seg_ros.runtime.stage_latency import StageLatency
 
 STAGES = ("decode", "pre", "infer", "post", "publish")
-
-LEVEL_OK = 0
-LEVEL_WARN = 1
-LEVEL_ERROR = 2
-LEVEL_STALE = 3
-
-
-@dataclass(frozen=True)
-class StatusData:
-    """Content of one ``diagnostic_msgs/DiagnosticStatus``, without ROS types.
-
-    Attributes:
-        name: status name shown by rqt_robot_monitor.
-        level: LEVEL_OK, LEVEL_WARN, LEVEL_ERROR or LEVEL_STALE.
-        message: one-line summary.
-        hardware_id: what the status is about (back end and device).
-        values: key-value details, values already formatted as strings.
-
-    """
-
-    name: str
-    level: int
-    message: str
-    hardware_id: str = ""
-    values: dict[str, str] = field(default_factory=dict)
-
-
-def _level_field(status_cls: type, level: int) -> Any:
-    """Return ``level`` as the message class stores it: bytes in rclpy, int in rosbags."""
-    return bytes([level]) if isinstance(status_cls.OK, bytes) else level
-
-
-def diagnostic_array(statuses: Iterable[StatusData], header: Any, array_cls: type,
-                     status_cls: type, key_value_cls: type) -> Any:
-    """Build a ``diagnostic_msgs/DiagnosticArray`` from StatusData with the given classes."""
-    return array_cls(header=header, status=[
-        status_cls(level=_level_field(status_cls, s.level), name=s.name, message=s.message,
-                   hardware_id=s.hardware_id,
-                   values=[key_value_cls(key=k, value=v) for k, v in s.values.items()])
-        for s in statuses])
 
 
 def class_table_json(classes: ClassSet) -> str:
@@ -108,11 +70,6 @@ def engine_cache_dir(configured: str, node_name: str) -> Path:
     if configured:
         return Path(configured).expanduser()
     return Path.home() / ".cache" / "dice_seg_ros" / "tensorrt" / node_name.strip("/")
-
-
-def format_value(value: float, digits: int = 3) -> str:
-    """Format a number for a diagnostics key-value ("nan" for NaN)."""
-    return "nan" if value != value else f"{value:.{digits}f}"
 
 
 @dataclass(frozen=True)
@@ -244,24 +201,6 @@ class FrameProcessor:
             result.confidence = numpy_to_image(seg.confidence.astype(np.float32, copy=False),
                                                "32FC1", header, self.image_type)
         return result
-
-
-# Key of the per-frame estimate in the stamped status (what the Dice monitor reads).
-ESTIMATE_KEY = "estimated_dice"
-
-
-def estimate_level(estimate: float, warn_below: float, error_below: float,
-                   what: str) -> tuple[int, str]:
-    """Return the status level and message of an estimated mean Dice against its thresholds.
-
-    ``what`` names the figure in the message (e.g. "estimated mean Dice of 30 frames").
-    """
-    summary = f"{what} {estimate:.3f}"
-    if estimate < error_below:
-        return LEVEL_ERROR, f"{summary} < estimated_dice_error {error_below:.3f}"
-    if estimate < warn_below:
-        return LEVEL_WARN, f"{summary} < estimated_dice_warn {warn_below:.3f}"
-    return LEVEL_OK, summary
 
 
 class EstimatedDiceTracker:

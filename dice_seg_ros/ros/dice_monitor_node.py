@@ -26,12 +26,12 @@ from std_msgs.msg import Float32, Float32MultiArray, MultiArrayDimension, MultiA
 from std_srvs.srv import Trigger
 
 from dice_seg_ros.classes import load_classes
-from dice_seg_ros.monitor_core import MonitorCore
-from dice_seg_ros.node_params import MONITOR_NODE, MONITOR_PARAMS
-from dice_seg_ros.report import PER_FRAME_CSV
-from dice_seg_ros.ros_plumbing import (NodeLog, QosEvents, create_diagnostics_publisher,
-                                       declare_specs, parameter_callback, publish_diagnostics,
-                                       qos_profile, run_node, status_name)
+from dice_seg_ros.ros.monitor_core import MonitorCore
+from dice_seg_ros.ros.node_params import MONITOR_NODE, MONITOR_PARAMS
+from dice_seg_ros.ros.ros_plumbing import (NodeLog, QosEvents, create_diagnostics_publisher,
+                                           declare_specs, parameter_callback, publish_diagnostics,
+                                           qos_profile, run_node, status_name)
+from dice_seg_ros.runtime.report import PER_FRAME_CSV
 
 
 class DiceMonitorNode(Node):

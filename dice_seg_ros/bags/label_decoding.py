@@ -23,7 +23,8 @@ from typing import Any
 import numpy as np
 
 from dice_seg_ros.classes import ClassSet, load_remap, remap_lut
-from dice_seg_ros.image_conversion import check_label_format, label_id_pixels, labels_to_ids
+from dice_seg_ros.runtime.image_conversion import (check_label_format, label_id_pixels,
+                                                   labels_to_ids)
 
 COLORMAP_COLUMNS = ("id", "name", "r", "g", "b")
 

@@ -1,7 +1,7 @@
 """``dice-seg eval``: evaluate a segmentation model on a labeled rosbag.
 
 Reads image and label topics, pairs them by header stamp, segments each image,
-scores it against its label with :class:`~dice_seg_ros.metrics.DiceTracker`
+scores it against its label with :class:`~dice_seg_ros.runtime.metrics.DiceTracker`
 (the same code the online monitor uses), and writes a report (JSON, CSV, plots)
 plus an MCAP bag with the original images and the predicted masks at the
 original stamps, for Foxglove or ``ros2 bag play`` into RViz.
@@ -36,20 +36,19 @@ from typing import Any, Iterator
 import numpy as np
 from tqdm import tqdm
 
-from dice_seg_ros.bag_io import (IMAGE_TYPE, IMAGE_TYPES, BadMessage, BagReader, BagWriter,
-                                 StorageFault, header_stamp_ns, msg_class, remove_old_bag)
+from dice_seg_ros.bags.bag_io import (IMAGE_TYPE, IMAGE_TYPES, BadMessage, BagReader, BagWriter,
+                                      StorageFault, header_stamp_ns, msg_class, remove_old_bag)
+from dice_seg_ros.bags.label_decoding import LabelDecoder
 from dice_seg_ros.classes import ClassSet, classes_for_model
 from dice_seg_ros.errors import BagError, DiceSegError, ModelError
-from dice_seg_ros.frame_errors import IMAGE, LABEL, MESSAGE, SIZE, FrameErrors
-from dice_seg_ros.image_conversion import (LABEL_FORMATS, colorize, msg_to_rgb, numpy_to_image,
-                                           overlay)
-from dice_seg_ros.inference import Segmenter
-from dice_seg_ros.label_decoding import LabelDecoder
-from dice_seg_ros.metrics import DiceTracker
-from dice_seg_ros.pairing import Pair, StampPairer
-from dice_seg_ros.quality_report import write_quality_report
-from dice_seg_ros.report import write_report
-from dice_seg_ros.stage_latency import StageLatency
+from dice_seg_ros.runtime.frame_errors import IMAGE, LABEL, MESSAGE, SIZE, FrameErrors
+from dice_seg_ros.runtime.image_conversion import (LABEL_FORMATS, colorize, msg_to_rgb,
+                                                   numpy_to_image, overlay)
+from dice_seg_ros.runtime.inference import Segmenter
+from dice_seg_ros.runtime.metrics import DiceTracker
+from dice_seg_ros.runtime.pairing import Pair, StampPairer
+from dice_seg_ros.runtime.report import write_quality_report, write_report
+from dice_seg_ros.runtime.stage_latency import StageLatency
 
 OUTPUT_BAG = "output_bag"
 OVERLAY_ALPHA = 0.5
@@ -126,7 +125,7 @@ class Replay:
     """Decode, segment, score and record frames of one bag; keeps all running state.
 
     A frame that cannot be decoded is counted in ``errors`` (by reason, see
-    :mod:`~dice_seg_ros.frame_errors`) and skipped; with ``strict`` its error
+    :mod:`~dice_seg_ros.runtime.frame_errors`) and skipped; with ``strict`` its error
     stops the run instead. ``decoder`` None means an unlabeled bag: frames are
     segmented and recorded, not scored.
     """
@@ -347,9 +346,9 @@ def evaluate_bag(bag: str | Path, image_topic: str, label_topic: str | None,
     be decoded are skipped and counted (report.json ``errors``) unless
     ``strict``. Without ``label_topic`` the bag is only segmented: the output
     bag is written, no report. ``remap`` and ``colormap`` read labels of another
-    ontology (see :mod:`~dice_seg_ros.label_decoding`). ``estimated_dice`` also
+    ontology (see :mod:`~dice_seg_ros.bags.label_decoding`). ``estimated_dice`` also
     estimates each scored frame's mean Dice without its label (the model's
-    calibration, see :mod:`~dice_seg_ros.quality`) and reports it beside the true
+    calibration, see :mod:`~dice_seg_ros.runtime.estimated_dice`) and reports it beside the true
     one: estimated_dice.csv, a scatter plot, and report.json ``estimated_dice``
     (frames, MAE, Spearman).
 

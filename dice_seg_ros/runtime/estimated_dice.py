@@ -14,7 +14,7 @@ reduces a full ``(C, H, W)`` or ``(H, W, C)`` probability array the same way.
 
 A :class:`Calibration`, fitted on labeled frames (``dice-seg calibrate``), maps
 those features to an estimate of the frame's true mean Dice (the metric of
-:class:`~dice_seg_ros.metrics.DiceTracker`): a softmax temperature fitted by
+:class:`~dice_seg_ros.runtime.metrics.DiceTracker`): a softmax temperature fitted by
 pixel negative log-likelihood, a ridge-regularised linear score over
 standardised features, and an isotonic (monotone) regression from that score to
 Dice. It lives in a JSON sidecar next to the model (``terrain_seg.onnx`` ->

@@ -29,8 +29,8 @@ from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPo
 from std_msgs.msg import Header
 
 from dice_seg_ros.errors import DiceSegError
-from dice_seg_ros.node_params import ParamSpec, validate_all
-from dice_seg_ros.segmentation_core import StatusData, diagnostic_array
+from dice_seg_ros.ros.diagnostics import StatusData, diagnostic_array
+from dice_seg_ros.ros.node_params import ParamSpec, validate_all
 
 DIAGNOSTICS_TOPIC = "/diagnostics"
 # Bad parameters, model or classes file: reported in one line, not a traceback.

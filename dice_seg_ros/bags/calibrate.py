@@ -3,7 +3,7 @@
 Runs the model on labeled frames from rosbags (``--bag``), a dataset folder
 (``--dataset``, any format of :func:`~dice_seg_ros.data.datasets.open_dataset`)
 and/or generated scenes (``--generated N``), and fits a
-:class:`~dice_seg_ros.quality.Calibration` from each frame's probability
+:class:`~dice_seg_ros.runtime.estimated_dice.Calibration` from each frame's probability
 features to its true mean Dice (the same per-frame figure ``dice-seg eval``
 reports). Writes it next to the model (``NAME.quality.json``) unless ``--out``
 says otherwise.
@@ -19,17 +19,18 @@ from typing import Iterable, Iterator
 import numpy as np
 from tqdm import tqdm
 
-from dice_seg_ros.bag_io import IMAGE_TYPES, BadMessage, BagReader, header_stamp_ns
+from dice_seg_ros.bags.bag_io import IMAGE_TYPES, BadMessage, BagReader, header_stamp_ns
 from dice_seg_ros.classes import ClassSet, classes_for_model
 from dice_seg_ros.data.datasets import FORMATS, open_dataset, split_by_sequence
 from dice_seg_ros.errors import BagError, ModelError
-from dice_seg_ros.image_conversion import LABEL_FORMATS, labels_to_ids, msg_to_rgb
-from dice_seg_ros.inference import Segmenter
-from dice_seg_ros.metrics import DiceTracker
-from dice_seg_ros.pairing import StampPairer
-from dice_seg_ros.quality import (TEMPERATURES, Calibration, feature_names, file_sha256,
-                                  fit_calibration, fit_temperature, frame_features,
-                                  mean_abs_error, sidecar_path, spearman, temperature_nll)
+from dice_seg_ros.runtime.estimated_dice import (TEMPERATURES, Calibration, feature_names,
+                                                 file_sha256, fit_calibration, fit_temperature,
+                                                 frame_features, mean_abs_error, sidecar_path,
+                                                 spearman, temperature_nll)
+from dice_seg_ros.runtime.image_conversion import LABEL_FORMATS, labels_to_ids, msg_to_rgb
+from dice_seg_ros.runtime.inference import Segmenter
+from dice_seg_ros.runtime.metrics import DiceTracker
+from dice_seg_ros.runtime.pairing import StampPairer
 
 Frame = tuple[np.ndarray, np.ndarray]
 

@@ -20,10 +20,11 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from dice_seg_ros.node_params import camera_namespace
-from dice_seg_ros.segmentation_core import (ClosableSlot, FrameProcessor, FrameResult,
-                                            OutputFlags, PipelineStats, SlotWorker, StatusData,
-                                            format_value, pipeline_status)
+from dice_seg_ros.ros.diagnostics import StatusData, format_value
+from dice_seg_ros.ros.node_params import camera_namespace
+from dice_seg_ros.ros.segmentation_core import (ClosableSlot, FrameProcessor, FrameResult,
+                                                OutputFlags, PipelineStats, SlotWorker,
+                                                pipeline_status)
 
 # What a segmentation node publishes for each camera, under the camera's output prefix
 # (the estimated_dice ones when the model has a calibration, as the shipped one does).

@@ -31,10 +31,10 @@ import numpy as np
 
 from dice_seg_ros.classes import load_classes
 from dice_seg_ros.errors import ModelError
-from dice_seg_ros.model_meta import (ONNX_META_KEY, ModelMeta, Sidecar, read_sidecar,
-                                     sidecar_path)
-from dice_seg_ros.quality import Calibration, calibration_for_model
 from dice_seg_ros.resources import DEFAULT_MODEL, DEFAULT_TORCH_MODEL, resource_path
+from dice_seg_ros.runtime.estimated_dice import Calibration, calibration_for_model
+from dice_seg_ros.runtime.model_meta import (ONNX_META_KEY, ModelMeta, Sidecar, read_sidecar,
+                                             sidecar_path)
 
 LOG = logging.getLogger(__name__)
 
@@ -76,7 +76,7 @@ class Segmentation:
         timings_ms: milliseconds per stage: "pre", "infer", "post" (for a batch,
             the batch's time divided by its size).
         estimated_dice: the frame's mean Dice estimated without labels
-            (:mod:`dice_seg_ros.quality`), or None when the model has no
+            (:mod:`dice_seg_ros.runtime.estimated_dice`), or None when the model has no
             calibration or gives no confidence.
 
     """
@@ -499,7 +499,7 @@ class _TorchBackend:
     def __init__(self, path: Path, device: str, threads: int | None, compile_model: bool) -> None:
         import torch
 
-        from dice_seg_ros.model import load_checkpoint
+        from dice_seg_ros.runtime.model import load_checkpoint
 
         self.torch = torch
         if device in ("auto", "cuda") and torch.cuda.is_available():

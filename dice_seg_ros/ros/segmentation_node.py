@@ -42,20 +42,20 @@ from sensor_msgs.msg import CameraInfo, CompressedImage, Image
 from std_msgs.msg import Float32, Header, String
 
 from dice_seg_ros.classes import classes_for_model
-from dice_seg_ros.inference import Segmenter
-from dice_seg_ros.multi_camera import CameraTopics, MultiCameraWorker, camera_topics
-from dice_seg_ros.node_params import (AUTO_PROVIDERS, SEGMENTATION_NODE, SEGMENTATION_PARAMS,
-                                      ParamSpec)
-from dice_seg_ros.ros_plumbing import (NodeLog, QosEvents, create_diagnostics_publisher,
-                                       declare_specs, descriptor, forward_library_logging,
-                                       parameter_callback, publish_diagnostics, qos_profile,
-                                       run_node, status_name)
-from dice_seg_ros.quality import sidecar_path
-from dice_seg_ros.segmentation_core import (EstimatedDiceTracker, FrameProcessor, FrameResult,
-                                            OutputFlags, SegmentationWorker, class_table_json,
-                                            diagnostic_array, engine_cache_dir, label_info,
-                                            with_header)
-from dice_seg_ros.stamp_gaps import StampGaps
+from dice_seg_ros.ros.diagnostics import diagnostic_array
+from dice_seg_ros.ros.multi_camera import CameraTopics, MultiCameraWorker, camera_topics
+from dice_seg_ros.ros.node_params import (AUTO_PROVIDERS, SEGMENTATION_NODE, SEGMENTATION_PARAMS,
+                                          ParamSpec)
+from dice_seg_ros.ros.ros_plumbing import (NodeLog, QosEvents, create_diagnostics_publisher,
+                                           declare_specs, descriptor, forward_library_logging,
+                                           parameter_callback, publish_diagnostics, qos_profile,
+                                           run_node, status_name)
+from dice_seg_ros.ros.segmentation_core import (EstimatedDiceTracker, FrameProcessor, FrameResult,
+                                                OutputFlags, SegmentationWorker, class_table_json,
+                                                engine_cache_dir, label_info, with_header)
+from dice_seg_ros.ros.stamp_gaps import StampGaps
+from dice_seg_ros.runtime.estimated_dice import sidecar_path
+from dice_seg_ros.runtime.inference import Segmenter
 
 try:
     from vision_msgs.msg import LabelInfo, VisionClass

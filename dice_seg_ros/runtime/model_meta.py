@@ -29,11 +29,11 @@ class ModelMeta:
         mean: per-channel RGB mean subtracted after scaling pixels to 0..1.
         std: per-channel RGB standard deviation divided after the mean.
         class_names: class name per output channel (channel i = class id i).
-        arch: network architecture name understood by ``dice_seg_ros.model``.
+        arch: network architecture name understood by ``dice_seg_ros.runtime.model``.
         arch_kwargs: keyword arguments that rebuild the architecture.
         color_order: channel order the network expects, ``"rgb"`` or ``"bgr"``.
         provenance: how the weights were made: training data with their
-            licences, git commit, command line (see ``dice_seg_ros.provenance``).
+            licences, git commit, command line (see ``dice_seg_ros.learn.provenance``).
             Not part of equality: a resumed run has the same contract.
 
     """

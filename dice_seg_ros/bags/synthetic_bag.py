@@ -15,10 +15,10 @@ from typing import Any
 import numpy as np
 from tqdm import tqdm
 
-from dice_seg_ros.bag_io import (CAMERA_INFO_TYPE, COMPRESSED_TYPE, IMAGE_TYPE, STORAGES,
-                                 BagWriter, make_header, msg_class)
+from dice_seg_ros.bags.bag_io import (CAMERA_INFO_TYPE, COMPRESSED_TYPE, IMAGE_TYPE, STORAGES,
+                                      BagWriter, make_header, msg_class)
 from dice_seg_ros.data.synthetic import generate_scene
-from dice_seg_ros.image_conversion import numpy_to_compressed, numpy_to_image
+from dice_seg_ros.runtime.image_conversion import numpy_to_compressed, numpy_to_image
 
 IMAGE_TOPIC = "/camera/image_raw"
 COMPRESSED_TOPIC = IMAGE_TOPIC + "/compressed"

@@ -1,0 +1,1 @@
+"""Offline work on recordings: read, evaluate, calibrate, mine (no ROS runtime)."""

@@ -1,0 +1,1 @@
+"""Training with torch: losses, training, fine-tuning, ONNX export, provenance."""

@@ -1,0 +1,1 @@
+"""The rclpy nodes and their ROS-free cores."""
