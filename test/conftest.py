@@ -20,6 +20,16 @@ os.environ.setdefault("ROS_DOMAIN_ID", str(30 + os.getpid() % 60))
 SMALL_W, SMALL_H = 160, 120
 
 
+def _typestore():
+    from dice_seg_ros.bags.bag_io import typestore
+
+    return typestore()
+
+
+# The Jazzy typestore the bag tools use: rosbags message classes stand in for rclpy's.
+TS = _typestore()
+
+
 def image_msg(array: np.ndarray, stamp_ns: int, encoding: str = "rgb8",
               frame_id: str = "camera_optical_frame"):
     """Return a rosbags sensor_msgs/msg/Image holding ``array`` (uint8, HxW or HxWx3)."""

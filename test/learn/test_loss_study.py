@@ -11,7 +11,7 @@ import pytest
 
 pytest.importorskip("torch")
 pytest.importorskip("matplotlib")
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "benchmarks"))
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
 
 import loss_study  # noqa: E402
 

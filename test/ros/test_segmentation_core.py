@@ -6,8 +6,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import pytest
-from conftest import shipped_model_or_skip
-from rosbags.typesys import Stores, get_typestore
+from conftest import TS, shipped_model_or_skip
 
 from dice_seg_ros.classes import load_classes
 from dice_seg_ros.errors import ImageEncodingError, ModelError
@@ -19,7 +18,6 @@ from dice_seg_ros.runtime.image_conversion import (image_to_numpy, numpy_to_comp
                                                    numpy_to_image)
 from dice_seg_ros.runtime.model_meta import ModelMeta
 
-TS = get_typestore(Stores.ROS2_JAZZY)
 Image = TS.types["sensor_msgs/msg/Image"]
 CompressedImage = TS.types["sensor_msgs/msg/CompressedImage"]
 Header = TS.types["std_msgs/msg/Header"]

@@ -4,6 +4,8 @@ import cv2
 import numpy as np
 import pytest
 
+from conftest import TS
+
 from dice_seg_ros.classes import load_classes
 from dice_seg_ros.errors import ImageEncodingError
 from dice_seg_ros.runtime.image_conversion import (color_to_ids, colorize, compressed_to_rgb,
@@ -11,8 +13,6 @@ from dice_seg_ros.runtime.image_conversion import (color_to_ids, colorize, compr
                                                    msg_to_rgb, numpy_to_compressed, numpy_to_image,
                                                    overlay)
 
-rosbags_typesys = pytest.importorskip("rosbags.typesys")
-TS = rosbags_typesys.get_typestore(rosbags_typesys.Stores.ROS2_JAZZY)
 Image = TS.types["sensor_msgs/msg/Image"]
 CompressedImage = TS.types["sensor_msgs/msg/CompressedImage"]
 Header = TS.types["std_msgs/msg/Header"]

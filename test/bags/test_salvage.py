@@ -19,7 +19,7 @@ from dice_seg_ros.bags.synthetic_bag import IMAGE_TOPIC, LABEL_TOPIC, write_synt
 from dice_seg_ros.cli import main
 from dice_seg_ros.errors import BagError
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "benchmarks"))
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
 
 import bench_faults  # noqa: E402
 

@@ -148,7 +148,7 @@ def test_node_soak_benchmark_quick_run():
     """The soak benchmark's quick mode: both nodes as processes, every frame scored."""
     script("segmentation_node")
     shipped_model_or_skip()
-    bench = Path(__file__).resolve().parent.parent / "benchmarks" / "bench_node_soak.py"
+    bench = Path(__file__).resolve().parents[2] / "benchmarks" / "bench_node_soak.py"
     env = dict(os.environ, ROS_DOMAIN_ID=str(DOMAIN))
     done = subprocess.run([sys.executable, str(bench), "--frames", "200", "--every", "100"],
                           env=env, capture_output=True, text=True, timeout=120)

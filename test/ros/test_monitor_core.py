@@ -4,8 +4,7 @@ import json
 
 import numpy as np
 import pytest
-from conftest import shipped_model_or_skip
-from rosbags.typesys import Stores, get_typestore
+from conftest import TS, shipped_model_or_skip
 
 from dice_seg_ros.classes import load_classes
 from dice_seg_ros.errors import ImageEncodingError
@@ -15,7 +14,6 @@ from dice_seg_ros.ros.monitor_core import DICE_ROWS, MonitorCore, stamp_to_ns
 from dice_seg_ros.runtime.image_conversion import numpy_to_image
 from dice_seg_ros.runtime.metrics import DiceTracker, nanmean
 
-TS = get_typestore(Stores.ROS2_JAZZY)
 Image = TS.types["sensor_msgs/msg/Image"]
 Header = TS.types["std_msgs/msg/Header"]
 Time = TS.types["builtin_interfaces/msg/Time"]
