@@ -37,12 +37,40 @@ With ``ignore_index=None`` the overlap losses equal MONAI's (``DiceLoss(to_oneho
 softmax=True)`` for multiclass, ``DiceLoss(sigmoid=True)`` for binary/multilabel, and likewise
 ``GeneralizedDiceLoss``, ``TverskyLoss``, ``DiceLoss(jaccard=True)``) in value and gradient; the
 tests check this to 1e-6 in float64.
+
+Arguments of the overlap losses (Dice, Jaccard, Tversky, focal Tversky, generalised Dice; Dice+CE
+passes them to its Dice term):
+
+- ``mode``: ``"multiclass"`` (softmax over C >= 2 channels, target = int class ids (B, *spatial)
+  or (B, 1, *spatial)), ``"binary"`` (1 channel, sigmoid, target 0/1 of shape (B, *spatial) or
+  (B, 1, *spatial)) or ``"multilabel"`` (C channels, independent sigmoids, target 0/1 float
+  shaped like the logits).
+- ``from_logits``: if True (default) the input holds raw scores and softmax/sigmoid is applied;
+  if False it already holds probabilities.
+- ``include_background``: if False, channel 0 is left out of the loss (not of the softmax). Use
+  it when a large background class swamps small foreground classes. No effect in binary mode,
+  whose single channel is the foreground.
+- ``ignore_index``: target value (e.g. 255) whose pixels drop out of every sum, exactly as if
+  they were cropped away. None: every pixel counts.
+- ``smooth_nr``: small constant added to the numerator; keeps the loss of a class absent from
+  both target and prediction at 0 rather than 1.
+- ``smooth_dr``: small constant added to the denominator, against division by zero.
+- ``batch``: if True, sum over the batch before the ratio (one score per class for the whole
+  batch); if False, one score per image and class, averaged by ``reduction``.
+- ``class_weights``: optional non-negative weight per class (length C, background included even
+  when ``include_background=False``); multiplies each class's loss before the reduction (the
+  mean stays a plain mean over images and classes, as in MONAI).
+- ``reduction``: ``"mean"`` (default), ``"sum"``, or ``"none"`` (a (B, C') tensor, or (C',) with
+  ``batch=True``, C' = classes kept).
+- ``validate``: if True, raise ValueError when the input holds NaN or inf (or, with
+  ``from_logits=False``, values outside [0, 1]). Off by default because it costs a device-to-host
+  sync per call; the training utilities switch it on.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any, NamedTuple
+from typing import NamedTuple
 
 import torch
 import torch.nn.functional as F
@@ -390,9 +418,9 @@ def _reduce(loss: torch.Tensor, reduction: str) -> torch.Tensor:
 class _OverlapLoss(nn.Module):
     """Shared argument handling for losses computed from :func:`overlap_sums`.
 
-    Its constructor's signature is the one list of the arguments every overlap loss takes (they
-    are documented once, in ``_SHARED_ARGS``); subclasses take their own arguments by keyword and
-    forward the rest as ``**shared``. Subclasses implement :meth:`per_class` (loss per image and
+    Its constructor takes the arguments every overlap loss takes (described once, in the module
+    docstring); subclasses spell them out in their own signatures and pass them on. Subclasses
+    implement :meth:`per_class` (loss per image and
     class from the sums) and set ``squared_pred`` if they offer it.
     """
 
@@ -449,58 +477,6 @@ class _OverlapLoss(nn.Module):
         return _reduce(loss, self.reduction)
 
 
-# Documentation of the arguments shared by the overlap losses, appended to each class docstring by
-# _with_shared_args so that the text exists once.
-_SHARED_ARGS = {
-    "mode": """``"multiclass"`` (softmax over C >= 2 channels, target = int class ids
-            (B, *spatial) or (B, 1, *spatial)), ``"binary"`` (1 channel, sigmoid, target 0/1 of
-            shape (B, *spatial) or (B, 1, *spatial)) or ``"multilabel"`` (C channels, independent
-            sigmoids, target 0/1 float shaped like the logits).""",
-    "from_logits": """if True (default) the input holds raw scores and softmax/sigmoid is
-            applied; if False it already holds probabilities.""",
-    "include_background": """if False, channel 0 is left out of the loss (not of the softmax).
-            Use it when a large background class swamps small foreground classes. No effect in
-            binary mode, whose single channel is the foreground.""",
-    "ignore_index": """target value (e.g. 255) whose pixels drop out of every sum, exactly as
-            if they were cropped away. None: every pixel counts.""",
-    "smooth_nr": """small constant added to the numerator; keeps the loss of a class absent
-            from both target and prediction at 0 rather than 1.""",
-    "smooth_dr": "small constant added to the denominator, against division by zero.",
-    "batch": """if True, sum over the batch before the ratio (one score per class for the
-            whole batch); if False, one score per image and class, averaged by ``reduction``.""",
-    "class_weights": """optional non-negative weight per class (length C, background included
-            even when ``include_background=False``); multiplies each class's loss before the
-            reduction (the mean stays a plain mean over images and classes, as in MONAI).""",
-    "reduction": """``"mean"`` (default), ``"sum"``, or ``"none"`` (a (B, C') tensor, or (C',)
-            with ``batch=True``, C' = classes kept).""",
-    "validate": """if True, raise ValueError when the input holds NaN or inf (or, with
-            ``from_logits=False``, values outside [0, 1]). Off by default because it costs a
-            device-to-host sync per call; the training utilities switch it on.""",
-}
-_TARGET_CHECKS = """
-    Target checks (shape, dtype, class ids in 0..C-1 besides ``ignore_index``, binary values in
-    [0, 1]) always run and raise ValueError naming the offending shape or values.
-"""
-
-
-def _with_shared_args(*skip: str):
-    """Class decorator: append the shared argument docs (minus ``skip``) to the docstring."""
-    def decorate(cls: type) -> type:
-        lines = [f"        {name}: {text}" for name, text in _SHARED_ARGS.items()
-                 if name not in skip]
-        cls.__doc__ = (cls.__doc__.rstrip() + "\n\n    Shared arguments:\n" + "\n".join(lines)
-                       + "\n" + _TARGET_CHECKS)
-        return cls
-    return decorate
-
-
-def _reject(loss: str, shared: dict[str, Any], name: str, reason: str) -> None:
-    """Raise TypeError (as for an unknown keyword) when a shared argument does not apply."""
-    if name in shared:
-        raise TypeError(f"{loss} does not take {name} ({reason})")
-
-
-@_with_shared_args()
 class DiceLoss(_OverlapLoss):
     """Soft Dice loss (Milletari et al., 2016, V-Net), one score per image and class.
 
@@ -513,14 +489,26 @@ class DiceLoss(_OverlapLoss):
     predicted, loss close to 1. When the denominator is exactly 0 (only with ``smooth_dr=0``) the
     ratio is defined as 1, so the loss is never NaN.
 
-    Specific arguments:
+    Args:
         squared_pred: square predictions and targets in the denominator.
         log_loss: return ``-log(Dice)`` (Dice clamped at 1e-7) instead of ``1 - Dice``.
+        mode, from_logits, include_background, ignore_index, smooth_nr, smooth_dr, batch,
+            class_weights, reduction, validate: as every overlap loss (module docstring).
+
+    Target checks (shape, dtype, class ids in 0..C-1 besides ``ignore_index``, binary values in
+    [0, 1]) always run and raise ValueError naming the offending shape or values.
     """
 
     def __init__(self, mode: str = "multiclass", *, squared_pred: bool = False,
-                 log_loss: bool = False, **shared: Any) -> None:
-        super().__init__(mode, **shared)
+                 log_loss: bool = False, from_logits: bool = True, include_background: bool = True,
+                 ignore_index: int | None = None, smooth_nr: float = 1e-5,
+                 smooth_dr: float = 1e-5, batch: bool = False,
+                 class_weights: Sequence[float] | torch.Tensor | None = None,
+                 reduction: str = "mean", validate: bool = False) -> None:
+        super().__init__(mode, from_logits=from_logits, include_background=include_background,
+                         ignore_index=ignore_index, smooth_nr=smooth_nr, smooth_dr=smooth_dr,
+                         batch=batch, class_weights=class_weights, reduction=reduction,
+                         validate=validate)
         self.squared_pred = bool(squared_pred)
         self.log_loss = bool(log_loss)
 
@@ -533,7 +521,6 @@ class DiceLoss(_OverlapLoss):
         return 1 - dice
 
 
-@_with_shared_args()
 class JaccardLoss(_OverlapLoss):
     """Soft Jaccard (IoU) loss: ``1 - (I + smooth_nr) / (P + G - I + smooth_dr)``.
 
@@ -541,13 +528,25 @@ class JaccardLoss(_OverlapLoss):
     equals MONAI's ``DiceLoss(jaccard=True)`` with twice our smoothing constants, since MONAI
     writes the ratio as ``(2I + s) / (2(P + G - I) + s)``.
 
-    Specific arguments:
+    Args:
         squared_pred: use sums of squares for P and G.
+        mode, from_logits, include_background, ignore_index, smooth_nr, smooth_dr, batch,
+            class_weights, reduction, validate: as every overlap loss (module docstring).
+
+    Target checks (shape, dtype, class ids in 0..C-1 besides ``ignore_index``, binary values in
+    [0, 1]) always run and raise ValueError naming the offending shape or values.
     """
 
     def __init__(self, mode: str = "multiclass", *, squared_pred: bool = False,
-                 **shared: Any) -> None:
-        super().__init__(mode, **shared)
+                 from_logits: bool = True, include_background: bool = True,
+                 ignore_index: int | None = None, smooth_nr: float = 1e-5,
+                 smooth_dr: float = 1e-5, batch: bool = False,
+                 class_weights: Sequence[float] | torch.Tensor | None = None,
+                 reduction: str = "mean", validate: bool = False) -> None:
+        super().__init__(mode, from_logits=from_logits, include_background=include_background,
+                         ignore_index=ignore_index, smooth_nr=smooth_nr, smooth_dr=smooth_dr,
+                         batch=batch, class_weights=class_weights, reduction=reduction,
+                         validate=validate)
         self.squared_pred = bool(squared_pred)
 
     def per_class(self, sums: OverlapSums) -> torch.Tensor:
@@ -556,7 +555,6 @@ class JaccardLoss(_OverlapLoss):
         return 1 - _safe_ratio(sums.intersection + self.smooth_nr, union + self.smooth_dr)
 
 
-@_with_shared_args()
 class TverskyLoss(_OverlapLoss):
     """Tversky loss (Salehi et al., 2017): Dice with separate weights for FP and FN.
 
@@ -565,14 +563,26 @@ class TverskyLoss(_OverlapLoss):
     ``TverskyLoss``. alpha = beta = 0.5 gives Dice (up to smoothing); beta > alpha penalises
     missed pixels more, which favours recall of rare classes.
 
-    Specific arguments:
+    Args:
         alpha: weight of false positives (>= 0).
         beta: weight of false negatives (>= 0).
+        mode, from_logits, include_background, ignore_index, smooth_nr, smooth_dr, batch,
+            class_weights, reduction, validate: as every overlap loss (module docstring).
+
+    Target checks (shape, dtype, class ids in 0..C-1 besides ``ignore_index``, binary values in
+    [0, 1]) always run and raise ValueError naming the offending shape or values.
     """
 
     def __init__(self, mode: str = "multiclass", *, alpha: float = 0.5, beta: float = 0.5,
-                 **shared: Any) -> None:
-        super().__init__(mode, **shared)
+                 from_logits: bool = True, include_background: bool = True,
+                 ignore_index: int | None = None, smooth_nr: float = 1e-5,
+                 smooth_dr: float = 1e-5, batch: bool = False,
+                 class_weights: Sequence[float] | torch.Tensor | None = None,
+                 reduction: str = "mean", validate: bool = False) -> None:
+        super().__init__(mode, from_logits=from_logits, include_background=include_background,
+                         ignore_index=ignore_index, smooth_nr=smooth_nr, smooth_dr=smooth_dr,
+                         batch=batch, class_weights=class_weights, reduction=reduction,
+                         validate=validate)
         _check_non_negative(alpha=alpha, beta=beta)
         self.alpha = float(alpha)
         self.beta = float(beta)
@@ -590,7 +600,6 @@ class TverskyLoss(_OverlapLoss):
         return 1 - self.tversky_index(sums)
 
 
-@_with_shared_args()
 class FocalTverskyLoss(TverskyLoss):
     """Focal Tversky loss (Abraham & Khan, 2019): ``(1 - Tversky index) ** gamma``.
 
@@ -599,15 +608,27 @@ class FocalTverskyLoss(TverskyLoss):
     gamma < 1 boosts the gradient of classes that are already fairly well segmented less than
     that of hard ones; the gradient stays finite when the Tversky loss is 0.
 
-    Specific arguments:
+    Args:
         alpha: weight of false positives (>= 0).
         beta: weight of false negatives (>= 0).
         gamma: exponent applied to the Tversky loss (> 0).
+        mode, from_logits, include_background, ignore_index, smooth_nr, smooth_dr, batch,
+            class_weights, reduction, validate: as every overlap loss (module docstring).
+
+    Target checks (shape, dtype, class ids in 0..C-1 besides ``ignore_index``, binary values in
+    [0, 1]) always run and raise ValueError naming the offending shape or values.
     """
 
     def __init__(self, mode: str = "multiclass", *, alpha: float = 0.3, beta: float = 0.7,
-                 gamma: float = 0.75, **shared: Any) -> None:
-        super().__init__(mode, alpha=alpha, beta=beta, **shared)
+                 gamma: float = 0.75, from_logits: bool = True, include_background: bool = True,
+                 ignore_index: int | None = None, smooth_nr: float = 1e-5,
+                 smooth_dr: float = 1e-5, batch: bool = False,
+                 class_weights: Sequence[float] | torch.Tensor | None = None,
+                 reduction: str = "mean", validate: bool = False) -> None:
+        super().__init__(mode, alpha=alpha, beta=beta, from_logits=from_logits,
+                         include_background=include_background, ignore_index=ignore_index,
+                         smooth_nr=smooth_nr, smooth_dr=smooth_dr, batch=batch,
+                         class_weights=class_weights, reduction=reduction, validate=validate)
         if not gamma > 0:
             raise ValueError(f"gamma must be > 0, got {gamma}")
         self.gamma = float(gamma)
@@ -617,7 +638,6 @@ class FocalTverskyLoss(TverskyLoss):
         return _safe_pow((1 - self.tversky_index(sums)).clamp_min(0), self.gamma)
 
 
-@_with_shared_args("class_weights")
 class GeneralizedDiceLoss(_OverlapLoss):
     """Generalised Dice loss (Sudre et al., 2017), one score per image over all classes.
 
@@ -629,12 +649,20 @@ class GeneralizedDiceLoss(_OverlapLoss):
     weights are taken over the whole batch. ``reduction="none"`` gives a (B,) tensor, or (1,) with
     ``batch=True``.
 
-    ``class_weights`` is not accepted (the weights come from the target).
+    There is no ``class_weights`` argument: the weights come from the target.
+
+    Args:
+        mode, from_logits, include_background, ignore_index, smooth_nr, smooth_dr, batch,
+            reduction, validate: as every overlap loss (module docstring).
     """
 
-    def __init__(self, mode: str = "multiclass", **shared: Any) -> None:
-        _reject("GeneralizedDiceLoss", shared, "class_weights", "its weights come from the target")
-        super().__init__(mode, **shared)
+    def __init__(self, mode: str = "multiclass", *, from_logits: bool = True,
+                 include_background: bool = True, ignore_index: int | None = None,
+                 smooth_nr: float = 1e-5, smooth_dr: float = 1e-5, batch: bool = False,
+                 reduction: str = "mean", validate: bool = False) -> None:
+        super().__init__(mode, from_logits=from_logits, include_background=include_background,
+                         ignore_index=ignore_index, smooth_nr=smooth_nr, smooth_dr=smooth_dr,
+                         batch=batch, reduction=reduction, validate=validate)
 
     def per_class(self, sums: OverlapSums) -> torch.Tensor:
         """Generalised Dice loss per image (the class axis is summed with weights)."""
@@ -757,18 +785,24 @@ class DiceCELoss(nn.Module):
         lambda_ce: weight of the cross-entropy term (>= 0).
         reduction: ``"mean"`` or ``"sum"`` (applied to both terms; "none" is not defined for a
             sum of per-class and per-pixel terms).
-        mode, squared_pred, log_loss and the shared arguments (include_background,
-        ignore_index, smooth_nr, smooth_dr, batch, class_weights, validate): as for
-        :class:`DiceLoss`, which gets them by keyword.
+        squared_pred, log_loss: as for :class:`DiceLoss`.
+        mode, include_background, ignore_index, smooth_nr, smooth_dr, batch, class_weights,
+            validate: as every overlap loss (module docstring); ``from_logits`` is not taken.
     """
 
     def __init__(self, mode: str = "multiclass", *, lambda_dice: float = 1.0,
-                 lambda_ce: float = 1.0, reduction: str = "mean", **dice_args: Any) -> None:
+                 lambda_ce: float = 1.0, squared_pred: bool = False, log_loss: bool = False,
+                 include_background: bool = True, ignore_index: int | None = None,
+                 smooth_nr: float = 1e-5, smooth_dr: float = 1e-5, batch: bool = False,
+                 class_weights: Sequence[float] | torch.Tensor | None = None,
+                 reduction: str = "mean", validate: bool = False) -> None:
         super().__init__()
         _check_choice("reduction", reduction, ("mean", "sum"))
         _check_non_negative(lambda_dice=lambda_dice, lambda_ce=lambda_ce)
-        _reject("DiceCELoss", dice_args, "from_logits", "cross-entropy needs logits")
-        self.dice = DiceLoss(mode, reduction=reduction, **dice_args)
+        self.dice = DiceLoss(mode, squared_pred=squared_pred, log_loss=log_loss,
+                             include_background=include_background, ignore_index=ignore_index,
+                             smooth_nr=smooth_nr, smooth_dr=smooth_dr, batch=batch,
+                             class_weights=class_weights, reduction=reduction, validate=validate)
         self.lambda_dice = float(lambda_dice)
         self.lambda_ce = float(lambda_ce)
 

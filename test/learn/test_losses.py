@@ -1,4 +1,6 @@
+import inspect
 import math
+import re
 
 import pytest
 import torch
@@ -399,13 +401,29 @@ def test_every_overlap_loss_takes_the_documented_shared_arguments():
     shared = {"from_logits": False, "include_background": False, "ignore_index": 255,
               "smooth_nr": 0.5, "smooth_dr": 0.25, "batch": True, "reduction": "sum",
               "validate": True}
-    assert set(shared) | {"mode", "class_weights"} == set(losses._SHARED_ARGS)
     for cls in OVERLAP:
         weights = {} if cls is GeneralizedDiceLoss else {"class_weights": [1.0, 2.0]}
         loss = cls("multilabel", **shared, **weights)
         assert loss.mode == "multilabel"
         assert {name: getattr(loss, name) for name in shared} == shared
         assert (loss.class_weights is None) == (cls is GeneralizedDiceLoss)
+
+
+@pytest.mark.parametrize("cls", [*OVERLAP, DiceCELoss])
+def test_signatures_are_explicit_and_documented(cls):
+    # IDEs and inspect.signature see every argument: no **kwargs, each one documented.
+    params = inspect.signature(cls).parameters
+    assert not any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
+    common = {"mode", "include_background", "ignore_index", "smooth_nr", "smooth_dr", "batch",
+              "reduction", "validate"}
+    assert common <= set(params)
+    args_section = cls.__doc__.split("Args:", 1)[1]
+    for name in params:
+        assert re.search(rf"\b{name}\b[,:]", args_section), f"{cls.__name__}: {name} undocumented"
+        if name in common:
+            assert f"``{name}``:" in losses.__doc__, name
+    assert ("class_weights" in params) != (cls is GeneralizedDiceLoss)
+    assert ("from_logits" in params) != (cls is DiceCELoss)
 
 
 def test_target_ids_out_of_range_are_named():
