@@ -1,14 +1,18 @@
 """Install dice_seg_ros with pip (any Python) or colcon (a ROS 2 workspace)."""
 
+import xml.etree.ElementTree as ElementTree
 from glob import glob
+from pathlib import Path
 
 from setuptools import find_packages, setup
 
 PACKAGE = "dice_seg_ros"
+# package.xml holds the one version number (ROS reads it there; the package reads its metadata).
+VERSION = ElementTree.parse(Path(__file__).with_name("package.xml")).findtext("version")
 
 setup(
     name=PACKAGE,
-    version="0.1.0",
+    version=VERSION,
     description="Dice-trained terrain segmentation for ROS 2: node, online Dice "
                 "monitor and ROS-free bag evaluation",
     license="Apache-2.0",

@@ -27,9 +27,10 @@ import traceback
 from dataclasses import dataclass
 from pathlib import Path
 
-from dice_seg_ros.bags.bag_io import BadMessage, BagReader, StorageFault, header_stamp_ns
+from dice_seg_ros.bags.bag_io import BadMessage, BagReader, StorageFault
 from dice_seg_ros.bags.synthetic_bag import IMAGE_TOPIC, LABEL_TOPIC, write_synthetic_bag
 from dice_seg_ros.cli import main as cli_main
+from dice_seg_ros.runtime.pairing import header_stamp_ns
 
 KINDS = ("flip", "truncate", "zero")
 STORAGES = ("mcap", "sqlite3")
@@ -82,7 +83,7 @@ def pairs_readable(bag: Path) -> int:
         with BagReader(bag) as reader:
             for message in reader.messages([IMAGE_TOPIC, LABEL_TOPIC]):
                 if not isinstance(message, BadMessage):
-                    stamps[message.topic].add(header_stamp_ns(message.msg))
+                    stamps[message.topic].add(header_stamp_ns(message.msg.header))
     except StorageFault:
         pass
     except Exception:  # noqa: BLE001 - an unopenable prefix holds no frames

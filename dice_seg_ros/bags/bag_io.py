@@ -49,12 +49,6 @@ def make_header(stamp_ns: int, frame_id: str) -> Any:
                                             frame_id=frame_id)
 
 
-def header_stamp_ns(msg: Any) -> int:
-    """Return ``msg.header.stamp`` in nanoseconds."""
-    stamp = msg.header.stamp
-    return int(stamp.sec) * 1_000_000_000 + int(stamp.nanosec)
-
-
 def remove_old_bag(path: Path) -> None:
     """Delete the bag directory ``path`` if it exists, so a command can write it anew.
 

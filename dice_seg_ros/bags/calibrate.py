@@ -19,7 +19,7 @@ from typing import Iterable, Iterator
 import numpy as np
 from tqdm import tqdm
 
-from dice_seg_ros.bags.bag_io import IMAGE_TYPES, BadMessage, BagReader, header_stamp_ns
+from dice_seg_ros.bags.bag_io import IMAGE_TYPES, BadMessage, BagReader
 from dice_seg_ros.classes import ClassSet, classes_for_model
 from dice_seg_ros.data.datasets import FORMATS, open_dataset, split_by_sequence
 from dice_seg_ros.errors import BagError, ModelError
@@ -30,7 +30,7 @@ from dice_seg_ros.runtime.estimated_dice import (TEMPERATURES, Calibration, feat
 from dice_seg_ros.runtime.image_conversion import LABEL_FORMATS, labels_to_ids, msg_to_rgb
 from dice_seg_ros.runtime.inference import Segmenter
 from dice_seg_ros.runtime.metrics import DiceTracker
-from dice_seg_ros.runtime.pairing import StampPairer
+from dice_seg_ros.runtime.pairing import StampPairer, header_stamp_ns
 
 Frame = tuple[np.ndarray, np.ndarray]
 
@@ -46,7 +46,7 @@ def bag_frames(bag: str | Path, image_topic: str, label_topic: str, classes: Cla
             if isinstance(message, BadMessage):
                 raise BagError(f"{bag}: {message.error}")
             add = pairer.add_image if message.topic == image_topic else pairer.add_label
-            for pair in add(header_stamp_ns(message.msg), message.msg):
+            for pair in add(header_stamp_ns(message.msg.header), message.msg):
                 yield msg_to_rgb(pair.image), labels_to_ids(pair.label, label_format, classes)
         for pair in pairer.flush():
             yield msg_to_rgb(pair.image), labels_to_ids(pair.label, label_format, classes)

@@ -37,7 +37,7 @@ import numpy as np
 from tqdm import tqdm
 
 from dice_seg_ros.bags.bag_io import (IMAGE_TYPE, IMAGE_TYPES, BadMessage, BagReader, BagWriter,
-                                      StorageFault, header_stamp_ns, msg_class, remove_old_bag)
+                                      StorageFault, msg_class, remove_old_bag)
 from dice_seg_ros.bags.label_decoding import LabelDecoder
 from dice_seg_ros.classes import ClassSet, classes_for_model
 from dice_seg_ros.errors import BagError, DiceSegError, ModelError
@@ -46,7 +46,7 @@ from dice_seg_ros.runtime.image_conversion import (LABEL_FORMATS, colorize, msg_
                                                    numpy_to_image, overlay)
 from dice_seg_ros.runtime.inference import Segmenter
 from dice_seg_ros.runtime.metrics import DiceTracker
-from dice_seg_ros.runtime.pairing import Pair, StampPairer
+from dice_seg_ros.runtime.pairing import Pair, StampPairer, header_stamp_ns
 from dice_seg_ros.runtime.report import write_quality_report, write_report
 from dice_seg_ros.runtime.stage_latency import StageLatency
 
@@ -178,7 +178,7 @@ class Replay:
         self.clock.add("decode", (decoded - start) * 1000.0)
         if label is None or self.decoder is None:
             return Frame(image_stamp, log_time, image_msg, rgb, None)
-        label_stamp = header_stamp_ns(label[1])
+        label_stamp = header_stamp_ns(label[1].header)
         with self.errors.step(LABEL, image_stamp), _at(self.label_topic, label_stamp):
             labels = self.decoder(label[1])
         if labels.shape != rgb.shape[:2]:
@@ -263,7 +263,7 @@ def _stream(reader: BagReader, replay: Replay, pairer: StampPairer | None) -> No
         if isinstance(message, BadMessage):
             replay.bad_message(message)
             continue
-        stamp = header_stamp_ns(message.msg)
+        stamp = header_stamp_ns(message.msg.header)
         item = (message.log_time_ns, message.msg)
         if pairer is None:
             replay.add(replay.decode(stamp, item, None))

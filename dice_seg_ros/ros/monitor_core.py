@@ -40,7 +40,7 @@ from dice_seg_ros.ros.diagnostics import (ESTIMATE_KEY, LEVEL_ERROR, LEVEL_OK, L
 from dice_seg_ros.runtime.frame_errors import LABEL, MASK, SIZE, FrameErrors
 from dice_seg_ros.runtime.image_conversion import check_label_format, image_to_numpy, labels_to_ids
 from dice_seg_ros.runtime.metrics import DiceTracker, FrameScores, nanmean
-from dice_seg_ros.runtime.pairing import Pair, StampPairer
+from dice_seg_ros.runtime.pairing import Pair, StampPairer, header_stamp_ns
 from dice_seg_ros.runtime.report import ESTIMATE_COLUMNS, write_quality_report
 from dice_seg_ros.runtime.stage_latency import StageLatency
 
@@ -50,11 +50,6 @@ DICE_ROWS = ("frame", "window", "cumulative", "ema")
 # Frames kept in memory for the Dice-over-time plot: 2 minutes at 30 Hz. Every
 # frame still gets its row in the streamed per_frame.csv.
 RECENT_FRAMES = 3600
-
-
-def stamp_to_ns(header: Any) -> int:
-    """Return a header's stamp in nanoseconds."""
-    return int(header.stamp.sec) * 1_000_000_000 + int(header.stamp.nanosec)
 
 
 def mask_to_ids(msg: Any) -> np.ndarray:
@@ -88,7 +83,7 @@ def estimate_from_array(msg: Any) -> float:
                 except ValueError:
                     break
     raise ValueError(f"estimated_dice_stamped topic: no numeric {ESTIMATE_KEY!r} value in the "
-                     f"DiagnosticArray stamped {stamp_to_ns(msg.header)} ns (expected the "
+                     f"DiagnosticArray stamped {header_stamp_ns(msg.header)} ns (expected the "
                      "segmentation node's ~/estimated_dice_stamped)")
 
 
@@ -301,7 +296,7 @@ class MonitorCore:
         """Count a mask or label message, pair it by stamp and score the pairs it completes."""
         with self._lock:
             self.count(topic)
-            stamp = stamp_to_ns(msg.header)
+            stamp = header_stamp_ns(msg.header)
             add = self.pairer.add_image if topic == "mask" else self.pairer.add_label
             outcome = Added()
             for pair in add(stamp, msg):
@@ -322,7 +317,7 @@ class MonitorCore:
             raise ValueError("estimated Dice given to a MonitorCore made without estimates=True")
         estimate = estimate_from_array(msg)
         with self._lock:
-            return self.estimates.add_estimate(stamp_to_ns(msg.header), estimate)
+            return self.estimates.add_estimate(header_stamp_ns(msg.header), estimate)
 
     @property
     def unpaired(self) -> int:
@@ -356,7 +351,7 @@ class MonitorCore:
                 raise
             self.rows.append(per_frame_row(self.scored, scores))
             if self.estimates is not None:
-                self.estimates.add_scored(stamp_to_ns(mask_msg.header), scores.mean_dice)
+                self.estimates.add_scored(header_stamp_ns(mask_msg.header), scores.mean_dice)
             self.scored += 1
             self.last_error = None
             self._latency.end_frame({"monitor": (time.perf_counter() - start) * 1000.0})
@@ -367,7 +362,7 @@ class MonitorCore:
 
     def _score(self, mask_msg: Any, label_msg: Any) -> FrameScores:
         """Convert both messages and update the tracker."""
-        stamp = stamp_to_ns(mask_msg.header)
+        stamp = header_stamp_ns(mask_msg.header)
         with self.errors.step(MASK, stamp):
             pred = mask_to_ids(mask_msg)
         with self.errors.step(LABEL, stamp):

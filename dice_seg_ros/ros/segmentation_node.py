@@ -56,6 +56,7 @@ from dice_seg_ros.ros.segmentation_core import (EstimatedDiceTracker, FrameProce
 from dice_seg_ros.ros.stamp_gaps import StampGaps
 from dice_seg_ros.runtime.estimated_dice import sidecar_path
 from dice_seg_ros.runtime.inference import Segmenter
+from dice_seg_ros.runtime.pairing import header_stamp_ns
 
 try:
     from vision_msgs.msg import LabelInfo, VisionClass
@@ -88,11 +89,6 @@ def make_segmenter(values: dict[str, Any], node_name: str) -> Segmenter:
                      providers=None if list(providers) == list(AUTO_PROVIDERS) else providers,
                      input_size=size if all(size) else None,
                      engine_cache_dir=engine_cache_dir(values["engine_cache_dir"], node_name))
-
-
-def stamp_ns(msg: Any) -> int:
-    """Return a message's header stamp in nanoseconds."""
-    return msg.header.stamp.sec * 1_000_000_000 + msg.header.stamp.nanosec
 
 
 class CameraOutputs:
@@ -300,7 +296,7 @@ class SegmentationWiring:
                 self.worker.submit(name, msg)
 
         def on_image(msg: Any) -> None:
-            gaps.add(stamp_ns(msg))
+            gaps.add(header_stamp_ns(msg.header))
             submit(msg)
         return on_image
 

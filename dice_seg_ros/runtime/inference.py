@@ -259,24 +259,6 @@ def logits_to_ids(logits: np.ndarray, with_confidence: bool, source: str
     return ids, softmax_max(logits, best) if with_confidence else None
 
 
-def postprocess(logits: np.ndarray, sizes: Sequence[tuple[int, int]], with_confidence: bool,
-                source: str) -> list[tuple[np.ndarray, np.ndarray | None]]:
-    """Turn ``(N, C, h, w)`` logits into class ids (and confidence) at each image's size.
-
-    Args:
-        logits: network output at network resolution.
-        sizes: ``(height, width)`` in pixels of each original image.
-        with_confidence: also return the max softmax probability.
-        source: model name for error messages.
-
-    Raises:
-        ModelError: naming ``source`` if the network produced NaN logits.
-
-    """
-    ids, confidence = logits_to_ids(logits, with_confidence, source)
-    return to_camera_sizes(ids, confidence, sizes)
-
-
 def ids_from_graph(ids: np.ndarray, num_classes: int, source: str) -> np.ndarray:
     """Return a graph's class-id output as ``(N, H, W)`` uint8, checking the id range.
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import bisect
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import Generic, NamedTuple, TypeVar
+from typing import Any, Generic, NamedTuple, TypeVar
 
 T = TypeVar("T")
 
@@ -29,6 +29,11 @@ class Pair(NamedTuple, Generic[T]):
     label_stamp_ns: int
     image: T
     label: T
+
+
+def header_stamp_ns(header: Any) -> int:
+    """Return a ``std_msgs/Header``'s stamp in nanoseconds (rclpy and rosbags messages alike)."""
+    return int(header.stamp.sec) * 1_000_000_000 + int(header.stamp.nanosec)
 
 
 @dataclass

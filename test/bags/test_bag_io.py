@@ -5,10 +5,9 @@ import pytest
 from conftest import image_msg
 
 from dice_seg_ros.bags.bag_io import (IMAGE_TYPE, BadMessage, BagMessage, BagReader, BagWriter,
-                                      StorageFault, header_stamp_ns, make_header, msg_class,
-                                      remove_old_bag)
+                                      StorageFault, make_header, msg_class, remove_old_bag)
 from dice_seg_ros.errors import BagError
-from dice_seg_ros.runtime.pairing import StampPairer
+from dice_seg_ros.runtime.pairing import StampPairer, header_stamp_ns
 
 MS = 1_000_000
 
@@ -33,7 +32,8 @@ def test_round_trip_both_storages(tmp_path, storage):
         got = [m for m in bag.messages(["/camera/image_raw"])]
     assert [m.topic for m in got] == ["/camera/image_raw"] * 3
     for k, (message, array) in enumerate(zip(got, images)):
-        assert header_stamp_ns(message.msg) == message.log_time_ns == 1_000 * MS + k * 100 * MS
+        stamp = header_stamp_ns(message.msg.header)
+        assert stamp == message.log_time_ns == 1_000 * MS + k * 100 * MS
         assert message.msg.encoding == "rgb8"
         np.testing.assert_array_equal(message.msg.data.reshape(6, 8, 3), array)
 
@@ -108,7 +108,7 @@ def test_header_helpers():
     assert (header.stamp.sec, header.stamp.nanosec, header.frame_id) == (3, 7, "cam")
     msg = msg_class("sensor_msgs/msg/CompressedImage")(header=header, format="jpeg",
                                                        data=np.zeros(1, np.uint8))
-    assert header_stamp_ns(msg) == 3_000_000_007
+    assert header_stamp_ns(msg.header) == 3_000_000_007
 
 
 # ---- stamp pairing -------------------------------------------------------------------------

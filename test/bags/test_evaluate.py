@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from conftest import SMALL_H, SMALL_W, image_msg
 
-from dice_seg_ros.bags.bag_io import BagReader, BagWriter, header_stamp_ns
+from dice_seg_ros.bags.bag_io import BagReader, BagWriter
 from dice_seg_ros.bags.evaluate import evaluate_bag, output_topics
 from dice_seg_ros.bags.synthetic_bag import (COMPRESSED_TOPIC, IMAGE_TOPIC, INFO_TOPIC,
                                              LABEL_TOPIC, START_NS, write_synthetic_bag)
@@ -15,6 +15,7 @@ from dice_seg_ros.cli import main
 from dice_seg_ros.data.synthetic import generate_scene
 from dice_seg_ros.errors import BagError, ImageEncodingError
 from dice_seg_ros.runtime.metrics import ConfusionMatrix
+from dice_seg_ros.runtime.pairing import header_stamp_ns
 
 MS = 1_000_000
 
@@ -76,7 +77,7 @@ def test_eval_scores_and_output_bag(small_bag, tmp_path, tiny_segmenter):
     assert len(masks) == len(overlays) == len(originals) == 4
     for k, (mask, original) in enumerate(zip(masks, originals)):
         stamp = START_NS + k * 100 * MS
-        assert header_stamp_ns(mask.msg) == header_stamp_ns(original.msg) == stamp
+        assert header_stamp_ns(mask.msg.header) == header_stamp_ns(original.msg.header) == stamp
         assert mask.log_time_ns == stamp and mask.msg.header.frame_id == "camera_optical_frame"
         assert mask.msg.encoding == "mono8"
         expected = tiny_segmenter.segment(_scenes()[k][0]).class_ids
@@ -295,7 +296,7 @@ def test_make_bag_cli_writes_a_real_looking_recording(tmp_path, capsys):
     assert len(messages) == 6
     stamps = {m.topic: [] for m in messages}
     for m in messages:
-        stamps[m.topic].append(header_stamp_ns(m.msg))
+        stamps[m.topic].append(header_stamp_ns(m.msg.header))
         assert m.msg.header.frame_id == "camera_optical_frame"
     assert stamps[IMAGE_TOPIC] == stamps[LABEL_TOPIC] == stamps[INFO_TOPIC]
     assert stamps[IMAGE_TOPIC][1] - stamps[IMAGE_TOPIC][0] == 200 * MS

@@ -12,12 +12,12 @@ import numpy as np
 import pytest
 from conftest import image_msg
 
-from dice_seg_ros.bags.bag_io import (BadMessage, BagReader, BagWriter, StorageFault,
-                                      header_stamp_ns)
+from dice_seg_ros.bags.bag_io import BadMessage, BagReader, BagWriter, StorageFault
 from dice_seg_ros.bags.evaluate import evaluate_bag
 from dice_seg_ros.bags.synthetic_bag import IMAGE_TOPIC, LABEL_TOPIC, write_synthetic_bag
 from dice_seg_ros.cli import main
 from dice_seg_ros.errors import BagError
+from dice_seg_ros.runtime.pairing import header_stamp_ns
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
 
@@ -52,7 +52,7 @@ def _read_stamps(bag: Path, topic: str) -> tuple[list[int], StorageFault | None]
         try:
             for message in reader.messages([topic]):
                 assert not isinstance(message, BadMessage)
-                stamps.append(header_stamp_ns(message.msg))
+                stamps.append(header_stamp_ns(message.msg.header))
         except StorageFault as exc:
             fault = exc
     return stamps, fault

@@ -10,9 +10,10 @@ from dice_seg_ros.classes import load_classes
 from dice_seg_ros.errors import ImageEncodingError
 from dice_seg_ros.ros.diagnostics import (LEVEL_ERROR, LEVEL_OK, LEVEL_STALE, LEVEL_WARN,
                                           diagnostic_array)
-from dice_seg_ros.ros.monitor_core import DICE_ROWS, MonitorCore, stamp_to_ns
+from dice_seg_ros.ros.monitor_core import DICE_ROWS, MonitorCore
 from dice_seg_ros.runtime.image_conversion import numpy_to_image
 from dice_seg_ros.runtime.metrics import DiceTracker, nanmean
+from dice_seg_ros.runtime.pairing import header_stamp_ns
 
 Image = TS.types["sensor_msgs/msg/Image"]
 Header = TS.types["std_msgs/msg/Header"]
@@ -60,7 +61,7 @@ def test_scores_equal_dice_tracker(label_format):
     reference = DiceTracker(C, CLASSES.ignore_index, window_size=3, ema_alpha=0.3)
     for index in range(6):
         scores = core.score_pair(*pair_msgs(index, label_format))
-        expected = reference.update(*pair_arrays(index), stamp_ns=stamp_to_ns(header(index)))
+        expected = reference.update(*pair_arrays(index), stamp_ns=header_stamp_ns(header(index)))
         np.testing.assert_array_equal(scores.dice, expected.dice)
         np.testing.assert_array_equal(scores.iou, expected.iou)
         assert scores.stamp_ns == (100 + index) * 10**9 + 5000
@@ -227,7 +228,7 @@ def test_monitor_agrees_with_dice_seg_eval(tmp_path):
     with AnyReader([bag], default_typestore=TS) as reader:
         for conn, _, raw in reader.messages():
             msg = reader.deserialize(raw, conn.msgtype)
-            by_stamp.setdefault(stamp_to_ns(msg.header), {})[conn.topic] = msg
+            by_stamp.setdefault(header_stamp_ns(msg.header), {})[conn.topic] = msg
     for msgs in by_stamp.values():
         mask = processor.process(msgs["/camera/image_raw"], OutputFlags()).mask
         core.score_pair(mask, msgs["/camera/labels"])
@@ -247,7 +248,7 @@ def test_add_pairs_equal_stamps_and_counts_the_label_of_a_dropped_mask():
              core.add("mask", masks[2])]
     assert [len(a.scores) for a in added] == [0, 1, 0, 0, 1]
     assert [s.stamp_ns for a in added for s in a.scores] == [
-        stamp_to_ns(header(0)), stamp_to_ns(header(2))]
+        header_stamp_ns(header(0)), header_stamp_ns(header(2))]
     status = core.status()
     assert status.values["unpaired_label_no_partner"] == "1"
     assert core.scored == 2 and core.unpaired == 1
@@ -367,7 +368,7 @@ def test_estimates_join_true_dice_by_stamp_and_report_mae_spearman_scatter(tmp_p
     with open(paths["per_frame"], newline="") as stream:
         per_frame = list(csv.DictReader(stream))
     scored = [index for index in range(8) if index != 5]
-    assert [int(row["stamp_ns"]) for row in rows] == [stamp_to_ns(header(i)) for i in scored]
+    assert [int(row["stamp_ns"]) for row in rows] == [header_stamp_ns(header(i)) for i in scored]
     true = [float(row["mean_dice"]) for row in per_frame]
     estimated = [estimates[index] for index in scored]
     assert [float(row["true_mean_dice"]) for row in rows] == pytest.approx(true, abs=1e-6)

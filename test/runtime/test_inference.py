@@ -5,8 +5,8 @@ import pytest
 from conftest import shipped_model_or_skip, tiny_conv_weights, write_tiny_onnx
 
 from dice_seg_ros.errors import ModelError
-from dice_seg_ros.runtime.inference import (Segmenter, argmax_channels, postprocess, preprocess,
-                                            resize_image, softmax_max)
+from dice_seg_ros.runtime.inference import (Segmenter, argmax_channels, logits_to_ids, preprocess,
+                                            resize_image, softmax_max, to_camera_sizes)
 from dice_seg_ros.runtime.model_meta import ModelMeta
 
 RNG = np.random.default_rng(7)
@@ -71,7 +71,7 @@ def test_argmax_and_confidence_match_numpy():
 def test_postprocess_resizes_back_nearest():
     logits = np.zeros((1, 2, 2, 2), np.float32)
     logits[0, 1, 0, 1] = 1.0  # top-right pixel is class 1
-    ((ids, conf),) = postprocess(logits, [(4, 6)], True, "m")
+    ((ids, conf),) = to_camera_sizes(*logits_to_ids(logits, True, "m"), [(4, 6)])
     assert ids.shape == conf.shape == (4, 6) and ids.dtype == np.uint8
     np.testing.assert_array_equal(ids[:2, 3:], 1)
     assert ids.sum() == 6
@@ -82,7 +82,7 @@ def test_nan_logits_raise_model_error(tmp_path):
     logits = np.zeros((2, 3, 4, 4), np.float32)
     logits[1, 2, 3, 3] = np.nan
     with pytest.raises(ModelError, match=r"my\.onnx.*NaN.*\[1\]"):
-        postprocess(logits, [(4, 4), (4, 4)], False, "my.onnx")
+        logits_to_ids(logits, False, "my.onnx")
     segmenter = Segmenter(write_tiny_onnx(tmp_path / "nan.onnx", nan=True), device="cpu")
     with pytest.raises(ModelError, match="nan.onnx"):
         segmenter.segment(np.zeros((8, 8, 3), np.uint8))
