@@ -26,6 +26,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
                  "write a labeled rosbag of generated terrain scenes"),
     "train": ("dice_seg_ros.learn.train",
               "train a segmentation network with a Dice-family loss"),
+    "finetune": ("dice_seg_ros.learn.finetune",
+                 "fit a trained network to one camera from a few labeled frames"),
     "export": ("dice_seg_ros.learn.export",
                "export a checkpoint to ONNX and verify it against PyTorch"),
     "calibrate": ("dice_seg_ros.bags.calibrate",

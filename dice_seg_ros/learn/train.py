@@ -25,7 +25,7 @@ import time
 from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 import torch
@@ -55,6 +55,9 @@ from dice_seg_ros.runtime.model_meta import ModelMeta
 MIN_SAMPLES_PER_EPOCH = 800
 LR_SCRATCH = 3e-3
 LR_FINETUNE = 1e-3
+
+
+DatasetBuilder = Callable[[ModelMeta, ClassSet], tuple[Dataset, Dataset]]
 
 
 class TrainingError(DiceSegError):
@@ -119,6 +122,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="augmentation preset: 'camera' adds exposure, white balance, "
                              "blur, noise, JPEG and PASTA to 'basic' flip/zoom/colour jitter; "
                              "'domain' applies PASTA more often (generated scenes alone)")
+    parser.add_argument("--freeze-bn", action="store_true",
+                        help="keep the BatchNorm statistics of --init (few frames estimate "
+                             "them badly)")
     parser.add_argument("--epochs", type=int, default=20)
     parser.add_argument("--batch-size", type=int, default=8, help="per process")
     parser.add_argument("--lr", type=float, default=None,
@@ -270,9 +276,17 @@ def check_finite(loss: torch.Tensor, logits: torch.Tensor, where: str) -> None:
 
 def train_epoch(model: nn.Module, loader: DataLoader, loss_fn: nn.Module,
                 optimizer: torch.optim.Optimizer, scheduler: Any, scaler: torch.amp.GradScaler,
-                ddp: Dist, epoch: int, quiet: bool) -> float:
-    """One pass over the training shard; return the mean training loss."""
+                ddp: Dist, epoch: int, quiet: bool, freeze_bn: bool = False) -> float:
+    """One pass over the training shard; return the mean training loss.
+
+    With ``freeze_bn`` the BatchNorm layers normalise with their running statistics and do not
+    update them: a batch drawn from a handful of frames would pull them towards those frames.
+    """
     model.train()
+    if freeze_bn:
+        for module in model.modules():
+            if isinstance(module, nn.modules.batchnorm._BatchNorm):
+                module.eval()
     total, steps = 0.0, 0
     bar = tqdm(loader, desc=f"epoch {epoch + 1}", disable=quiet or not ddp.main,
                leave=False, dynamic_ncols=True)
@@ -462,17 +476,22 @@ def build_and_init(args: argparse.Namespace, classes: ClassSet) -> tuple[nn.Modu
     return model, meta
 
 
-def train(args: argparse.Namespace) -> dict[str, Any]:
-    """Run a training job; return a summary (best Dice, paths, seconds)."""
+def train(args: argparse.Namespace, datasets: DatasetBuilder | None = None) -> dict[str, Any]:
+    """Run a training job; return a summary (best Dice, paths, seconds).
+
+    ``datasets(meta, classes)`` returns the (training, validation) datasets in place of what
+    ``--data`` would build, for callers that choose the frames themselves (``dice-seg finetune``).
+    """
     ddp = setup_distributed(args.device)
     try:
-        return _train(args, ddp)
+        return _train(args, ddp, datasets)
     finally:
         if ddp.world > 1:
             dist.destroy_process_group()
 
 
-def _train(args: argparse.Namespace, ddp: Dist) -> dict[str, Any]:
+def _train(args: argparse.Namespace, ddp: Dist,
+           datasets: DatasetBuilder | None = None) -> dict[str, Any]:
     """Training proper, inside an initialised process group (if any)."""
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -484,7 +503,8 @@ def _train(args: argparse.Namespace, ddp: Dist) -> dict[str, Any]:
     model, meta = build_and_init(args, classes)
     model = model.to(ddp.device)
     lr = args.lr if args.lr is not None else (LR_FINETUNE if args.init else LR_SCRATCH)
-    train_set, val_set = build_datasets(args, meta, classes)
+    train_set, val_set = (datasets(meta, classes) if datasets
+                          else build_datasets(args, meta, classes))
     train_loader, val_loader, sampler, shuffle_rng = build_loaders(train_set, val_set, args,
                                                                    ddp)
     optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=args.weight_decay)
@@ -515,7 +535,7 @@ def _train(args: argparse.Namespace, ddp: Dist) -> dict[str, Any]:
         if sampler is not None:
             sampler.set_epoch(epoch)
         train_loss = train_epoch(net, train_loader, loss_fn, optimizer, scheduler, scaler, ddp,
-                                 epoch, args.quiet)
+                                 epoch, args.quiet, args.freeze_bn)
         cm, val_loss = evaluate(model, val_loader, loss_fn, classes, ddp)
         state.epoch = epoch + 1
         if ddp.main:
