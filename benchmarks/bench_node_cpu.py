@@ -11,7 +11,7 @@ the node subscribes) and measures the process CPU time (user + system, from
   its pre/post-processing alone), in this process before ROS starts.
 Prints node / (relay + Segmenter), goal <= 1.5 at 640x480, and the same at
 1280x720. Needs rclpy (``pip install 'ros-jazzy-rclpy[fastrtps]'
-ros-jazzy-sensor-msgs ...``, README "ROS from pip") and, for stable figures,
+ros-jazzy-sensor-msgs ...``, scripts/setup.sh) and, for stable figures,
 an otherwise idle machine.
 
 Run: ``python benchmarks/bench_node_cpu.py [--seconds 8] [--model M]``

@@ -1,6 +1,6 @@
 """Every GPU path of the package in one run, one table; says so and exits 0 without CUDA.
 
-On a machine with CUDA (install per README "GPU robots"), for the shipped model
+On a machine with CUDA (install per README "On a robot"), for the shipped model
 (or ``--model``/``--checkpoint``) through the full ``Segmenter``:
 - ONNX Runtime TensorRT (fp16, engine cache on): time to the first mask on a
   cold start and on a second start (the cache hit), fps at 640x480 and 1280x720;
@@ -117,7 +117,7 @@ def main() -> int:
     ort_cuda, torch_cuda, providers = cuda_status()
     if not (ort_cuda or torch_cuda):
         print(f"no CUDA here (ONNX Runtime providers: {', '.join(providers)}; torch CUDA: "
-              f"no): nothing to check. Install the GPU builds per README 'GPU robots'.")
+              f"no): nothing to check. Install the GPU builds per README 'On a robot'.")
         return 0
     checkpoint = args.checkpoint or resource_path(DEFAULT_TORCH_MODEL)
     images = {size: generate_scene(7, *size)[0] for size in SIZES}

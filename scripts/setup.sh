@@ -2,7 +2,7 @@
 # Install dice_seg_ros and everything its tests need into ./.venv (Python >= 3.10),
 # including ROS 2 Jazzy's rclpy as wheels (extra ros-test) so the node tests run.
 # torch is pinned to the CPU build available on this machine; on a robot with a
-# GPU see README "GPU robots" for the CUDA packages to install instead.
+# GPU see README "On a robot" for the CUDA packages to install instead.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PYTHON=${PYTHON:-python3}

@@ -94,7 +94,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--data", default="synthetic",
                         help="'synthetic' (generated terrain) or a dataset folder")
     parser.add_argument("--format", choices=FORMATS, default="folder",
-                        help="layout of a dataset folder (README: 'Dataset layouts')")
+                        help="layout of a dataset folder (docs/TRAINING.md: 'Dataset layouts')")
     parser.add_argument("--split", help="use only images named SPLIT_* (e.g. YCOR's 'train')")
     parser.add_argument("--train-images", type=int, default=None,
                         help="few-shot: train on only this many images, evenly spaced")

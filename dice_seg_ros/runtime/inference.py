@@ -421,7 +421,7 @@ class _OrtBackend:
             raise ModelError(f"{path}: ONNX model has no {ONNX_META_KEY!r} metadata "
                              f"(input size, normalisation, classes) and no sidecar {side}; "
                              f"export it with 'dice-seg export' or write the sidecar "
-                             f"(README: 'A model from elsewhere')")
+                             f"(docs/MODELS.md: 'A model from elsewhere')")
         sidecar = read_sidecar(side, _graph_size(self.session, self.io.raw_input))
         graph_output = "class_ids" if self.io.ids_output else "logits"
         if sidecar.output != graph_output:
