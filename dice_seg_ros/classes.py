@@ -26,6 +26,9 @@ class ClassSet:
         colors: ``(C, 3)`` uint8 RGB colour per class id.
         drivable: whether each class id is drivable terrain.
         ignore_index: label value that marks unlabeled pixels (not a class).
+        costs: traversal cost per class id for ground grids, as ``nav_msgs/OccupancyGrid``
+            reads it: 0 free .. 100 lethal, -1 unknown (e.g. sky). None: 0 for drivable
+            classes, 100 for the others.
 
     """
 
@@ -33,6 +36,13 @@ class ClassSet:
     colors: np.ndarray
     drivable: tuple[bool, ...]
     ignore_index: int = DEFAULT_IGNORE_INDEX
+    costs: tuple[int, ...] | None = None
+
+    def cost_table(self) -> np.ndarray:
+        """Return the ``(C,)`` int16 traversal cost per class id (see ``costs``)."""
+        if self.costs is not None:
+            return np.asarray(self.costs, np.int16)
+        return np.where(np.asarray(self.drivable, bool), 0, 100).astype(np.int16)
 
     @property
     def num_classes(self) -> int:
@@ -74,7 +84,7 @@ def load_classes(path: str | Path | None = None) -> ClassSet:
     entries = doc["classes"]
     if not entries:
         raise ValueError(f"{path}: 'classes' is empty")
-    names, colors, drivable = [], [], []
+    names, colors, drivable, costs = [], [], [], []
     for expected_id, entry in enumerate(entries):
         if not isinstance(entry, dict) or "name" not in entry:
             raise ValueError(
@@ -93,6 +103,11 @@ def load_classes(path: str | Path | None = None) -> ClassSet:
         names.append(str(entry["name"]))
         colors.append(color)
         drivable.append(bool(entry.get("drivable", False)))
+        cost = entry.get("cost", 0 if drivable[-1] else 100)
+        if not isinstance(cost, int) or not -1 <= cost <= 100:
+            raise ValueError(f"{path}: class {entry.get('name')!r} cost must be an integer "
+                             f"from -1 (unknown) to 100 (lethal), got {cost!r}")
+        costs.append(cost)
     if len(set(names)) != len(names):
         raise ValueError(f"{path}: class names repeat: {names}")
     ignore_index = int(doc.get("ignore_index", DEFAULT_IGNORE_INDEX))
@@ -104,7 +119,7 @@ def load_classes(path: str | Path | None = None) -> ClassSet:
         raise ValueError(f"{path}: ignore_index {ignore_index} does not fit 8-bit labels "
                          f"(at most 255)")
     return ClassSet(tuple(names), np.asarray(colors, dtype=np.uint8),
-                    tuple(drivable), ignore_index)
+                    tuple(drivable), ignore_index, tuple(costs))
 
 
 def load_remap(path: str | Path) -> dict[int, int]:
@@ -177,5 +192,6 @@ def classes_for_model(model_names: tuple[str, ...] | list[str],
     shipped = load_classes()
     if shipped.names == names:
         return shipped
+    # Classes this project does not know have no known cost: a planner sees unknown ground.
     return ClassSet(names, generated_colors(len(names)), (False,) * len(names),
-                    DEFAULT_IGNORE_INDEX)
+                    DEFAULT_IGNORE_INDEX, (-1,) * len(names))
