@@ -63,6 +63,7 @@ setup(
             "ros-jazzy-diagnostic-msgs",
             "ros-jazzy-rcl-interfaces",
             "ros-jazzy-lifecycle-msgs",
+            "ros-jazzy-nav-msgs",
         ],
     },
     zip_safe=True,

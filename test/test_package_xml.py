@@ -17,7 +17,7 @@ ROS_PYTHON_PACKAGES = {
 ROS_INTERFACE_SUFFIX = re.compile(r"_(msgs|srvs|interfaces|actions)$")
 # Not needed by a headless ONNX Runtime robot: named in a package.xml comment
 # (and README) instead of <exec_depend>, so rosdep does not install them there.
-OPTIONAL = {"rviz2", "ros2bag", "vision_msgs", "python3-torch"}
+OPTIONAL = {"rviz2", "ros2bag", "vision_msgs", "python3-torch", "tf2_ros"}
 NEVER = {"cv_bridge", "message_filters", "rviz2", "python3-torch"}
 
 

@@ -80,6 +80,40 @@ def camera_namespace(image_topic: str) -> str:
     return image_topic.rsplit("/", 1)[0] if "/" in image_topic else ""
 
 
+# The ground grid (nav_msgs/OccupancyGrid on ~/traversability): its frame, extent, and the
+# camera's pose on flat ground when TF does not give it (dice_seg_ros.runtime.traversability).
+TRAVERSABILITY_PARAMS: tuple[ParamSpec, ...] = (
+    ParamSpec("traversability.enabled", False,
+              "publish ~/traversability (nav_msgs/OccupancyGrid) while something subscribes"),
+    ParamSpec("traversability.frame", "base_link",
+              "frame of the grid: x forward, y left, z up, on the ground plane z = 0"),
+    ParamSpec("traversability.resolution", 0.1, "grid cell edge, in metres",
+              value_range=(0.01, 10.0)),
+    ParamSpec("traversability.range", 10.0, "grid extent ahead of x = 0, in metres",
+              value_range=(0.1, 1000.0)),
+    ParamSpec("traversability.width", 10.0, "grid extent across, centred on y = 0, in metres",
+              value_range=(0.1, 1000.0)),
+    ParamSpec("traversability.min_share", 0.2,
+              "share of a cell's pixels a class needs to count in the cell (the cell takes the "
+              "highest cost among counting classes)", value_range=(0.0, 1.0),
+              exclusive_low=True),
+    ParamSpec("traversability.use_tf", True,
+              "take the camera pose from TF (camera frame_id -> traversability.frame) where "
+              "tf2_ros is installed and the transform exists; else the camera_* parameters"),
+    ParamSpec("traversability.camera_height", 1.0,
+              "camera centre above the ground, in metres", value_range=(0.01, 100.0)),
+    ParamSpec("traversability.camera_pitch", 0.0,
+              "camera pitch in radians, positive looking down", value_range=(-1.57, 1.57)),
+    ParamSpec("traversability.camera_roll", 0.0,
+              "camera roll about its viewing direction, in radians", value_range=(-1.57, 1.57)),
+    ParamSpec("traversability.camera_yaw", 0.0, "camera yaw in radians, positive looking left",
+              value_range=(-3.1416, 3.1416)),
+    ParamSpec("traversability.camera_x", 0.0, "camera position ahead of the frame origin, m",
+              value_range=(-100.0, 100.0)),
+    ParamSpec("traversability.camera_y", 0.0, "camera position left of the frame origin, m",
+              value_range=(-100.0, 100.0)),
+)
+
 SEGMENTATION_PARAMS: tuple[ParamSpec, ...] = (
     ParamSpec("model_path", "",
               "ONNX (.onnx) or PyTorch (.pt) model file; empty = the shipped model"),
@@ -140,6 +174,7 @@ SEGMENTATION_PARAMS: tuple[ParamSpec, ...] = (
     ParamSpec("estimated_dice_error", 0.3,
               "windowed mean estimated Dice under which /diagnostics reports ERROR",
               value_range=(0.0, 1.0), read_only=False),
+    *TRAVERSABILITY_PARAMS,
 )
 
 MONITOR_PARAMS: tuple[ParamSpec, ...] = (

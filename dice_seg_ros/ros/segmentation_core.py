@@ -93,6 +93,8 @@ class FrameResult:
         confidence: 32FC1 top-class probability, or None when not requested.
         estimated_dice: the frame's label-free estimated mean Dice (0..1), or None
             when the model has no calibration.
+        class_ids: the ``(H, W)`` uint8 mask itself, for outputs made after inference
+            (the traversability grid).
         timings_ms: per-stage wall time in milliseconds (decode, pre, infer, post,
             publish); "publish" covers building the messages and, once the worker
             has published them, publishing.
@@ -105,6 +107,7 @@ class FrameResult:
     overlay: Any = None
     confidence: Any = None
     estimated_dice: float | None = None
+    class_ids: np.ndarray | None = None
     timings_ms: dict[str, float] = field(default_factory=dict)
 
 
@@ -188,7 +191,7 @@ class FrameProcessor:
         """Build the requested output messages with the input header."""
         result = FrameResult(header=header,
                              mask=numpy_to_image(seg.class_ids, "mono8", header, self.image_type),
-                             estimated_dice=seg.estimated_dice)
+                             estimated_dice=seg.estimated_dice, class_ids=seg.class_ids)
         if flags.color or flags.overlay:
             color = colorize(seg.class_ids, self._palette)
             if flags.color:

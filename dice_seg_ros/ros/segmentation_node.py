@@ -33,16 +33,19 @@ from __future__ import annotations
 
 import sys
 import threading
+from dataclasses import replace
 from typing import Any, Callable, Sequence
 
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
+from nav_msgs.msg import OccupancyGrid
 from rclpy.lifecycle import LifecycleNode, State, TransitionCallbackReturn
 from rclpy.node import Node
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image
 from std_msgs.msg import Float32, Header, String
 
 from dice_seg_ros.classes import classes_for_model
-from dice_seg_ros.ros.diagnostics import diagnostic_array
+from dice_seg_ros.ros.diagnostics import LEVEL_WARN, diagnostic_array
+from dice_seg_ros.ros.grid_output import GridOutput, PoseLookup, occupancy_grid, quaternion_matrix
 from dice_seg_ros.ros.multi_camera import CameraTopics, MultiCameraWorker, camera_topics
 from dice_seg_ros.ros.node_params import (AUTO_PROVIDERS, SEGMENTATION_NODE, SEGMENTATION_PARAMS,
                                           ParamSpec)
@@ -57,6 +60,7 @@ from dice_seg_ros.ros.stamp_gaps import StampGaps
 from dice_seg_ros.runtime.estimated_dice import sidecar_path
 from dice_seg_ros.runtime.inference import Segmenter
 from dice_seg_ros.runtime.pairing import header_stamp_ns
+from dice_seg_ros.runtime.traversability import CameraGrid, fuse, grid_settings
 
 try:
     from vision_msgs.msg import LabelInfo, VisionClass
@@ -113,12 +117,22 @@ class CameraOutputs:
         self.camera_info: CameraInfo | None = None
         self.gaps = StampGaps()
         self.estimates: EstimatedDiceTracker | None = None
+        self.grid: GridOutput | None = None
+        self.on_grid: Callable[[Any, Any], None] = lambda header, costs: None
+        self.grid_wanted: Callable[[], bool] = lambda: False
 
     def enable_estimates(self, tracker: EstimatedDiceTracker) -> None:
         """Publish each frame's estimated Dice (and its windowed mean) from ``tracker``."""
         self.estimates = tracker
         for key, (msg_type, name) in ESTIMATE_OUTPUTS.items():
             self.pubs[key] = self._publisher(msg_type, self.topics.output(name))
+
+    def enable_grid(self, grid: GridOutput, frame: str) -> None:
+        """Publish this camera's traversability grid in ``frame`` while something subscribes."""
+        self.grid = grid
+        self.grid_frame = frame
+        self.pubs["traversability"] = self._publisher(OccupancyGrid,
+                                                      self.topics.output("traversability"))
 
     def on_camera_info(self, msg: CameraInfo) -> None:
         """Keep the newest camera_info, republished with each mask's header."""
@@ -151,6 +165,20 @@ class CameraOutputs:
                     pub.publish(msg)
         if self.estimates is not None and result.estimated_dice is not None:
             self._publish_estimate(result.header, result.estimated_dice)
+        if self.grid is not None:
+            self._publish_grid(result)
+
+    def _publish_grid(self, result: FrameResult) -> None:
+        """Publish the frame's grid, computed only while it (or the fused grid) is wanted."""
+        pub = self.pubs["traversability"]
+        if pub.get_subscription_count() == 0 and not self.grid_wanted():
+            return
+        costs = self.grid.costs(result.class_ids, result.header, self.camera_info)
+        if costs is None:
+            return
+        pub.publish(occupancy_grid(costs, self.grid.grid.spec, result.header, self.grid_frame,
+                                   OccupancyGrid))
+        self.on_grid(result.header, costs)
 
     def _publish_estimate(self, header: Any, estimate: float) -> None:
         """Publish a frame's estimated Dice, the windowed mean, and the stamped status."""
@@ -206,6 +234,8 @@ class SegmentationWiring:
         for camera in self.cameras.values():
             self._publish_class_table(camera.topics)
         self._enable_estimates(segmenter)
+        if values["traversability.enabled"]:
+            self._enable_grids()
         self.sync_optional_publishers()
         self.worker = self._make_worker()
         self._timer = node.create_timer(values["diagnostics_period_s"], self._diagnostics)
@@ -228,6 +258,46 @@ class SegmentationWiring:
                 warn_below=self.values["estimated_dice_warn"],
                 error_below=self.values["estimated_dice_error"],
                 name=status_name(self.node, f"estimated dice {key}".rstrip())))
+
+    def _enable_grids(self) -> None:
+        """Give each camera a traversability grid; with several cameras, fuse them too."""
+        spec, pose = grid_settings(self.values)
+        costs = self.processor.classes.cost_table()
+        lookup = self._tf_lookup() if self.values["traversability.use_tf"] else None
+        frame = self.values["traversability.frame"]
+        for camera in self.cameras.values():
+            camera.enable_grid(GridOutput(CameraGrid(spec, costs), pose.matrix(), lookup), frame)
+        if len(self.cameras) > 1:
+            fused = self._publisher(OccupancyGrid, "~/traversability")
+            self._pubs["traversability"] = fused
+            latest: dict[str, Any] = {}
+
+            def on_grid(key: str, header: Any, grid: Any) -> None:
+                latest[key] = grid
+                fused.publish(occupancy_grid(fuse(list(latest.values())), spec, header, frame,
+                                             OccupancyGrid))
+            for key, camera in self.cameras.items():
+                camera.on_grid = lambda header, grid, key=key: on_grid(key, header, grid)
+                camera.grid_wanted = lambda: fused.get_subscription_count() > 0
+
+    def _tf_lookup(self) -> PoseLookup | None:
+        """Return a TF lookup into the grid frame, or None where tf2_ros is not installed."""
+        try:
+            import tf2_ros
+        except ImportError:
+            return None
+        buffer = tf2_ros.Buffer()
+        self._tf_listener = tf2_ros.TransformListener(buffer, self.node)
+        target = self.values["traversability.frame"]
+
+        def lookup(source: str, stamp: Any) -> Any:
+            try:
+                t = buffer.lookup_transform(target, source, stamp).transform
+            except tf2_ros.TransformException:
+                return None
+            return quaternion_matrix((t.translation.x, t.translation.y, t.translation.z),
+                                     (t.rotation.x, t.rotation.y, t.rotation.z, t.rotation.w))
+        return lookup
 
     def _make_worker(self) -> SegmentationWorker | MultiCameraWorker:
         """Return the worker: one frame per call for one camera, one batch for several."""
@@ -360,6 +430,10 @@ class SegmentationWiring:
                     name=status_name(self.node, f"segmentation {key}"))
             status.values.update(self.events.values(camera.topics.image))
             status.values.update(camera.gaps.values())
+            if camera.grid is not None:
+                status.values.update(camera.grid.status_values())
+                if not camera.grid.ok and status.level < LEVEL_WARN:
+                    status = replace(status, level=LEVEL_WARN, message=camera.grid.state)
             statuses.append(status)
             if camera.estimates is not None:
                 statuses.append(camera.estimates.status())

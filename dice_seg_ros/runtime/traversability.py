@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Any, Mapping
 
 import numpy as np
 
@@ -251,6 +252,59 @@ def _sample_per_cell(pixels: np.ndarray, cells: np.ndarray, cap: int
     keep = (rank * cap) // size != ((rank - 1) * cap) // size
     keep[starts] = True
     return pixels[keep], cells[keep]
+
+
+def grid_settings(values: Mapping[str, Any]) -> tuple[GridSpec, CameraPose]:
+    """Return the grid and the camera pose of ``traversability.*`` parameter values.
+
+    The node's parameters and the parameters file ``dice-seg eval --traversability`` reads use
+    the same names (``config/segmentation.yaml``); missing ones take the grid's defaults.
+    """
+    def get(name: str, default: float) -> float:
+        return float(values.get(f"traversability.{name}", default))
+
+    spec = GridSpec(get("resolution", GridSpec.resolution), get("range", GridSpec.range),
+                    get("width", GridSpec.width), get("min_share", GridSpec.min_share))
+    pose = CameraPose(get("camera_height", 1.0), get("camera_pitch", 0.0),
+                      get("camera_x", 0.0), get("camera_y", 0.0), get("camera_roll", 0.0),
+                      get("camera_yaw", 0.0))
+    return spec, pose
+
+
+class CameraGrid:
+    """Cost grids of one camera, its projection rebuilt only when the geometry changes.
+
+    Args:
+        spec: the grid's extent and cell rule.
+        class_costs: cost per class id (``ClassSet.cost_table()``).
+
+    """
+
+    def __init__(self, spec: GridSpec, class_costs: np.ndarray) -> None:
+        self.spec = spec
+        self.class_costs = np.asarray(class_costs, np.int16)
+        self._key: tuple | None = None
+        self._projection: GroundProjection | None = None
+
+    def costs(self, class_ids: np.ndarray, k: np.ndarray, info_size: tuple[int, int],
+              pose: np.ndarray) -> np.ndarray:
+        """Return the int8 ``(cells_y, cells_x)`` grid of a mask.
+
+        Args:
+            class_ids: ``(H, W)`` uint8 mask.
+            k: 3x3 intrinsics of the camera_info, pixels.
+            info_size: the camera_info's ``(width, height)``, pixels (the mask may be binned).
+            pose: 4x4 optical-frame-to-grid-frame transform.
+
+        """
+        size = (class_ids.shape[1], class_ids.shape[0])
+        k = np.asarray(k, np.float64).reshape(3, 3)
+        key = (k.tobytes(), info_size, size, np.asarray(pose, np.float64).tobytes())
+        if key != self._key:
+            self._projection = GroundProjection(scaled_intrinsics(k, info_size, size), pose,
+                                                size, self.spec)
+            self._key = key
+        return self._projection.costs(class_ids, self.class_costs)
 
 
 def fuse(grids: list[np.ndarray]) -> np.ndarray:
