@@ -8,7 +8,9 @@ import pytest
 import yaml
 
 from dice_seg_ros.bags.evaluate import output_topics
-from dice_seg_ros.ros.multi_camera import OUTPUT_NAMES, camera_topics
+from dice_seg_ros.ros.multi_camera import camera_topics
+from dice_seg_ros.runtime import outputs
+from dice_seg_ros.runtime.outputs import OUTPUTS
 from dice_seg_ros.ros.node_params import (DEFAULT_IMAGE_TOPICS, MONITOR_NODE, MONITOR_PARAMS,
                                           NODE_PARAMS, SEGMENTATION_NODE, SEGMENTATION_PARAMS,
                                           defaults, spec_map, validate, validate_all)
@@ -92,8 +94,10 @@ def published_topics(node_name):
     """
     if node_name == SEGMENTATION_NODE:
         (camera,) = camera_topics(DEFAULT_IMAGE_TOPICS, node_name)
-        assert set(OUTPUT_NAMES) <= strings(parse(NODE_MODULES[node_name]))
-        return {camera.output(name) for name in OUTPUT_NAMES} | {"/diagnostics"}
+        used = {getattr(outputs, n.attr) for n in ast.walk(parse(NODE_MODULES[node_name]))
+                if isinstance(n, ast.Attribute) and getattr(n.value, "id", "") == "outputs"}
+        assert set(OUTPUTS) <= used
+        return {camera.output(name) for name in OUTPUTS} | {"/diagnostics"}
     return {s for s in strings(parse(NODE_MODULES[node_name]))
             if s.startswith("~/") or s == "/diagnostics"}
 

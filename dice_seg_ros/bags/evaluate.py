@@ -46,6 +46,8 @@ from dice_seg_ros.runtime.image_conversion import (LABEL_FORMATS, colorize, msg_
                                                    numpy_to_image, overlay)
 from dice_seg_ros.runtime.inference import Segmenter
 from dice_seg_ros.runtime.metrics import DiceTracker
+from dice_seg_ros.runtime import outputs
+from dice_seg_ros.runtime.outputs import output_topic
 from dice_seg_ros.runtime.pairing import Pair, StampPairer, header_stamp_ns
 from dice_seg_ros.runtime.report import write_quality_report, write_report
 from dice_seg_ros.runtime.stage_latency import StageLatency
@@ -60,10 +62,8 @@ STAGES = ("read", "decode", "labels", "pre", "infer", "post", "write")
 
 def output_topics(image_topic: str) -> dict[str, str]:
     """Return the output topic names for ``image_topic`` (see the module docstring)."""
-    base = image_topic.rstrip("/")
-    base = base[: -len("/compressed")] if base.endswith("/compressed") else base
-    namespace = base.rsplit("/", 1)[0] if "/" in base.lstrip("/") else ""
-    return {name: f"{namespace}/dice_seg/{name}" for name in ("mask", "mask_color", "overlay")}
+    return {name: output_topic(image_topic, name)
+            for name in (outputs.MASK, outputs.MASK_COLOR, outputs.OVERLAY)}
 
 
 @dataclass
@@ -100,11 +100,11 @@ class _OutputBag:
         blend = overlay(frame.rgb, color, OVERLAY_ALPHA)
         write = self.bag.write
         write(self.image_topic, frame.log_time_ns, frame.image_msg)
-        write(self.topics["mask"], frame.log_time_ns,
+        write(self.topics[outputs.MASK], frame.log_time_ns,
               numpy_to_image(class_ids, "mono8", header, self.image_cls))
-        write(self.topics["mask_color"], frame.log_time_ns,
+        write(self.topics[outputs.MASK_COLOR], frame.log_time_ns,
               numpy_to_image(color, "rgb8", header, self.image_cls))
-        write(self.topics["overlay"], frame.log_time_ns,
+        write(self.topics[outputs.OVERLAY], frame.log_time_ns,
               numpy_to_image(blend, "rgb8", header, self.image_cls))
 
     def close(self) -> None:

@@ -21,15 +21,10 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from dice_seg_ros.ros.diagnostics import StatusData, format_value
-from dice_seg_ros.ros.node_params import camera_namespace
+from dice_seg_ros.runtime.outputs import camera_namespace
 from dice_seg_ros.ros.segmentation_core import (ClosableSlot, FrameProcessor, FrameResult,
                                                 OutputFlags, PipelineStats, SlotWorker,
                                                 pipeline_status)
-
-# What a segmentation node publishes for each camera, under the camera's output prefix
-# (the estimated_dice ones when the model has a calibration, as the shipped one does).
-OUTPUT_NAMES = ("mask", "mask_color", "overlay", "confidence", "camera_info", "class_table",
-                "estimated_dice", "estimated_dice_mean", "estimated_dice_stamped")
 
 
 @dataclass(frozen=True)

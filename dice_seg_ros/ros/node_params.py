@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Any, Mapping, Sequence
 
 from dice_seg_ros.runtime.image_conversion import LABEL_FORMATS
+from dice_seg_ros.runtime.outputs import camera_namespace
 
 SEGMENTATION_NODE = "segmentation_node"
 MONITOR_NODE = "dice_monitor_node"
@@ -70,14 +71,6 @@ QOS_CHOICES = ("best_effort", "reliable")
 # One camera on the relative, remappable ``image`` topic: the single-camera node.
 # Not an empty list, for the same reason as AUTO_PROVIDERS.
 DEFAULT_IMAGE_TOPICS = ("image",)
-
-
-def camera_namespace(image_topic: str) -> str:
-    """Return the namespace of a camera topic: ``/front/image_raw`` -> ``/front``.
-
-    A topic without one (``image``, ``/image``) gives "": the node's own namespace.
-    """
-    return image_topic.rsplit("/", 1)[0] if "/" in image_topic else ""
 
 
 # The ground grid (nav_msgs/OccupancyGrid on ~/traversability): its frame, extent, and the

@@ -59,6 +59,7 @@ from dice_seg_ros.ros.segmentation_core import (EstimatedDiceTracker, FrameProce
 from dice_seg_ros.ros.stamp_gaps import StampGaps
 from dice_seg_ros.runtime.estimated_dice import sidecar_path
 from dice_seg_ros.runtime.inference import Segmenter
+from dice_seg_ros.runtime import outputs
 from dice_seg_ros.runtime.pairing import header_stamp_ns
 from dice_seg_ros.runtime.traversability import CameraGrid, fuse, grid_settings
 
@@ -69,17 +70,16 @@ except ImportError:  # not on PyPI; a ROS installation may have it
 
 # Optional output -> (switch parameter, topic under the camera's output prefix).
 OPTIONAL_OUTPUTS = {
-    "color": ("publish_color", "mask_color"),
-    "overlay": ("publish_overlay", "overlay"),
-    "confidence": ("publish_confidence", "confidence"),
+    "color": ("publish_color", outputs.MASK_COLOR),
+    "overlay": ("publish_overlay", outputs.OVERLAY),
+    "confidence": ("publish_confidence", outputs.CONFIDENCE),
 }
 # Estimated-Dice output -> (message type, topic under the camera's output prefix).
 ESTIMATE_OUTPUTS = {
-    "estimated_dice": (Float32, "estimated_dice"),
-    "estimated_dice_mean": (Float32, "estimated_dice_mean"),
-    "estimated_dice_stamped": (DiagnosticArray, "estimated_dice_stamped"),
+    "estimated_dice": (Float32, outputs.ESTIMATED_DICE),
+    "estimated_dice_mean": (Float32, outputs.ESTIMATED_DICE_MEAN),
+    "estimated_dice_stamped": (DiagnosticArray, outputs.ESTIMATED_DICE_STAMPED),
 }
-LIFECYCLE_NODE = "segmentation_lifecycle_node"
 AUTOSTART = ParamSpec("autostart", False,
                       "configure and activate the managed node at start (no lifecycle manager)")
 
@@ -111,8 +111,8 @@ class CameraOutputs:
         self._publisher = publisher
         self._destroy = destroy
         self._lock = threading.Lock()  # optional publishers change in the parameter callback
-        self.pubs = {"mask": publisher(Image, topics.output("mask")),
-                     "camera_info": publisher(CameraInfo, topics.output("camera_info"))}
+        self.pubs = {"mask": publisher(Image, topics.output(outputs.MASK)),
+                     "camera_info": publisher(CameraInfo, topics.output(outputs.CAMERA_INFO))}
         self.optional: dict[str, Any] = {}
         self.camera_info: CameraInfo | None = None
         self.gaps = StampGaps()
@@ -132,7 +132,7 @@ class CameraOutputs:
         self.grid = grid
         self.grid_frame = frame
         self.pubs["traversability"] = self._publisher(OccupancyGrid,
-                                                      self.topics.output("traversability"))
+                                                      self.topics.output(outputs.TRAVERSABILITY))
 
     def on_camera_info(self, msg: CameraInfo) -> None:
         """Keep the newest camera_info, republished with each mask's header."""
@@ -268,7 +268,7 @@ class SegmentationWiring:
         for camera in self.cameras.values():
             camera.enable_grid(GridOutput(CameraGrid(spec, costs), pose.matrix(), lookup), frame)
         if len(self.cameras) > 1:
-            fused = self._publisher(OccupancyGrid, "~/traversability")
+            fused = self._publisher(OccupancyGrid, f"~/{outputs.TRAVERSABILITY}")
             self._pubs["traversability"] = fused
             latest: dict[str, Any] = {}
 
@@ -323,7 +323,7 @@ class SegmentationWiring:
         """Publish a camera's class table once; transient-local keeps it for late subscribers."""
         classes = self.processor.classes
         header = Header(stamp=self.node.get_clock().now().to_msg())
-        topic = topics.output("class_table")
+        topic = topics.output(outputs.CLASS_TABLE)
         if LabelInfo is not None:
             msg = label_info(classes, header, LabelInfo, VisionClass)
             pub = self._publisher(LabelInfo, topic, True)
@@ -443,7 +443,7 @@ class SegmentationWiring:
 class SegmentationNode(Node):
     """Segment the newest camera frame and publish masks with the camera's header."""
 
-    def __init__(self, node_name: str = SEGMENTATION_NODE, **kwargs: Any) -> None:
+    def __init__(self, node_name: str = outputs.NODE_NAME, **kwargs: Any) -> None:
         super().__init__(node_name, **kwargs)
         self._values = declare_specs(self, SEGMENTATION_PARAMS)
         self.wiring = SegmentationWiring(self, self._values)
@@ -465,7 +465,7 @@ class SegmentationNode(Node):
 class SegmentationLifecycleNode(LifecycleNode):
     """The segmentation node as a managed node: model loaded in configure, camera in activate."""
 
-    def __init__(self, node_name: str = LIFECYCLE_NODE, **kwargs: Any) -> None:
+    def __init__(self, node_name: str = outputs.NODE_NAME, **kwargs: Any) -> None:
         super().__init__(node_name, **kwargs)
         self._values = declare_specs(self, SEGMENTATION_PARAMS)
         autostart = self.declare_parameter(AUTOSTART.name, AUTOSTART.default,
@@ -520,7 +520,7 @@ def main(args: Sequence[str] | None = None) -> int:
 
 def lifecycle_main(args: Sequence[str] | None = None) -> int:
     """Run the managed segmentation node until shutdown; return the process exit code."""
-    return run_node(SegmentationLifecycleNode, LIFECYCLE_NODE, args)
+    return run_node(SegmentationLifecycleNode, "segmentation_lifecycle_node", args)
 
 
 if __name__ == "__main__":

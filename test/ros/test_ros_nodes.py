@@ -57,9 +57,9 @@ def test_segmentation_node_publishes_masks_with_input_header(ros):
         Parameter("diagnostics_period_s", value=0.2)]))
     helper = add(rclpy.create_node("seg_test_helper", context=context))
     camera = helper.create_publisher(Image, "image", RELIABLE)
-    masks = collector(helper, Image, "/segmentation_node/mask")
-    colors = collector(helper, Image, "/segmentation_node/mask_color")
-    confidences = collector(helper, Image, "/segmentation_node/confidence")
+    masks = collector(helper, Image, "/dice_seg/mask")
+    colors = collector(helper, Image, "/dice_seg/mask_color")
+    confidences = collector(helper, Image, "/dice_seg/confidence")
     diagnostics = collector(helper, DiagnosticArray, "/diagnostics")
     optional = node.wiring.cameras[""].optional
     assert spin_until(lambda: camera.get_subscription_count() > 0
@@ -86,9 +86,9 @@ def test_segmentation_node_publishes_masks_with_input_header(ros):
     assert node.set_parameters([Parameter("overlay_alpha", value=0.2)])[0].successful
     assert node.wiring.processor.overlay_alpha == 0.2
     assert node.set_parameters([Parameter("publish_overlay", value=False)])[0].successful
-    assert spin_until(lambda: helper.count_publishers("/segmentation_node/overlay") == 0)
+    assert spin_until(lambda: helper.count_publishers("/dice_seg/overlay") == 0)
     assert node.set_parameters([Parameter("publish_overlay", value=True)])[0].successful
-    assert spin_until(lambda: helper.count_publishers("/segmentation_node/overlay") == 1)
+    assert spin_until(lambda: helper.count_publishers("/dice_seg/overlay") == 1)
 
 
 def test_segmentation_node_refuses_bad_start_parameters(ros):
@@ -191,14 +191,14 @@ def test_nodes_on_a_bag_score_like_dice_seg_eval(ros, tmp_path):
                                               Parameter("qos_depth", value=frames)]))
     monitor = add(DiceMonitorNode(
         context=context,
-        cli_args=["--ros-args", "-r", "mask:=/segmentation_node/mask",
+        cli_args=["--ros-args", "-r", "mask:=/dice_seg/mask",
                   "-r", f"labels:={LABEL_TOPIC}"],
         parameter_overrides=[Parameter("report_dir", value=str(tmp_path / "monitor"))]))
     helper = add(rclpy.create_node("bag_player", context=context))
     publishers = {topic: helper.create_publisher(Image, topic, RELIABLE)
                   for topic in (IMAGE_TOPIC, LABEL_TOPIC)}
     assert spin_until(lambda: all(p.get_subscription_count() for p in publishers.values())
-                      and monitor.count_publishers("/segmentation_node/mask")), \
+                      and monitor.count_publishers("/dice_seg/mask")), \
         "segmentation_node and dice_monitor_node did not subscribe to the bag topics"
 
     # One frame at a time, like a slow replay: the node drops no frame, so
@@ -423,7 +423,7 @@ def test_calibrated_model_publishes_estimated_dice_per_camera(ros, calibrated_ti
     helper = add(rclpy.create_node("estimate_helper", context=context))
     cameras = {name: helper.create_publisher(Image, f"/{name}/image", RELIABLE)
                for name in ("front", "rear")}
-    got = {(name, what): collector(helper, msg_type, f"/{name}/segmentation_node/{what}")
+    got = {(name, what): collector(helper, msg_type, f"/{name}/dice_seg/{what}")
            for name in cameras
            for what, msg_type in (("estimated_dice", Float32), ("estimated_dice_mean", Float32),
                                   ("estimated_dice_stamped", DiagnosticArray))}
@@ -488,15 +488,15 @@ def test_monitor_reports_estimated_beside_true_dice(ros, tmp_path, calibrated_ti
         Parameter("device", value="cpu"), Parameter("qos_reliability", value="reliable")]))
     monitor = add(DiceMonitorNode(
         context=context,
-        cli_args=["--ros-args", "-r", "mask:=/segmentation_node/mask",
-                  "-r", "estimated_dice_stamped:=/segmentation_node/estimated_dice_stamped"],
+        cli_args=["--ros-args", "-r", "mask:=/dice_seg/mask",
+                  "-r", "estimated_dice_stamped:=/dice_seg/estimated_dice_stamped"],
         parameter_overrides=[Parameter("report_dir", value=str(tmp_path / "report")),
                              Parameter("estimate_dice", value=True)]))
     helper = add(rclpy.create_node("estimate_monitor_helper", context=context))
     camera = helper.create_publisher(Image, "image", RELIABLE)
     labels = helper.create_publisher(Image, "labels", RELIABLE)
     assert spin_until(lambda: camera.get_subscription_count() and labels.get_subscription_count()
-                      and monitor.count_publishers("/segmentation_node/estimated_dice_stamped"))
+                      and monitor.count_publishers("/dice_seg/estimated_dice_stamped"))
 
     rng = np.random.default_rng(4)
     frames = 5

@@ -105,9 +105,9 @@ def test_fixed_mask_grid_matches_flat_ground_geometry(tmp_path):
             images = node.create_publisher(Image, "/cam/image", RELIABLE)
             infos = node.create_publisher(CameraInfo, "/cam/camera_info", RELIABLE)
             grids, masks, diagnostics = [], [], []
-            node.create_subscription(OccupancyGrid, "/cam/segmentation_node/traversability",
+            node.create_subscription(OccupancyGrid, "/cam/dice_seg/traversability",
                                      grids.append, RELIABLE)
-            node.create_subscription(Image, "/cam/segmentation_node/mask", masks.append,
+            node.create_subscription(Image, "/cam/dice_seg/mask", masks.append,
                                      RELIABLE)
             node.create_subscription(DiagnosticArray, "/diagnostics", diagnostics.append, 10)
             assert spin_until(lambda: images.get_subscription_count() > 0), \
