@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import yaml
@@ -64,6 +65,16 @@ class ClassSet:
                 f"unknown class {name!r}; known classes: {list(self.names)}") from None
 
 
+def read_yaml(path: Path) -> Any:
+    """Parse a YAML file; ValueError of one line naming the file and where it is malformed."""
+    with open(path, encoding="utf-8") as stream:
+        try:
+            return yaml.safe_load(stream)
+        except yaml.YAMLError as exc:
+            # PyYAML's message spans several lines with a caret drawing; keep one.
+            raise ValueError(f"{path}: malformed YAML: {' '.join(str(exc).split())}") from None
+
+
 def load_classes(path: str | Path | None = None) -> ClassSet:
     """Read a classes YAML file (default: the shipped ``config/classes.yaml``).
 
@@ -77,8 +88,7 @@ def load_classes(path: str | Path | None = None) -> ClassSet:
     path = Path(path) if path is not None else resource_path(DEFAULT_CLASSES)
     if not path.is_file():
         raise FileNotFoundError(f"classes file not found: {path}")
-    with open(path, encoding="utf-8") as stream:
-        doc = yaml.safe_load(stream)
+    doc = read_yaml(path)
     if not isinstance(doc, dict) or not isinstance(doc.get("classes"), list):
         raise ValueError(f"{path}: expected a mapping with a 'classes' list")
     entries = doc["classes"]
@@ -133,8 +143,7 @@ def load_remap(path: str | Path) -> dict[int, int]:
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"remap file not found: {path}")
-    with open(path, encoding="utf-8") as stream:
-        doc = yaml.safe_load(stream) or {}
+    doc = read_yaml(path) or {}
     mapping = doc.get("remap", doc) if isinstance(doc, dict) else None
     if not isinstance(mapping, dict):
         raise ValueError(f"{path}: expected a mapping of source id -> target id")

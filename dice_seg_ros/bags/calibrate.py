@@ -53,15 +53,15 @@ def bag_frames(bag: str | Path, image_topic: str, label_topic: str, classes: Cla
 
 
 def dataset_frames(root: str | Path, fmt: str, classes: ClassSet, remap: Path | None = None,
-                   split: str | None = None, held_out: float | None = None
-                   ) -> Iterator[Frame]:
+                   split: str | None = None, held_out: float | None = None,
+                   images: str | Path | None = None) -> Iterator[Frame]:
     """Yield ``(rgb, class_ids)`` of a dataset's images (only ``SPLIT_*`` ones with ``split``).
 
     ``held_out`` keeps only the last fraction of every sequence: the frames that
     ``dice-seg train --val-fraction`` held out of training, so a model can be
     calibrated on real frames it has not learned.
     """
-    data = open_dataset(root, fmt, classes, remap, split=split)
+    data = open_dataset(root, fmt, classes, remap, split=split, images=images)
     indices = range(len(data)) if held_out is None else split_by_sequence(data, held_out)[1]
     for index in indices:
         yield data[index]
@@ -152,6 +152,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="dataset label id -> class id YAML (default: the format's)")
     parser.add_argument("--split", default=None,
                         help="only dataset images named SPLIT_* (e.g. train)")
+    parser.add_argument("--images", default=None,
+                        help="cvat format: the frames' images, when the export holds none")
     parser.add_argument("--held-out", type=float, default=None, metavar="FRACTION",
                         help="only the last FRACTION of every dataset sequence: what "
                              "'dice-seg train --val-fraction FRACTION' kept out of training")
@@ -176,7 +178,7 @@ def _frames(args: argparse.Namespace, classes: ClassSet) -> Iterator[Frame]:
                               args.label_format, args.max_offset_ms)
     if args.dataset is not None:
         yield from dataset_frames(args.dataset, args.format, classes, args.remap, args.split,
-                                  args.held_out)
+                                  args.held_out, args.images)
     yield from generated_frames(args.generated, args.seed)
 
 

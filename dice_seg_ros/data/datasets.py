@@ -1,4 +1,4 @@
-"""Real labeled image sets on disk: folder, YCOR, RUGD and RELLIS-3D layouts.
+"""Real labeled image sets on disk: folder, YCOR, RUGD, RELLIS-3D and CVAT layouts.
 
 Every loader yields ``(rgb, class_ids)`` pairs in the project's classes
 (``config/classes.yaml``): raw label values (ids, or RGB colours decoded to the
@@ -20,6 +20,8 @@ Layouts (``split`` keeps only files whose name starts with ``SPLIT_``):
   * rellis: ``ROOT/**/pylon_camera_node/NAME.jpg`` and
     ``ROOT/**/pylon_camera_node_label_id/NAME.png`` (RELLIS-3D ontology ids),
     or the flat sample layout ``ROOT/images/`` + ``ROOT/annotations/``.
+  * cvat: CVAT's "Segmentation mask 1.1" export (:mod:`dice_seg_ros.data.cvat`), label names
+    mapped onto the project's classes by name or a remap.
 """
 
 from __future__ import annotations
@@ -33,11 +35,13 @@ import numpy as np
 from PIL import Image
 
 from dice_seg_ros.classes import ClassSet, load_remap, remap_lut
+from dice_seg_ros.data.cvat import (CvatError, cvat_pairs, label_remap, labelmap_colors,
+                                    read_labelmap, read_name_remap)
 from dice_seg_ros.resources import resource_path
 from dice_seg_ros.runtime.image_conversion import check_label_format, color_to_ids
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
-FORMATS = ("folder", "ycor", "rugd", "rellis")
+FORMATS = ("folder", "ycor", "rugd", "rellis", "cvat")
 DEFAULT_REMAPS = {"ycor": "config/remap_ycor.yaml", "rugd": "config/remap_rugd.yaml",
                   "rellis": "config/remap_rellis.yaml"}
 
@@ -116,6 +120,9 @@ class LabeledImages:
                 f"{pair.label}: label is {raw.shape[1]}x{raw.shape[0]} pixels but image "
                 f"{pair.image} is {rgb.shape[1]}x{rgb.shape[0]}")
         unknown = np.unique(raw[~self.known[raw]])
+        if unknown.size and self.colors is not None:
+            raise ValueError(f"{pair.label}: label has colours not in the colour map: "
+                             f"{unknown_colours(read_rgb(pair.label), raw == UNKNOWN_COLOR)}")
         if unknown.size:
             what = "colours not in the colour map" if self.colors is not None else (
                 f"values not in the remap / class list (0..{self.classes.num_classes - 1}"
@@ -128,6 +135,14 @@ class LabeledImages:
         if self.colors is None:
             return read_id_label(path)
         return color_to_ids(read_rgb(path), self.colors, unknown=UNKNOWN_COLOR)
+
+
+def unknown_colours(label_rgb: np.ndarray, where: np.ndarray, shown: int = 5) -> str:
+    """Describe the colours of ``label_rgb`` at ``where``: "(r, g, b) x N pixels", most first."""
+    colours, counts = np.unique(label_rgb[where].reshape(-1, 3), axis=0, return_counts=True)
+    order = np.argsort(-counts)[:shown]
+    text = ", ".join(f"{tuple(int(c) for c in colours[i])} x {counts[i]} pixels" for i in order)
+    return text + (f" and {len(colours) - shown} more" if len(colours) > shown else "")
 
 
 def read_id_label(path: Path) -> np.ndarray:
@@ -318,6 +333,33 @@ def rellis_dataset(root: str | Path, classes: ClassSet,
     return LabeledImages(pairs, classes, remap, source=str(root))
 
 
+def cvat_dataset(root: str | Path, classes: ClassSet, remap_path: str | Path | None = None,
+                 images: str | Path | None = None) -> LabeledImages:
+    """Open a CVAT "Segmentation mask 1.1" export (see :mod:`dice_seg_ros.data.cvat`).
+
+    Args:
+        root: the unpacked export.
+        classes: the project's classes.
+        remap_path: YAML ``{label name or labelmap index: class name or id}``; labels it does
+            not list map by name, and labels of no project class become ignore.
+        images: the frames' images when the export holds none (``JPEGImages/``).
+
+    Raises:
+        CvatError: a missing labelmap, label PNG or image, or a bad remap, naming the file.
+
+    """
+    root = Path(root)
+    labels = read_labelmap(root / "labelmap.txt")
+    remap = label_remap(labels, classes, read_name_remap(remap_path) if remap_path else None,
+                        str(remap_path))
+    if all(v == classes.ignore_index for v in remap.values()):
+        raise CvatError(f"{root / 'labelmap.txt'}: no label maps onto the classes "
+                        f"{list(classes.names)}; give --remap {{label: class}}")
+    pairs = [LabeledImage(image, label)
+             for image, label in cvat_pairs(root, images, IMAGE_SUFFIXES)]
+    return LabeledImages(pairs, classes, remap, labelmap_colors(labels), source=str(root))
+
+
 def evenly_spaced(indices: Sequence[int], count: int) -> list[int]:
     """``count`` of ``indices`` spread evenly over them (few-shot subsets)."""
     if count < 1:
@@ -366,8 +408,9 @@ def split_by_sequence(files: LabeledImages, fraction: float
 
 def open_dataset(root: str | Path, fmt: str, classes: ClassSet,
                  remap_path: str | Path | None = None,
-                 label_format: str = "ids", split: str | None = None) -> LabeledImages:
-    """Open a dataset of format ``folder``, ``ycor``, ``rugd`` or ``rellis``.
+                 label_format: str = "ids", split: str | None = None,
+                 images: str | Path | None = None) -> LabeledImages:
+    """Open a dataset of format ``folder``, ``ycor``, ``rugd``, ``rellis`` or ``cvat``.
 
     Args:
         root: dataset folder.
@@ -376,8 +419,11 @@ def open_dataset(root: str | Path, fmt: str, classes: ClassSet,
         remap_path: remap YAML replacing the format's default.
         label_format: ``folder`` only: ``"ids"`` or ``"color"``.
         split: keep only images named ``SPLIT_*``.
+        images: ``cvat`` only: the images folder of an export saved without them.
 
     """
+    if fmt == "cvat":
+        return cvat_dataset(root, classes, remap_path, images)
     remap = load_remap(remap_path) if remap_path is not None else None
     if fmt == "folder":
         return folder_dataset(root, classes, label_format, remap, split=split)

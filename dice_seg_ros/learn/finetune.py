@@ -85,6 +85,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--format", choices=FORMATS, default="folder", help="layout of --data")
     parser.add_argument("--split", help="use only images named SPLIT_*")
     parser.add_argument("--remap", help="YAML {label id or name: class id or name}")
+    parser.add_argument("--images", default=None,
+                        help="cvat format: the frames' images, when the export holds none")
     parser.add_argument("--label-format", choices=("ids", "color"), default="ids",
                         help="folder format: id labels or colour labels")
     parser.add_argument("--init", default=None,
@@ -168,7 +170,7 @@ def training_args(args: argparse.Namespace, recipe: Recipe, init: Path, out: Pat
             "--batch-size", str(recipe.batch_size), "--lr", str(recipe.lr),
             "--augment", recipe.augment, "--seed", str(args.seed), "--threads",
             str(args.threads), "--device", args.device, "--format", args.format,
-            "--data", args.data]
+            "--data", args.data, *(["--images", args.images] if args.images else [])]
     if recipe.freeze_bn:
         argv.append("--freeze-bn")
     if args.quiet:
@@ -226,7 +228,7 @@ def finetune(args: argparse.Namespace) -> dict:
                             f"{resource_path(DEFAULT_TORCH_MODEL).parent}/*.pt)")
     classes = load_classes()
     files = open_dataset(args.data, args.format, classes, args.remap, args.label_format,
-                         args.split)
+                         args.split, args.images)
     if len(files) > MAX_FRAMES:
         raise FinetuneError(f"{args.data}: {len(files)} frames; finetune is built for up to "
                             f"{MAX_FRAMES} (use dice-seg train for a dataset)")

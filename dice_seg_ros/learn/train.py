@@ -106,7 +106,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="real data: add this many generated scenes to every epoch")
     parser.add_argument("--label-format", choices=LABEL_FORMATS, default="ids",
                         help="folder format: id PNGs or colour PNGs (classes.yaml colours)")
-    parser.add_argument("--remap", help="YAML {source id: class id} for real datasets")
+    parser.add_argument("--remap", help="YAML {source id: class id} for real datasets "
+                        "(cvat: {label name or index: class name or id})")
+    parser.add_argument("--images", default=None,
+                        help="cvat format: the frames' images, when the export holds none")
     parser.add_argument("--data-licence",
                         help="licence/terms of --data, recorded in the model's provenance "
                              "(known for --format ycor)")
@@ -194,7 +197,7 @@ def build_datasets(args: argparse.Namespace, meta: ModelMeta, classes: ClassSet
         val = SyntheticScenes(meta, args.val_scenes, VAL_SEED_BASE, False)
         return train, val
     files = open_dataset(args.data, args.format, classes, args.remap, args.label_format,
-                         args.split)
+                         args.split, args.images)
     if args.val_data:
         train_indices = range(len(files))
         val_files = open_dataset(args.val_data, args.format, classes, args.remap,

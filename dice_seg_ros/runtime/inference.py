@@ -297,10 +297,11 @@ def _select_providers(device: str, providers: Sequence[str] | None) -> list[str]
     has_gpu = any(p in GPU_PROVIDERS for p in chosen)
     if device == "cuda" and not has_gpu:
         raise ValueError(f"device 'cuda' requested but ONNX Runtime has no GPU provider "
-                         f"(available: {', '.join(available)}); install onnxruntime-gpu "
-                         f"or use --device cpu")
+                         f"(available: {', '.join(available)}); install onnxruntime-gpu, "
+                         f"or ask for the CPU (device cpu)")
     if device == "auto" and not has_gpu:
-        LOG.warning("no GPU provider in ONNX Runtime; running on CPU")
+        # 'auto' asked for nothing in particular: the CPU is an answer, not a problem.
+        LOG.info("no GPU provider in ONNX Runtime; running on CPU")
     if not chosen:
         raise ValueError(f"none of the requested ONNX Runtime providers {wanted} is "
                          f"available (available: {', '.join(available)})")
