@@ -43,10 +43,12 @@ PICKS = ("even", "random", "mine")
 
 # Recipe variants tried at k = 8 (even picks) to choose finetune's defaults: name -> options.
 SWEEP: dict[str, tuple[str, ...]] = {
-    "steps600": ("--steps", "600"),
-    "steps600_gen0": ("--steps", "600", "--generated-share", "0"),
-    "steps600_freeze_bn": ("--steps", "600", "--freeze-bn"),
-    "steps600_lr3e-3": ("--steps", "600", "--lr", "3e-3"),
+    "steps240": ("--steps", "240"),
+    "steps1200": ("--steps", "1200"),
+    "gen0": ("--generated-share", "0"),
+    "gen1": ("--generated-share", "1"),
+    "freeze_bn": ("--freeze-bn",),
+    "lr3e-3": ("--lr", "3e-3"),
 }
 
 

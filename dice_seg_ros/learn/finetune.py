@@ -68,7 +68,7 @@ class Recipe:
 
     """
 
-    steps: int = 240
+    steps: int = 600
     epochs: int = 4
     batch_size: int = 8
     lr: float = 1e-3
