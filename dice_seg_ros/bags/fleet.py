@@ -245,21 +245,39 @@ def save_result(out: Path, result: BagResult) -> None:
     (folder / RESULT_JSON).write_text(json.dumps(data) + "\n", encoding="utf-8")
 
 
-Job = tuple[str, str, str, FleetOptions, str]
-OnResult = Callable[[BagResult], None]
+Job = tuple[Any, ...]
+OnResult = Callable[[Any], None]
+# A job's work: a module-level function (pickled by name for processes and Ray) of a job's
+# arguments, returning what ``on_result`` receives.
+Work = Callable[..., Any]
 
 
-def run_sequential(jobs: Sequence[Job], on_result: OnResult) -> None:
-    """Score the jobs one after another in this process."""
-    for job in jobs:
-        on_result(score_bag(*job))
+def run_jobs(work: Work, jobs: Sequence[Job], workers: int, ray: str | None,
+             on_result: OnResult) -> None:
+    """Run ``work(*job)`` for every job: in this process, ``workers`` processes, or Ray.
+
+    Args:
+        work: the per-job function (``score_bag`` for the fleet, a bag scan for mining).
+        jobs: argument tuples, one per bag.
+        workers: 1 = in this process; N > 1 = N processes, or N CPUs of an embedded Ray.
+        ray: None (no Ray), "local" (embedded Ray) or a cluster address.
+        on_result: called in this process with each job's result, as it finishes.
+
+    """
+    if ray is not None:
+        run_ray(work, jobs, ray, workers, on_result)
+    elif workers > 1:
+        run_processes(work, jobs, workers, on_result)
+    else:
+        for job in jobs:
+            on_result(work(*job))
 
 
-def run_processes(jobs: Sequence[Job], workers: int, on_result: OnResult) -> None:
-    """Score the jobs in a pool of ``workers`` spawned processes."""
+def run_processes(work: Work, jobs: Sequence[Job], workers: int, on_result: OnResult) -> None:
+    """Run the jobs in a pool of ``workers`` spawned processes."""
     # spawn, not fork: ONNX Runtime's thread pools do not survive a fork.
     with ProcessPoolExecutor(workers, mp_context=get_context("spawn")) as pool:
-        pending = {pool.submit(score_bag, *job) for job in jobs}
+        pending = {pool.submit(work, *job) for job in jobs}
         try:
             while pending:
                 done, pending = wait(pending, return_when=FIRST_COMPLETED)
@@ -270,8 +288,9 @@ def run_processes(jobs: Sequence[Job], workers: int, on_result: OnResult) -> Non
             raise
 
 
-def run_ray(jobs: Sequence[Job], address: str, workers: int, on_result: OnResult) -> None:
-    """Score the jobs as Ray tasks: ``address`` "local" starts an embedded Ray of ``workers`` CPUs.
+def run_ray(work: Work, jobs: Sequence[Job], address: str, workers: int,
+            on_result: OnResult) -> None:
+    """Run the jobs as Ray tasks: ``address`` "local" starts an embedded Ray of ``workers`` CPUs.
 
     Workers of a remote cluster need dice_seg_ros installed and the bags and
     model at the same paths (a shared file system).
@@ -285,7 +304,7 @@ def run_ray(jobs: Sequence[Job], address: str, workers: int, on_result: OnResult
     ray.init(address=None if local else address, num_cpus=workers if local else None,
              include_dashboard=False, log_to_driver=False)
     try:
-        task = ray.remote(num_cpus=1)(score_bag)
+        task = ray.remote(num_cpus=1)(work)
         pending = [task.remote(*job) for job in jobs]
         try:
             while pending:
@@ -488,12 +507,7 @@ def evaluate_fleet(bags: Sequence[str | Path], options: FleetOptions, out_dir: s
 
     stopped_by = None
     try:
-        if ray is not None:
-            run_ray(jobs, ray, workers, on_result)
-        elif workers > 1:
-            run_processes(jobs, workers, on_result)
-        else:
-            run_sequential(jobs, on_result)
+        run_jobs(score_bag, jobs, workers, ray, on_result)
     except KeyboardInterrupt:
         stopped_by = "interrupted (Ctrl-C)"
     finally:
