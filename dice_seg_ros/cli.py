@@ -24,6 +24,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
              "evaluate a model on a labeled rosbag (Dice/IoU report, plots, output bag)"),
     "make-bag": ("dice_seg_ros.bags.synthetic_bag",
                  "write a labeled rosbag of generated terrain scenes"),
+    "mine": ("dice_seg_ros.bags.mine",
+             "pick the frames of recordings worth labeling (lowest estimated Dice, spread)"),
     "train": ("dice_seg_ros.learn.train",
               "train a segmentation network with a Dice-family loss"),
     "finetune": ("dice_seg_ros.learn.finetune",
