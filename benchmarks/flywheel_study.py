@@ -20,6 +20,7 @@ then ``... --report docs/flywheel`` for the table (.table.md) and learning curve
 from __future__ import annotations
 
 import argparse
+import csv
 import json
 import sys
 import time
@@ -39,6 +40,8 @@ SYNTHETIC_PT = resource_path("models/terrain_seg_synthetic.pt")
 SYNTHETIC_ONNX = resource_path("models/terrain_seg_synthetic.onnx")
 CURVE_K = (4, 8, 16, 32)
 PICKS = ("even", "random", "mine")
+# Mined picks are at least this many frames apart (a YCOR sequence runs at a few Hz).
+MINE_WINDOW = 20
 
 
 # Recipe variants tried at k = 8 (even picks) to choose finetune's defaults: name -> options.
@@ -65,14 +68,31 @@ def runs() -> dict[str, tuple[str, str, int, tuple[str, ...]]]:
     return table
 
 
-def pick_frames(pool: LabeledImages, pick: str, k: int, seed: int = 0) -> list[int]:
+def pick_frames(pool: LabeledImages, pick: str, k: int, out: Path, seed: int = 0) -> list[int]:
     """Return the indices of the ``k`` frames of ``pool`` that ``pick`` chooses."""
     if pick == "even":
         return evenly_spaced(range(len(pool)), k)
     if pick == "random":
         return sorted(np.random.default_rng(seed).choice(len(pool), k, replace=False).tolist())
-    from dice_seg_ros.bags.mine import pick_from_images
-    return pick_from_images(pool, SYNTHETIC_ONNX, k)
+    return mined_frames(pool, k, out / "mine")
+
+
+def mined_frames(pool: LabeledImages, k: int, out: Path) -> list[int]:
+    """Run ``dice-seg mine`` over the pool's images (one "second" apart); return its picks.
+
+    The window keeps picks at least ``MINE_WINDOW`` frames apart in the recording order.
+    """
+    from dice_seg_ros.bags.mine import MineOptions, mine
+    folder = out / "pool"
+    folder.mkdir(parents=True, exist_ok=True)
+    for pair in pool.pairs:
+        link = folder / pair.image.name
+        if not link.exists():
+            link.symlink_to(pair.image.resolve())
+    summary = mine([str(folder)], MineOptions("", str(SYNTHETIC_ONNX), threads=2), out, k,
+                   per_bag=k, window_s=MINE_WINDOW, progress=False)
+    with open(summary["paths"]["manifest"], newline="", encoding="utf-8") as stream:
+        return sorted(int(row["stamp_ns"]) // 1_000_000_000 for row in csv.DictReader(stream))
 
 
 def subset_folder(pool: LabeledImages, indices: list[int], folder: Path) -> Path:
@@ -118,7 +138,7 @@ def run_one(name: str, args: argparse.Namespace) -> dict:
     pool = open_dataset(args.ycor, "ycor", classes, split="train")
     model, indices, seconds = SYNTHETIC_ONNX, [], 0.0
     if k:
-        indices = pick_frames(pool, pick, k)
+        indices = pick_frames(pool, pick, k, Path(args.out))
         data = subset_folder(pool, indices, Path(args.out) / "subsets" / f"{pick}_k{k}")
         started = time.perf_counter()
         model = fit(method, data, out / "run", args.threads, extra)
