@@ -11,7 +11,7 @@ import argparse
 from pathlib import Path
 
 from dice_seg_ros.bags.bag_io import remove_old_bag
-from dice_seg_ros.bags.evaluate import evaluate_bag, print_result
+from dice_seg_ros.bags.evaluate import EvalOptions, evaluate_bag, print_result
 from dice_seg_ros.bags.synthetic_bag import IMAGE_TOPIC, LABEL_TOPIC, write_synthetic_bag
 from dice_seg_ros.runtime.inference import Segmenter
 
@@ -45,7 +45,8 @@ def run(args: argparse.Namespace) -> int:
     print(f"labeled bag: {bag} ({args.frames} generated {args.width}x{args.height} frames; "
           f"{IMAGE_TOPIC}, {LABEL_TOPIC})")
     result = evaluate_bag(bag, IMAGE_TOPIC, LABEL_TOPIC, args.out / "report", segmenter,
-                          batch_size=args.batch_size, progress=not args.no_progress)
+                          EvalOptions(batch_size=args.batch_size,
+                                      progress=not args.no_progress))
     code = print_result(result)
     print("evaluate your own recording: dice-seg eval --bag BAG --image-topic TOPIC "
           "--label-topic TOPIC --out DIR")

@@ -332,13 +332,39 @@ def _no_frames_error(replay: Replay, pairer: StampPairer, max_offset_ms: float) 
                       f"stamps, or check --label-topic")
 
 
+@dataclass(frozen=True)
+class EvalOptions:
+    """How ``dice-seg eval`` reads, pairs and scores a bag (and what it writes).
+
+    Attributes:
+        label_format: "ids" (mono8 class ids) or "color" (rgb8 class colours).
+        max_offset_ms: largest image/label stamp difference to pair, milliseconds.
+        batch_size: images per network call.
+        output_bag: write the MCAP bag of masks and overlays.
+        progress: show a progress bar.
+        strict: stop at the first frame that cannot be decoded (default: skip and count it).
+        remap: YAML mapping label ids of another ontology onto the classes.
+        colormap: CSV of the label colours (with ``label_format`` "color").
+        classes_file: classes YAML with colours for the model's classes.
+        estimated_dice: also estimate each scored frame's Dice without its label.
+
+    """
+
+    label_format: str = "ids"
+    max_offset_ms: float = 20.0
+    batch_size: int = 1
+    output_bag: bool = True
+    progress: bool = True
+    strict: bool = False
+    remap: str | Path | None = None
+    colormap: str | Path | None = None
+    classes_file: str | Path | None = None
+    estimated_dice: bool = False
+
+
 def evaluate_bag(bag: str | Path, image_topic: str, label_topic: str | None,
                  out_dir: str | Path, segmenter: Segmenter | None = None,
-                 label_format: str = "ids", max_offset_ms: float = 20.0, batch_size: int = 1,
-                 output_bag: bool = True, progress: bool = True, strict: bool = False,
-                 remap: str | Path | None = None, colormap: str | Path | None = None,
-                 classes_file: str | Path | None = None,
-                 estimated_dice: bool = False) -> ReplayResult:
+                 options: EvalOptions = EvalOptions()) -> ReplayResult:
     """Evaluate ``segmenter`` (default: the shipped model) on a labeled bag.
 
     Writes the report files into ``out_dir`` (and ``out_dir/output_bag`` unless
@@ -357,12 +383,12 @@ def evaluate_bag(bag: str | Path, image_topic: str, label_topic: str | None,
             read (missing bag, missing topic or wrong type, bad model, bad options).
 
     """
-    _check_options(image_topic, label_topic, batch_size, output_bag)
+    _check_options(image_topic, label_topic, options.batch_size, options.output_bag)
     segmenter = segmenter or Segmenter()
-    classes = classes_for_model(segmenter.meta.class_names, classes_file)
-    decoder = (LabelDecoder.build(classes, label_format, remap, colormap)
+    classes = classes_for_model(segmenter.meta.class_names, options.classes_file)
+    decoder = (LabelDecoder.build(classes, options.label_format, options.remap, options.colormap)
                if label_topic is not None else None)
-    if estimated_dice and segmenter.calibration is None:
+    if options.estimated_dice and segmenter.calibration is None:
         raise ModelError(f"{segmenter.model_path} has no usable estimated-Dice calibration "
                          f"(NAME.quality.json next to it, fitted for this model); run "
                          f"'dice-seg calibrate'")
@@ -373,12 +399,12 @@ def evaluate_bag(bag: str | Path, image_topic: str, label_topic: str | None,
             reader.check_topic(label_topic, IMAGE_TYPES)
         out.mkdir(parents=True, exist_ok=True)
         output = (_OutputBag(out / OUTPUT_BAG, image_topic, image_type, classes)
-                  if output_bag else None)
+                  if options.output_bag else None)
         bar = tqdm(total=reader.message_count(image_topic), desc="eval", unit="frame",
-                   disable=not progress)
+                   disable=not options.progress)
         replay = Replay(segmenter, classes, decoder, image_topic, label_topic, output,
-                        batch_size, strict, bar)
-        pairer = StampPairer(max_offset_ms) if label_topic is not None else None
+                        options.batch_size, options.strict, bar)
+        pairer = StampPairer(options.max_offset_ms) if label_topic is not None else None
         start = time.perf_counter()
         try:
             stopped_by, error, not_evaluated = _run(reader, replay, pairer)
@@ -388,38 +414,45 @@ def evaluate_bag(bag: str | Path, image_topic: str, label_topic: str | None,
                 output.close()
         elapsed = time.perf_counter() - start
     if pairer is not None and error is None and stopped_by is None and not replay.tracker.frames:
-        error = _no_frames_error(replay, pairer, max_offset_ms)
+        error = _no_frames_error(replay, pairer, options.max_offset_ms)
         stopped_by = str(error)
     extra = {
         "stopped_by": stopped_by,
         "bag": str(bag),
         "image_topic": image_topic,
         "label_topic": label_topic,
-        "label_format": label_format,
-        "remap": str(remap) if remap else None,
-        "colormap": str(colormap) if colormap else None,
+        "label_format": options.label_format,
+        "remap": str(options.remap) if options.remap else None,
+        "colormap": str(options.colormap) if options.colormap else None,
         "unpaired_images": pairer.unpaired_images if pairer else 0,
         "unpaired_labels": pairer.unpaired_labels if pairer else 0,
         "not_evaluated": not_evaluated,
         "skipped": replay.errors.total,
         "errors": replay.errors.as_dict(),
-        "strict": strict,
+        "strict": options.strict,
         "messages_read": reader.messages_read,
         "salvage": reader.salvage,
         "last_good_stamp_ns": replay.last_stamp_ns,
         "model": segmenter.source,
         "backend": segmenter.backend,
         "device": segmenter.device,
-        "batch_size": batch_size,
+        "batch_size": options.batch_size,
         "output_bag": str(output.path) if output else None,
         "output_topics": dict(output.topics, image=image_topic) if output else None,
     }
     fps = replay.segmented / elapsed if elapsed > 0 else 0.0
+    if pairer is None and not replay.segmented and error is None and stopped_by is None:
+        # Nothing to show for it: an empty output bag would only look like a result.
+        if output is not None:
+            remove_old_bag(output.path)
+        error = BagError(f"{bag}: no image on {image_topic} could be segmented "
+                         f"({replay.errors.total} skipped); check --image-topic")
+        stopped_by = str(error)
     if pairer is None:
         return ReplayResult(dict(extra, frames=replay.segmented, fps=fps), {}, stopped_by,
                             error)
     quality_paths = {}
-    if estimated_dice:
+    if options.estimated_dice:
         extra["estimated_dice"], quality_paths = write_quality_report(
             out, [f.stamp_ns for f in replay.tracker.frames], replay.estimated,
             [f.mean_dice for f in replay.tracker.frames])
@@ -498,20 +531,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--threads", type=int, default=None, help="CPU threads for inference")
     parser.add_argument("--out", type=Path, default=Path("dice_seg_eval"),
                         help="output directory (default ./dice_seg_eval)")
-    parser.add_argument("--label-format", choices=LABEL_FORMATS, default="ids")
-    parser.add_argument("--remap", type=Path, default=None,
-                        help="YAML {source_id: class_id} mapping label ids of another "
-                             "ontology onto the classes (unlisted ids -> ignore)")
-    parser.add_argument("--colormap", type=Path, default=None,
-                        help="CSV id,name,r,g,b of the label colours (with --label-format "
-                             "color); ids are class ids, or source ids with --remap")
-    parser.add_argument("--classes", type=Path, default=None,
-                        help="classes YAML with colours for the model's classes "
-                             "(default: shipped, if its names match the model's)")
-    parser.add_argument("--max-offset-ms", type=float, default=20.0,
-                        help="largest image/label stamp difference to pair, ms (default 20)")
-    parser.add_argument("--batch-size", type=int, default=1,
-                        help="images per network call (default 1)")
+    add_label_arguments(parser)
     parser.add_argument("--strict", action="store_true",
                         help="stop at the first frame that cannot be decoded (default: skip "
                              "and count it)")
@@ -523,16 +543,40 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              ".quality.json) and compare it with the true Dice")
 
 
+def add_label_arguments(parser: argparse.ArgumentParser) -> None:
+    """Add the options of how labels are read, paired and scored (eval and fleet share them)."""
+    parser.add_argument("--label-format", choices=LABEL_FORMATS, default="ids")
+    parser.add_argument("--remap", default=None,
+                        help="YAML {source_id: class_id} mapping label ids of another "
+                             "ontology onto the classes (unlisted ids -> ignore)")
+    parser.add_argument("--colormap", default=None,
+                        help="CSV id,name,r,g,b of the label colours (with --label-format "
+                             "color); ids are class ids, or source ids with --remap")
+    parser.add_argument("--classes", default=None,
+                        help="classes YAML with colours for the model's classes "
+                             "(default: shipped, if its names match the model's)")
+    parser.add_argument("--max-offset-ms", type=float, default=20.0,
+                        help="largest image/label stamp difference to pair, ms (default 20)")
+    parser.add_argument("--batch-size", type=int, default=1,
+                        help="images per network call (default 1)")
+
+
+def eval_options(args: argparse.Namespace, **fixed: Any) -> EvalOptions:
+    """Return the EvalOptions of :func:`add_label_arguments`' options, plus ``fixed`` fields."""
+    return EvalOptions(label_format=args.label_format, max_offset_ms=args.max_offset_ms,
+                       batch_size=args.batch_size, remap=args.remap, colormap=args.colormap,
+                       classes_file=args.classes, **fixed)
+
+
 def run(args: argparse.Namespace) -> int:
     """Evaluate, print the summary; exit 0, 130 after Ctrl-C, or raise what stopped it."""
     segmenter = Segmenter(args.model, backend=args.backend, device=args.device,
                           threads=args.threads)
+    options = eval_options(args, output_bag=not args.no_output_bag,
+                           progress=not args.no_progress, strict=args.strict,
+                           estimated_dice=args.estimated_dice)
     result = evaluate_bag(args.bag, args.image_topic, args.label_topic, args.out, segmenter,
-                          label_format=args.label_format, max_offset_ms=args.max_offset_ms,
-                          batch_size=args.batch_size, output_bag=not args.no_output_bag,
-                          progress=not args.no_progress, strict=args.strict,
-                          remap=args.remap, colormap=args.colormap, classes_file=args.classes,
-                          estimated_dice=args.estimated_dice)
+                          options)
     return print_result(result)
 
 

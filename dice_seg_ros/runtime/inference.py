@@ -534,8 +534,18 @@ def resolve_model_path(model_path: str | Path | None, backend: str) -> Path:
                              f"{sibling} does not exist; pass a .pt file or use --backend ort")
         path = sibling
     if not path.is_file():
-        raise ModelError(f"model file not found: {path}")
+        raise ModelError(f"model file not found: {path} (the shipped models are "
+                         f"{', '.join(shipped_models())})")
     return path
+
+
+def shipped_models() -> list[str]:
+    """Return the paths of the models shipped with the package (.onnx and .pt)."""
+    try:
+        folder = resource_path(DEFAULT_MODEL).parent
+    except FileNotFoundError:
+        return ["none installed"]
+    return [str(p) for p in sorted(folder.glob("*.onnx")) + sorted(folder.glob("*.pt"))]
 
 
 def _remap_lut(sidecar: Sidecar | None, node_names: tuple[str, ...], source: str

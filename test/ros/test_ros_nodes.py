@@ -171,7 +171,7 @@ def bag_messages(bag, topics):
 def test_nodes_on_a_bag_score_like_dice_seg_eval(ros, tmp_path):
     """Bag -> segmentation_node -> dice_monitor_node gives the report of dice-seg eval."""
     shipped_model_or_skip()
-    from dice_seg_ros.bags.evaluate import evaluate_bag
+    from dice_seg_ros.bags.evaluate import EvalOptions, evaluate_bag
     from dice_seg_ros.bags.synthetic_bag import IMAGE_TOPIC, LABEL_TOPIC, write_synthetic_bag
     from dice_seg_ros.ros.dice_monitor_node import DiceMonitorNode
     from dice_seg_ros.ros.segmentation_node import SegmentationNode
@@ -181,7 +181,7 @@ def test_nodes_on_a_bag_score_like_dice_seg_eval(ros, tmp_path):
     bag = write_synthetic_bag(tmp_path / "bag", frames, width=96, height=72, progress=False)
     evaluated = evaluate_bag(bag, IMAGE_TOPIC, LABEL_TOPIC, tmp_path / "eval",
                              segmenter=Segmenter(device="cpu"),
-                             output_bag=False, progress=False)
+                             options=EvalOptions(output_bag=False, progress=False))
     assert evaluated.report["frames"] == frames
 
     context, add, spin_until = ros

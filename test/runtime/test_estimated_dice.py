@@ -230,14 +230,14 @@ def test_eval_reports_estimated_beside_true_dice(small_bag, tiny_onnx_model, tmp
     import csv
     import shutil
 
-    from dice_seg_ros.bags.evaluate import evaluate_bag
+    from dice_seg_ros.bags.evaluate import EvalOptions, evaluate_bag
     from dice_seg_ros.runtime.inference import Segmenter
 
     model = shutil.copy(tiny_onnx_model, tmp_path / "tiny.onnx")
     segmenter = Segmenter(model, device="cpu", threads=1)
     with pytest.raises(ModelError, match="dice-seg calibrate"):
         evaluate_bag(small_bag, IMAGE_TOPIC, LABEL_TOPIC, tmp_path / "none", segmenter,
-                     output_bag=False, progress=False, estimated_dice=True)
+                     options=EvalOptions(output_bag=False, progress=False, estimated_dice=True))
     names = feature_names(load_classes().names)
     calibration = fit_calibration(np.random.default_rng(7).random((40, len(names))),
                                   np.random.default_rng(8).random(40), 1.5, names)
@@ -245,7 +245,8 @@ def test_eval_reports_estimated_beside_true_dice(small_bag, tiny_onnx_model, tmp
     calibration.save(sidecar_path(model))
     segmenter = Segmenter(model, device="cpu", threads=1)
     result = evaluate_bag(small_bag, IMAGE_TOPIC, LABEL_TOPIC, tmp_path / "eval", segmenter,
-                          output_bag=False, progress=False, estimated_dice=True, batch_size=3)
+                          EvalOptions(output_bag=False, progress=False, estimated_dice=True,
+                                      batch_size=3))
     with open(result.paths["estimated_dice"], newline="") as stream:
         rows = list(csv.DictReader(stream))
     with open(result.paths["per_frame"], newline="") as stream:
