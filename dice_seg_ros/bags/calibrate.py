@@ -28,7 +28,7 @@ from dice_seg_ros.runtime.estimated_dice import (TEMPERATURES, Calibration, feat
                                                  frame_features, mean_abs_error, sidecar_path,
                                                  spearman, temperature_nll)
 from dice_seg_ros.runtime.image_conversion import LABEL_FORMATS, labels_to_ids, msg_to_rgb
-from dice_seg_ros.runtime.inference import Segmenter
+from dice_seg_ros.runtime.inference import Segmenter, add_model_arguments, shipped_models
 from dice_seg_ros.runtime.metrics import DiceTracker
 from dice_seg_ros.runtime.pairing import StampPairer, header_stamp_ns
 
@@ -162,12 +162,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, default=1_000_000,
                         help="first generated scene seed (default 1000000, away from "
                              "training seeds)")
-    parser.add_argument("--model", type=Path, default=None,
-                        help=".onnx or .pt model (default: the shipped model)")
-    parser.add_argument("--backend", choices=("ort", "torch"), default="ort")
-    parser.add_argument("--threads", type=int, default=None, help="CPU threads for inference")
+    add_model_arguments(parser)
     parser.add_argument("--out", type=Path, default=None,
-                        help="calibration JSON (default: next to the model, NAME.quality.json)")
+                        help="calibration JSON (default: next to the model, NAME.quality.json; "
+                             "for a shipped model, ./NAME.quality.json, so the shipped "
+                             "calibration stays as it is)")
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
 
 
@@ -182,12 +181,23 @@ def _frames(args: argparse.Namespace, classes: ClassSet) -> Iterator[Frame]:
     yield from generated_frames(args.generated, args.seed)
 
 
+def default_output(model: Path) -> Path:
+    """Return where a calibration goes by default: beside the model, unless it was shipped.
+
+    A shipped model's calibration is part of the package; a new fit goes to the working
+    directory, to be looked at (and moved beside the model) on purpose.
+    """
+    shipped = {Path(p).resolve() for p in shipped_models()}
+    path = sidecar_path(model)
+    return Path(path.name) if model.resolve() in shipped else path
+
+
 def run(args: argparse.Namespace) -> int:
     """Fit, write and summarise the calibration."""
     if not args.bag and args.dataset is None and args.generated <= 0:
         raise ValueError("give labeled frames: --bag, --dataset and/or --generated N")
-    segmenter = Segmenter(args.model, backend=args.backend, device="cpu", threads=args.threads,
-                          estimate_dice=False)
+    segmenter = Segmenter(args.model, backend=args.backend, device=args.device,
+                          threads=args.threads, estimate_dice=False)
     classes = classes_for_model(segmenter.meta.class_names)
     start = time.perf_counter()
     table = collect(segmenter, _frames(args, classes), classes, progress=not args.no_progress)
@@ -203,7 +213,7 @@ def run(args: argparse.Namespace) -> int:
         sources.append(f"{args.generated} generated scenes from seed {args.seed}")
     calibration.fit = dict(fit_figures(calibration, table), data=sources,
                            note="figures on the fitting frames themselves")
-    out = calibration.save(args.out or sidecar_path(segmenter.model_path))
+    out = calibration.save(args.out or default_output(segmenter.model_path))
     fit = calibration.fit
     print(f"calibrated on {fit['frames']} frames in {time.perf_counter() - start:.0f} s: "
           f"temperature {calibration.temperature:.2f}, in-sample MAE {fit['mae']:.3f}, "

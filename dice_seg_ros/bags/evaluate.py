@@ -44,7 +44,7 @@ from dice_seg_ros.errors import BagError, DiceSegError, ModelError
 from dice_seg_ros.runtime.frame_errors import IMAGE, LABEL, MESSAGE, SIZE, FrameErrors
 from dice_seg_ros.runtime.image_conversion import (LABEL_FORMATS, colorize, msg_to_rgb,
                                                    numpy_to_image, overlay)
-from dice_seg_ros.runtime.inference import Segmenter
+from dice_seg_ros.runtime.inference import Segmenter, add_model_arguments
 from dice_seg_ros.runtime.metrics import DiceTracker
 from dice_seg_ros.runtime import outputs
 from dice_seg_ros.runtime.outputs import output_topic
@@ -524,11 +524,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--label-topic", default=None,
                         help="label image topic (class ids, or colours with --label-format "
                              "color); without it the bag is only segmented into the output bag")
-    parser.add_argument("--model", type=Path, default=None,
-                        help=".onnx or .pt model (default: the shipped model)")
-    parser.add_argument("--backend", choices=("ort", "torch"), default="ort")
-    parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
-    parser.add_argument("--threads", type=int, default=None, help="CPU threads for inference")
+    add_model_arguments(parser)
     parser.add_argument("--out", type=Path, default=Path("dice_seg_eval"),
                         help="output directory (default ./dice_seg_eval)")
     add_label_arguments(parser)

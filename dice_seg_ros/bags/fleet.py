@@ -42,6 +42,7 @@ from tqdm import tqdm
 
 from dice_seg_ros.bags.evaluate import EvalOptions, add_label_arguments, eval_options
 from dice_seg_ros.runtime.estimated_dice import file_sha256
+from dice_seg_ros.runtime.inference import add_model_arguments
 from dice_seg_ros.runtime.metrics import dice_from_matrix, iou_from_matrix, nanmean
 
 BAGS_DIR = "bags"
@@ -64,6 +65,7 @@ class FleetOptions:
     label_topic: str
     model: str | None = None
     backend: str = "ort"
+    device: str = "cpu"
     evaluation: EvalOptions = EvalOptions(output_bag=False, progress=False)
     threads: int | None = None
 
@@ -176,8 +178,8 @@ def _segmenter(options: FleetOptions) -> Any:
     from dice_seg_ros.runtime.inference import Segmenter
 
     if options not in _SEGMENTERS:
-        _SEGMENTERS[options] = Segmenter(options.model, backend=options.backend, device="cpu",
-                                         threads=options.threads)
+        _SEGMENTERS[options] = Segmenter(options.model, backend=options.backend,
+                                         device=options.device, threads=options.threads)
     return _SEGMENTERS[options]
 
 
@@ -549,15 +551,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "or a glob such as 'drives/*.mcap'")
     parser.add_argument("--image-topic", required=True)
     parser.add_argument("--label-topic", required=True)
-    parser.add_argument("--model", type=Path, default=None,
-                        help=".onnx or .pt model (default: the shipped model)")
-    parser.add_argument("--backend", choices=("ort", "torch"), default="ort")
+    add_model_arguments(parser)
     add_label_arguments(parser)
     parser.add_argument("--workers", type=int, default=os.cpu_count() or 1,
                         help="parallel workers (processes, or CPUs of --ray local); "
                              "default: CPU count")
-    parser.add_argument("--threads", type=int, default=None,
-                        help="inference threads per worker (default: CPUs / workers)")
     parser.add_argument("--ray", default=None, metavar="ADDRESS",
                         help="run on Ray: a cluster address (ray://host:10001, auto) or "
                              "'local' for an embedded one (pip install .[fleet])")
@@ -570,7 +568,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     """Evaluate the fleet and print its summary; exit 0, 1 if a bag failed, 130 on Ctrl-C."""
     options = FleetOptions(args.image_topic, args.label_topic,
-                           str(args.model) if args.model else None, args.backend,
+                           args.model, args.backend, args.device,
                            eval_options(args, output_bag=False, progress=False), args.threads)
     fleet = evaluate_fleet(find_bags(args.bags), options, args.out, workers=args.workers,
                            ray=args.ray, force=args.force, progress=not args.no_progress)

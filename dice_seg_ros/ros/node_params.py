@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Any, Mapping, Sequence
 
 from dice_seg_ros.runtime.image_conversion import LABEL_FORMATS
+from dice_seg_ros.runtime.inference import BACKENDS, DEVICES
 from dice_seg_ros.runtime.outputs import camera_namespace
 
 SEGMENTATION_NODE = "segmentation_node"
@@ -111,9 +112,9 @@ SEGMENTATION_PARAMS: tuple[ParamSpec, ...] = (
     ParamSpec("model_path", "",
               "ONNX (.onnx) or PyTorch (.pt) model file; empty = the shipped model"),
     ParamSpec("backend", "ort", "inference back end: ort (ONNX Runtime) or torch",
-              choices=("ort", "torch")),
+              choices=BACKENDS),
     ParamSpec("device", "auto", "where to run the network: cuda, cpu, or auto (GPU if present)",
-              choices=("cuda", "cpu", "auto")),
+              choices=DEVICES),
     ParamSpec("providers", AUTO_PROVIDERS,
               "ONNX Runtime execution providers in priority order, e.g. "
               "[CUDAExecutionProvider, CPUExecutionProvider]; [auto] = chosen from device"),

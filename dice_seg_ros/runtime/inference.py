@@ -20,6 +20,7 @@ nearest-neighbour resize out.
 
 from __future__ import annotations
 
+import argparse
 import logging
 import time
 from dataclasses import dataclass, field, replace
@@ -514,6 +515,23 @@ class _TorchBackend:
             tensor = torch.from_numpy(batch).to(self.device, non_blocking=True)
             logits = self.model(tensor.contiguous(memory_format=torch.channels_last))
         return logits.float().cpu().numpy(), None
+
+
+def add_model_arguments(parser: argparse.ArgumentParser, threads: int | None = None) -> None:
+    """Add ``--model``, ``--backend``, ``--device`` and ``--threads``: the same for every command.
+
+    The node's ``model_path``, ``backend`` and ``device`` parameters take the same values.
+    """
+    parser.add_argument("--model", default=None,
+                        help=".onnx or .pt model, or an ONNX model from elsewhere with a "
+                             "sidecar YAML (default: the shipped model)")
+    parser.add_argument("--backend", choices=BACKENDS, default="ort",
+                        help="ort (ONNX Runtime) or torch")
+    parser.add_argument("--device", choices=DEVICES, default="auto",
+                        help="auto (a GPU when there is one), cuda, or cpu")
+    parser.add_argument("--threads", type=int, default=threads,
+                        help="CPU threads for inference" + (f" (default {threads})"
+                                                            if threads else ""))
 
 
 def resolve_model_path(model_path: str | Path | None, backend: str) -> Path:

@@ -277,3 +277,18 @@ def test_segmenter_ignores_a_calibration_for_another_model(tiny_onnx_model, tmp_
     assert segmenter.calibration is None and "re-run 'dice-seg calibrate'" in caplog.text
     rgb = next(generated_frames(1, seed=13, width=SMALL_W, height=SMALL_H))[0]
     assert segmenter.segment(rgb).estimated_dice is None
+
+
+def test_calibrating_a_shipped_model_leaves_its_shipped_calibration_alone(
+        tmp_path, monkeypatch):
+    from conftest import shipped_model_or_skip
+
+    from dice_seg_ros.bags.calibrate import default_output
+
+    shipped = shipped_model_or_skip()
+    monkeypatch.chdir(tmp_path)
+    assert str(default_output(shipped)) == sidecar_path(shipped).name
+    assert default_output(shipped).resolve().parent == tmp_path.resolve()
+    own = tmp_path / "mine.onnx"
+    own.write_bytes(b"")
+    assert default_output(own) == sidecar_path(own)
