@@ -69,6 +69,21 @@ def _type_name(value: Any) -> str:
 
 
 QOS_CHOICES = ("best_effort", "reliable")
+AUTO = "auto"
+
+
+def reliability_for(publishers: Sequence[str]) -> str | None:
+    """Return the subscription reliability that follows a topic's publishers, or None if none.
+
+    Reliable when every publisher is reliable: a best-effort subscription to a reliable camera
+    loses whole large frames whenever one fragment is lost. Best effort as soon as one
+    publisher is best effort, since a reliable subscription would get nothing from it.
+    """
+    if not publishers:
+        return None
+    return "reliable" if all(p == "reliable" for p in publishers) else "best_effort"
+
+
 # One camera on the relative, remappable ``image`` topic: the single-camera node.
 # Not an empty list, for the same reason as AUTO_PROVIDERS.
 DEFAULT_IMAGE_TOPICS = ("image",)
@@ -138,9 +153,10 @@ SEGMENTATION_PARAMS: tuple[ParamSpec, ...] = (
               "outputs ~/mask etc."),
     ParamSpec("use_compressed", False,
               "subscribe to image/compressed (CompressedImage) instead of image (Image)"),
-    ParamSpec("qos_reliability", "best_effort",
-              "reliability of the image subscription: best_effort (sensor data) or reliable",
-              choices=QOS_CHOICES),
+    ParamSpec("qos_reliability", AUTO,
+              "reliability of the image subscription: auto (reliable when the camera publishes "
+              "reliably, else best_effort), reliable, or best_effort",
+              choices=(AUTO, *QOS_CHOICES)),
     ParamSpec("qos_depth", 1, "queue depth of the image subscription, in messages",
               value_range=(1, 100)),
     ParamSpec("publish_color", True, "publish ~/mask_color (rgb8 class colours)",

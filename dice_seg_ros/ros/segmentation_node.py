@@ -40,6 +40,7 @@ from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from nav_msgs.msg import OccupancyGrid
 from rclpy.lifecycle import LifecycleNode, State, TransitionCallbackReturn
 from rclpy.node import Node
+from rclpy.qos import ReliabilityPolicy
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image
 from std_msgs.msg import Float32, Header, String
 
@@ -47,8 +48,8 @@ from dice_seg_ros.classes import classes_for_model
 from dice_seg_ros.ros.diagnostics import LEVEL_WARN, diagnostic_array
 from dice_seg_ros.ros.grid_output import GridOutput, PoseLookup, occupancy_grid, quaternion_matrix
 from dice_seg_ros.ros.multi_camera import CameraTopics, MultiCameraWorker, camera_topics
-from dice_seg_ros.ros.node_params import (AUTO_PROVIDERS, SEGMENTATION_NODE, SEGMENTATION_PARAMS,
-                                          ParamSpec)
+from dice_seg_ros.ros.node_params import (AUTO, AUTO_PROVIDERS, SEGMENTATION_NODE,
+                                          SEGMENTATION_PARAMS, ParamSpec, reliability_for)
 from dice_seg_ros.ros.ros_plumbing import (NodeLog, QosEvents, create_diagnostics_publisher,
                                            declare_specs, descriptor, forward_library_logging,
                                            parameter_callback, publish_diagnostics, qos_profile,
@@ -217,6 +218,8 @@ class SegmentationWiring:
         self.cameras: dict[str, CameraOutputs] = {}
         self._pubs: dict[str, Any] = {}
         self._subs: list[Any] = []
+        self._image_subs: dict[str, tuple[Any, str]] = {}  # camera -> (subscription, reliability)
+        self._follow_timer: Any = None
         self._timer = None
         self._undo_logging = forward_library_logging(node)
 
@@ -336,25 +339,58 @@ class SegmentationWiring:
     def activate(self) -> None:
         """Start the worker and subscribe to each camera's image and camera_info."""
         node, values = self.node, self.values
-        msg_type = CompressedImage if values["use_compressed"] else Image
         self.worker.start()
-        qos = qos_profile(values["qos_reliability"], values["qos_depth"])
-        images = []
         for name, camera in self.cameras.items():
-            topics = camera.topics
-            images.append(topics.image)
-            self._subs += [
-                node.create_subscription(msg_type, topics.image, self._on_image(name), qos,
-                                         event_callbacks=self.events.subscription(topics.image)),
-                node.create_subscription(
-                    CameraInfo, topics.camera_info, camera.on_camera_info, qos,
-                    event_callbacks=self.events.subscription(topics.camera_info))]
+            topic = camera.topics.camera_info
+            self._subs.append(node.create_subscription(
+                CameraInfo, topic, camera.on_camera_info,
+                qos_profile("reliable" if values["qos_reliability"] == "reliable"
+                            else "best_effort", values["qos_depth"]),
+                event_callbacks=self.events.subscription(topic)))
+            self._subscribe_image(name, self._image_reliability(camera.topics.image))
+        if values["qos_reliability"] == AUTO:
+            self._follow_timer = node.create_timer(1.0, self._follow_publishers)
         segmenter = self.processor.segmenter
+        images = [node.resolve_topic_name(c.topics.image) for c in self.cameras.values()]
         node.get_logger().info(
-            f"segmenting {', '.join(node.resolve_topic_name(t) for t in images)} "
-            f"({msg_type.__name__}, "
+            f"segmenting {', '.join(images)} "
+            f"({'CompressedImage' if values['use_compressed'] else 'Image'}, "
             f"{values['qos_reliability']}) with {segmenter.backend} on {segmenter.device}, "
             f"model {segmenter.source}, classes {list(self.processor.classes.names)}")
+
+    def _image_reliability(self, topic: str) -> str:
+        """Return the reliability to subscribe ``topic`` with (auto: follow its publishers)."""
+        if self.values["qos_reliability"] != AUTO:
+            return self.values["qos_reliability"]
+        infos = self.node.get_publishers_info_by_topic(self.node.resolve_topic_name(topic))
+        found = reliability_for([
+            "reliable" if i.qos_profile.reliability == ReliabilityPolicy.RELIABLE
+            else "best_effort" for i in infos])
+        # No publisher yet: best effort hears any publisher until one shows up.
+        return found or "best_effort"
+
+    def _subscribe_image(self, name: str, reliability: str) -> None:
+        """(Re)subscribe camera ``name``'s image topic with ``reliability``."""
+        old = self._image_subs.pop(name, None)
+        if old is not None:
+            self.node.destroy_subscription(old[0])
+        topic = self.cameras[name].topics.image
+        msg_type = CompressedImage if self.values["use_compressed"] else Image
+        sub = self.node.create_subscription(
+            msg_type, topic, self._on_image(name),
+            qos_profile(reliability, self.values["qos_depth"]),
+            event_callbacks=self.events.subscription(topic))
+        self._image_subs[name] = (sub, reliability)
+
+    def _follow_publishers(self) -> None:
+        """qos_reliability auto: match each camera's subscription to its publishers' QoS."""
+        for name, camera in self.cameras.items():
+            wanted = self._image_reliability(camera.topics.image)
+            if name in self._image_subs and self._image_subs[name][1] != wanted:
+                self.node.get_logger().info(
+                    f"{camera.topics.image}: the camera publishes {wanted}; subscribing "
+                    f"{wanted}")
+                self._subscribe_image(name, wanted)
 
     def _on_image(self, name: str) -> Callable[[Any], None]:
         """Return the image callback of camera ``name``: count stamp gaps, offer the frame."""
@@ -372,9 +408,12 @@ class SegmentationWiring:
 
     def deactivate(self) -> None:
         """Unsubscribe and stop the worker after the frame in progress."""
-        for sub in self._subs:
+        for sub in [*self._subs, *(s for s, _ in self._image_subs.values())]:
             self.node.destroy_subscription(sub)
-        self._subs = []
+        self._subs, self._image_subs = [], {}
+        if self._follow_timer is not None:
+            self.node.destroy_timer(self._follow_timer)
+            self._follow_timer = None
         if self.worker is not None:
             self.worker.stop()
 

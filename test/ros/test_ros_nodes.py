@@ -522,3 +522,32 @@ def test_monitor_reports_estimated_beside_true_dice(ros, tmp_path, calibrated_ti
     assert figures["mae"] == pytest.approx(mean_abs_error(estimated, true), abs=1e-6)
     assert figures["spearman"] == pytest.approx(spearman(np.array(estimated), np.array(true)))
     assert (folder / "estimated_vs_true_dice.png").stat().st_size > 0
+
+
+@pytest.mark.parametrize("camera_reliability, expected", [
+    (ReliabilityPolicy.RELIABLE, ReliabilityPolicy.RELIABLE),
+    (ReliabilityPolicy.BEST_EFFORT, ReliabilityPolicy.BEST_EFFORT),
+])
+def test_auto_reliability_follows_the_camera(ros, tiny_onnx_model, camera_reliability,
+                                             expected):
+    from dice_seg_ros.ros.segmentation_node import SegmentationNode
+
+    context, add, spin_until = ros
+    node = add(SegmentationNode(context=context, parameter_overrides=[
+        Parameter("device", value="cpu"), Parameter("model_path", value=str(tiny_onnx_model))]))
+    assert node.get_parameter("qos_reliability").value == "auto"
+    helper = add(rclpy.create_node("auto_qos_helper", context=context))
+    helper.create_publisher(Image, "image", QoSProfile(depth=1, reliability=camera_reliability))
+
+    def subscribed_with():
+        infos = helper.get_subscriptions_info_by_topic("/image")
+        return infos[0].qos_profile.reliability if len(infos) == 1 else None
+    assert spin_until(lambda: subscribed_with() == expected, timeout=10.0)
+
+
+def test_reliability_for_publishers():
+    from dice_seg_ros.ros.node_params import reliability_for
+
+    assert reliability_for([]) is None
+    assert reliability_for(["reliable", "reliable"]) == "reliable"
+    assert reliability_for(["reliable", "best_effort"]) == "best_effort"
