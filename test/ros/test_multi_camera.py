@@ -146,6 +146,12 @@ def test_image_topics_are_validated(topics, reason):
     assert reason in validate(spec_map(SEGMENTATION_PARAMS)["image_topics"], topics)
 
 
+def test_an_empty_image_topics_list_is_named_not_its_missing_type():
+    # `-p image_topics:=[]` reaches the node as None: ROS cannot type an empty list.
+    reason = validate(spec_map(SEGMENTATION_PARAMS)["image_topics"], None)
+    assert "one non-empty topic per camera" in reason and "NoneType" not in reason
+
+
 def test_one_camera_on_image_is_the_default():
     assert validate(spec_map(SEGMENTATION_PARAMS)["image_topics"], ["image"]) is None
     assert spec_map(SEGMENTATION_PARAMS)["image_topics"].default == ("image",)
