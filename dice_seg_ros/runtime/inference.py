@@ -281,6 +281,10 @@ def ids_from_graph(ids: np.ndarray, num_classes: int, source: str) -> np.ndarray
     return ids.astype(np.uint8, copy=False)
 
 
+# Said where a GPU was asked for and none is there: by a command or by a node's parameter.
+CPU_HINT = "ask for the CPU (--device cpu on the command line, device:=cpu for a node)"
+
+
 def _select_providers(device: str, providers: Sequence[str] | None) -> list[str]:
     """Return the ONNX Runtime providers to use, in order, for ``device``."""
     import onnxruntime as ort
@@ -299,7 +303,7 @@ def _select_providers(device: str, providers: Sequence[str] | None) -> list[str]
     if device == "cuda" and not has_gpu:
         raise ValueError(f"device 'cuda' requested but ONNX Runtime has no GPU provider "
                          f"(available: {', '.join(available)}); install onnxruntime-gpu, "
-                         f"or ask for the CPU (device cpu)")
+                         f"or {CPU_HINT}")
     if device == "auto" and not has_gpu:
         # 'auto' asked for nothing in particular: the CPU is an answer, not a problem.
         LOG.info("no GPU provider in ONNX Runtime; running on CPU")
@@ -490,7 +494,7 @@ class _TorchBackend:
             self.device = "cuda:0"
         elif device == "cuda":
             raise ValueError("device 'cuda' requested but PyTorch sees no CUDA GPU "
-                             "(torch.cuda.is_available() is False); use --device cpu")
+                             f"(torch.cuda.is_available() is False); {CPU_HINT}")
         else:
             if device == "auto":
                 LOG.warning("no CUDA GPU visible to PyTorch; running on CPU")

@@ -152,8 +152,10 @@ def test_explicit_cuda_without_gpu_is_an_error(tiny_onnx_model):
 
     if "CUDAExecutionProvider" in onnxruntime.get_available_providers():
         pytest.skip("this machine has a CUDA provider")
-    with pytest.raises(ValueError, match="cuda"):
+    with pytest.raises(ValueError, match="cuda") as raised:
         Segmenter(tiny_onnx_model, device="cuda")
+    # The same library serves the CLI and the nodes: the hint names both ways to ask for the CPU.
+    assert "--device cpu" in str(raised.value) and "device:=cpu" in str(raised.value)
 
 
 def test_missing_model_file(tmp_path):
