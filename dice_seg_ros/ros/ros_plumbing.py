@@ -264,6 +264,27 @@ def forward_library_logging(node: Node) -> Callable[[], None]:
     return undo
 
 
+def undeclared_overrides(node: Node) -> list[str]:
+    """Return the names of ``-p``/params-file overrides that no parameter of ``node`` declares.
+
+    rclpy ignores such an override without a word, so a misspelt parameter
+    (``-p qos_depht:=5``) would silently leave the default in place.
+    """
+    # rclpy (jazzy) keeps the overrides only in this attribute; there is no public accessor.
+    overrides = getattr(node, "_parameter_overrides", {})
+    return sorted(name for name in overrides if not node.has_parameter(name))
+
+
+def warn_undeclared_overrides(node: Node) -> None:
+    """Log one warning naming the overrides that no parameter of ``node`` declares."""
+    unknown = undeclared_overrides(node)
+    if unknown:
+        node.get_logger().warning(
+            f"ignored parameter override(s) that no parameter declares: {', '.join(unknown)} "
+            f"(misspelt? 'ros2 param list {node.get_fully_qualified_name()}' names the "
+            "parameters)")
+
+
 def ignore_further_sigint() -> None:
     """Ignore SIGINT from now on in this process (main thread only; elsewhere no-op).
 
@@ -294,6 +315,7 @@ def run_node(make_node: Callable[[], Node], name: str, args: Sequence[str] | Non
         print(f"{name}: error: {exc}", file=sys.stderr)
         rclpy.try_shutdown()
         return 1
+    warn_undeclared_overrides(node)
     try:
         rclpy.spin(node)
     except (KeyboardInterrupt, ExternalShutdownException):
