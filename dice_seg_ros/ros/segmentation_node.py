@@ -559,7 +559,7 @@ def main(args: Sequence[str] | None = None) -> int:
 
 def lifecycle_main(args: Sequence[str] | None = None) -> int:
     """Run the managed segmentation node until shutdown; return the process exit code."""
-    return run_node(SegmentationLifecycleNode, "segmentation_lifecycle_node", args)
+    return run_node(SegmentationLifecycleNode, SEGMENTATION_NODE, args)
 
 
 if __name__ == "__main__":
