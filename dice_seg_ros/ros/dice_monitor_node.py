@@ -3,10 +3,10 @@
 Only ROS wiring lives here: two subscriptions, publishers, the save_report
 service. Stamp pairing, scoring, thresholds, the streamed per-frame CSV and
 the report are ``monitor_core``, built on the same pairer and DiceTracker as
-``dice-seg eval``. Reports asked for by ``~/save_report`` are written on the
-core's report thread, so pairs keep being scored meanwhile; the report on
-shutdown is written after spinning stops. With ``estimate_dice``, a third
-subscription, ``estimated_dice_stamped`` (the segmentation node's
+``dice-seg eval``. ``~/save_report`` answers once the report is on disk; it runs
+in its own callback group on a multi-threaded executor, so pairs keep being
+scored while it writes. The report on shutdown is written after spinning stops.
+With ``estimate_dice``, a third subscription, ``estimated_dice_stamped`` (the segmentation node's
 ``~/estimated_dice_stamped``), gives each frame's label-free estimate, which the
 core joins with the frame's true Dice by stamp for the report.
 """
@@ -14,11 +14,12 @@ core joins with the frame's true Dice by stamp for the report.
 from __future__ import annotations
 
 import sys
-from concurrent.futures import Future
 from pathlib import Path
 from typing import Any, Sequence
 
 from diagnostic_msgs.msg import DiagnosticArray
+from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
+from rclpy.executors import MultiThreadedExecutor
 from rclpy.logging import get_logger
 from rclpy.node import Node
 from sensor_msgs.msg import Image
@@ -65,7 +66,9 @@ class DiceMonitorNode(Node):
         self._mean_pub = self.create_publisher(Float32, "~/mean_dice", 10)
         self._dice_pub = self.create_publisher(Float32MultiArray, "~/dice", 10)
         self._diag_pub = create_diagnostics_publisher(self)
-        self._service = self.create_service(Trigger, "~/save_report", self._on_save_report)
+        # Its own group: while a report is written, the default group keeps scoring pairs.
+        self._service = self.create_service(Trigger, "~/save_report", self._on_save_report,
+                                            callback_group=MutuallyExclusiveCallbackGroup())
         self.add_on_set_parameters_callback(
             parameter_callback(self._values, MONITOR_PARAMS, self._apply))
         self._timer = self.create_timer(values["diagnostics_period_s"], self._diagnostics)
@@ -119,25 +122,18 @@ class DiceMonitorNode(Node):
 
     def _on_save_report(self, request: Trigger.Request,
                         response: Trigger.Response) -> Trigger.Response:
-        """Handle ~/save_report: snapshot now, write on the report thread, answer at once."""
+        """Handle ~/save_report: snapshot now, write the report, answer once it is on disk."""
         try:
             folder = self._report_dir()
-            future = self.core.write_report_async(folder)
+            paths = self.core.write_report(folder)
         except (ValueError, OSError) as exc:
+            self.log.exception("save_report", exc)
             response.success, response.message = False, str(exc)
             return response
-        future.add_done_callback(lambda done: self._report_written(done, folder))
         response.success = True
-        response.message = f"writing the report of {self.core.scored} pairs to {folder}"
+        response.message = f"report written to {paths['report']}"
+        self.get_logger().info(response.message)
         return response
-
-    def _report_written(self, future: Future, folder: Path) -> None:
-        """Log the outcome of a background report."""
-        exc = future.exception()
-        if exc is not None:
-            self.log.exception("save_report", exc)
-        else:
-            self.get_logger().info(f"report written to {folder}")
 
     def report_on_shutdown(self) -> None:
         """Write the report when the node stops, unless report_dir is empty."""
@@ -158,7 +154,8 @@ class DiceMonitorNode(Node):
 def main(args: Sequence[str] | None = None) -> int:
     """Run the monitor until shutdown, then write its report; return the exit code."""
     return run_node(DiceMonitorNode, MONITOR_NODE, args,
-                    on_exit=DiceMonitorNode.report_on_shutdown)
+                    on_exit=DiceMonitorNode.report_on_shutdown,
+                    executor=lambda: MultiThreadedExecutor(num_threads=2))
 
 
 if __name__ == "__main__":

@@ -8,8 +8,8 @@ Masks and labels are paired by ``pairing.StampPairer`` (equal stamps by default,
 as masks carry their camera frame's header). Memory stays flat over a long run:
 per-frame rows are streamed to a CSV file as they are scored, only the last
 ``recent_frames`` rows are kept for the plots, and running counts live apart
-from rows. Reports are written from a snapshot, by ``write_report`` or on a
-background thread by ``write_report_async``, while pairs keep being scored.
+from rows. Reports are written from a snapshot (``write_report``) taken under
+the lock, so pairs keep being scored while the files are written.
 
 With estimates enabled, each scored frame's true mean Dice is also joined by
 stamp with the segmentation node's label-free estimate of it (``EstimateJoin``),
@@ -21,12 +21,10 @@ from __future__ import annotations
 
 import csv
 import io
-import json
 import math
 import tempfile
 import threading
 import time
-from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any, Callable, Sequence
@@ -286,7 +284,6 @@ class MonitorCore:
         self._latency = StageLatency(("monitor",))
         # Scoring (executor thread) and snapshots (report thread) take turns.
         self._lock = threading.RLock()
-        self._report_thread: ThreadPoolExecutor | None = None
 
     def count(self, topic: str) -> None:
         """Count one message received on ``topic`` ("mask" or "labels")."""
@@ -490,26 +487,8 @@ class MonitorCore:
         """
         return write_snapshot(self.snapshot(), out_dir, self.classes)
 
-    def write_report_async(self, out_dir: str | Path) -> Future:
-        """Take a snapshot now and write it on the report thread; return its Future.
-
-        The Future's result is what ``write_report`` returns, or its exception.
-
-        Raises:
-            ValueError: if no pair has been scored yet (raised at once, not in the Future).
-
-        """
-        snapshot = self.snapshot()
-        if self._report_thread is None:
-            self._report_thread = ThreadPoolExecutor(max_workers=1,
-                                                     thread_name_prefix="dice_report")
-        return self._report_thread.submit(write_snapshot, snapshot, out_dir, self.classes)
-
     def close(self) -> None:
-        """Finish reports in progress and close the row stream."""
-        if self._report_thread is not None:
-            self._report_thread.shutdown(wait=True)
-            self._report_thread = None
+        """Close the row streams."""
         self.rows.close()
         if self.estimates is not None:
             self.estimates.rows.close()
@@ -559,7 +538,7 @@ def write_snapshot(snapshot: ReportSnapshot, out_dir: str | Path,
         paths.update(estimate_paths)
     data = report.summary(snapshot.tracker, names, unpaired=snapshot.unpaired, fps=snapshot.fps,
                           latency_ms=snapshot.latency_ms, extra=extra)
-    paths["report"].write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
+    report.write_json(paths["report"], data)
     _copy_rows(snapshot, paths["per_frame"])
     report.plot_dice_over_time(paths["dice_over_time"], snapshot.tracker, names, classes.colors)
     report.plot_confusion(paths["confusion_matrix"], snapshot.tracker.cumulative.matrix, names)

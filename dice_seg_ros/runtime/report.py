@@ -11,6 +11,8 @@ from __future__ import annotations
 import csv
 import json
 import math
+import os
+import tempfile
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -153,6 +155,21 @@ def plot_confusion(path: Path, matrix: np.ndarray, class_names: Sequence[str]) -
     figure.savefig(path, dpi=110)
 
 
+def write_json(path: Path, data: dict[str, Any]) -> None:
+    """Write ``data`` as indented JSON atomically: a reader sees the old file or the whole new one.
+
+    Written to a temporary file in the same folder, then renamed over ``path``.
+    """
+    handle, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(handle, "w", encoding="utf-8") as out:
+            out.write(json.dumps(data, indent=2) + "\n")
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
 def write_report(out_dir: str | Path, tracker: DiceTracker, class_names: Sequence[str], *,
                  unpaired: int, fps: float, latency_ms: dict[str, float],
                  extra: dict[str, Any] | None = None,
@@ -179,7 +196,7 @@ def write_report(out_dir: str | Path, tracker: DiceTracker, class_names: Sequenc
              "dice_over_time": out / DICE_PLOT, "confusion_matrix": out / CONFUSION_PLOT}
     data = summary(tracker, class_names, unpaired=unpaired, fps=fps, latency_ms=latency_ms,
                    extra=extra)
-    paths["report"].write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
+    write_json(paths["report"], data)
     write_per_frame_csv(paths["per_frame"], tracker, class_names)
     plot_dice_over_time(paths["dice_over_time"], tracker, class_names, colors)
     plot_confusion(paths["confusion_matrix"], tracker.cumulative.matrix, class_names)

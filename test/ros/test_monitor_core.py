@@ -10,7 +10,7 @@ from dice_seg_ros.classes import load_classes
 from dice_seg_ros.errors import ImageEncodingError
 from dice_seg_ros.ros.diagnostics import (LEVEL_ERROR, LEVEL_OK, LEVEL_STALE, LEVEL_WARN,
                                           diagnostic_array)
-from dice_seg_ros.ros.monitor_core import DICE_ROWS, MonitorCore
+from dice_seg_ros.ros.monitor_core import DICE_ROWS, MonitorCore, write_snapshot
 from dice_seg_ros.runtime.image_conversion import numpy_to_image
 from dice_seg_ros.runtime.metrics import DiceTracker, nanmean
 from dice_seg_ros.runtime.pairing import header_stamp_ns
@@ -298,23 +298,24 @@ def test_rows_are_streamed_and_memory_keeps_only_recent_frames(tmp_path):
     assert paths["per_frame"].read_text().splitlines()[-1].startswith("7,")
 
 
-def test_async_report_holds_the_snapshot_while_scoring_goes_on(tmp_path):
+def test_a_report_holds_its_snapshot_while_scoring_goes_on(tmp_path):
     pytest.importorskip("matplotlib")
     core = MonitorCore(CLASSES)
     for index in range(3):
         core.score_pair(*pair_msgs(index))
-    future = core.write_report_async(tmp_path / "report")
+    snapshot = core.snapshot()
     for index in range(3, 6):
         core.score_pair(*pair_msgs(index))
-    paths = future.result(timeout=60)
+    paths = write_snapshot(snapshot, tmp_path / "report", CLASSES)
     report = json.loads(paths["report"].read_text())
+    assert not list(paths["report"].parent.glob(".*.tmp")), "the atomic write left its temp"
     assert report["frames"] == 3
     assert len(paths["per_frame"].read_text().splitlines()) == 1 + 3
     assert core.scored == 6
     core.close()
     assert not core.rows.path.exists()
     with pytest.raises(ValueError, match="no mask/label pair"):
-        MonitorCore(CLASSES).write_report_async(tmp_path / "none")
+        MonitorCore(CLASSES).write_report(tmp_path / "none")
 
 
 DiagArray = TS.types["diagnostic_msgs/msg/DiagnosticArray"]
