@@ -4,7 +4,7 @@ For 1, 2 and 4 cameras at 640x480, free-running (each frame as soon as the
 previous one is done), prints total throughput (frames/s over all cameras) and
 per-frame latency (mean and max ms, a frame's time from entering the model
 call to its mask) for
-- batched: one ``MultiCameraWorker`` (one Segmenter) segmenting the newest
+- batched: one ``SegmentationWorker`` (one Segmenter) segmenting the newest
   frame of every camera in one ``segment_batch`` call per cycle;
 - separate: N processes with one Segmenter each, as N single-camera nodes;
 and the throughput ratio batched / separate measured in the same run. Anchor
@@ -27,7 +27,7 @@ import numpy as np
 from dice_seg_ros.bags.bag_io import make_header, msg_class
 from dice_seg_ros.classes import classes_for_model
 from dice_seg_ros.data.synthetic import generate_scene
-from dice_seg_ros.ros.multi_camera import MultiCameraWorker
+from dice_seg_ros.ros.segmentation_core import SegmentationWorker
 from dice_seg_ros.ros.segmentation_core import FrameProcessor
 from dice_seg_ros.runtime.image_conversion import numpy_to_image
 from dice_seg_ros.runtime.inference import Segmenter
@@ -48,7 +48,7 @@ def batched(model: Path | None, device: str, threads: int, cameras: int,
     processor = FrameProcessor(segmenter, classes_for_model(segmenter.meta.class_names),
                                msg_class("sensor_msgs/msg/Image"))
     names = [f"camera{k}" for k in range(cameras)]
-    worker = MultiCameraWorker(processor, names, publish=lambda camera, result: None)
+    worker = SegmentationWorker(processor, names, publish=lambda camera, result: None)
     frames = {name: numpy_to_image(rgb, "rgb8", make_header(0, name),
                                    msg_class("sensor_msgs/msg/Image"))
               for name, rgb in zip(names, scenes(cameras))}

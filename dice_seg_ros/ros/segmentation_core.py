@@ -5,10 +5,13 @@ runs and is tested without ROS, with rosbags message classes standing in for
 rclpy's. Message classes are passed in, never imported: the same code builds
 ``sensor_msgs/Image`` for rclpy and for rosbags.
 
-Frames go through a one-element *latest-frame slot*: the subscription callback
-overwrites whatever frame is still waiting and a single worker thread always
-takes the newest one, so a slow model never builds a queue and a published mask
-is at most one inference old. Overwritten frames are counted as dropped.
+Frames go through a *latest-frame slot* per camera: the subscription callback
+overwrites whatever frame of its camera is still waiting, and a single worker
+thread takes the newest frame of every camera and segments them in one network
+call (one camera is a batch of one), so a slow model never builds a queue and a
+published mask is at most one cycle old. Overwritten frames are counted as dropped.
+One frame's way: node callback -> ``CameraSlots`` -> ``SegmentationWorker`` ->
+``FrameProcessor.process_batch`` (decode, ``Segmenter``, messages) -> the node's publish.
 """
 
 from __future__ import annotations
@@ -140,19 +143,6 @@ class FrameProcessor:
         self.overlay_alpha = overlay_alpha
         self._palette = classes.palette()
 
-    def process(self, msg: Any, flags: OutputFlags) -> FrameResult:
-        """Decode, segment and convert one frame; "publish" timing so far is message building.
-
-        Raises:
-            ImageEncodingError: if the message's encoding or size is unusable.
-
-        """
-        start = time.perf_counter()
-        rgb = msg_to_rgb(msg)
-        decode_ms = _ms_since(start)
-        seg = self.segmenter.segment(rgb, with_confidence=flags.confidence)
-        return self._result(msg.header, rgb, seg, flags, decode_ms)
-
     def process_batch(self, msgs: Sequence[Any], flags: Sequence[OutputFlags]
                       ) -> list[FrameResult | Exception]:
         """Decode several frames, segment them in one network call, convert each.
@@ -279,94 +269,6 @@ class EstimatedDiceTracker:
                           values=self._values_of(values[-1], mean, len(values)))
 
 
-class ClosableSlot:
-    """Base of the latest-frame slots: a condition to wait on, and ``close`` to end the waits."""
-
-    def __init__(self) -> None:
-        self._cond = threading.Condition()
-        self._closed = False
-
-    @property
-    def closed(self) -> bool:
-        """True once ``close`` was called."""
-        return self._closed
-
-    def close(self) -> None:
-        """Wake any waiting taker and make later takes return at once, empty."""
-        with self._cond:
-            self._closed = True
-            self._cond.notify_all()
-
-
-class SlotWorker:
-    """Base of the segmentation workers: run ``step`` in a daemon thread until the slot closes.
-
-    Args:
-        slot: the worker's frame slot(s); closing it wakes a waiting ``step`` and ends the loop.
-        thread_name: name of the worker thread (seen in profilers and thread dumps).
-
-    """
-
-    def __init__(self, slot: ClosableSlot, thread_name: str) -> None:
-        self._slot = slot
-        self._thread_name = thread_name
-        self._thread: threading.Thread | None = None
-
-    def step(self, timeout: float | None = None) -> Any:
-        """Process the frame(s) waiting in the slot, waiting up to ``timeout`` s for one."""
-        raise NotImplementedError
-
-    def start(self) -> None:
-        """Start the worker thread."""
-        self._thread = threading.Thread(target=self._run, name=self._thread_name, daemon=True)
-        self._thread.start()
-
-    def _run(self) -> None:
-        """Step until ``stop``; the timeout lets a step notice the slot closing."""
-        while not self._slot.closed:
-            self.step(timeout=0.5)
-
-    def stop(self, timeout: float = 5.0) -> None:
-        """Stop the worker thread after the step in progress (waits up to ``timeout`` s)."""
-        self._slot.close()
-        if self._thread is not None:
-            self._thread.join(timeout)
-            self._thread = None
-
-
-class LatestFrameSlot(ClosableSlot):
-    """A thread-safe slot holding only the newest unprocessed frame.
-
-    ``put`` replaces a waiting frame (counted in ``dropped``) instead of queueing
-    it, so the consumer always gets the newest frame.
-    """
-
-    def __init__(self) -> None:
-        super().__init__()
-        self._item: Any = None
-        self._full = False
-        self.dropped = 0
-
-    def put(self, item: Any) -> bool:
-        """Store ``item``; return True if it replaced (dropped) a waiting frame."""
-        with self._cond:
-            replaced = self._full
-            if replaced:
-                self.dropped += 1
-            self._item, self._full = item, True
-            self._cond.notify()
-            return replaced
-
-    def take(self, timeout: float | None = None) -> Any:
-        """Return the newest frame, waiting up to ``timeout`` s; None on timeout or close."""
-        with self._cond:
-            self._cond.wait_for(lambda: self._full or self._closed, timeout)
-            if not self._full:
-                return None
-            item, self._item, self._full = self._item, None, False
-            return item
-
-
 class PipelineStats:
     """Frame rate and mean per-stage latency over recent frames.
 
@@ -416,68 +318,6 @@ class PipelineStats:
             return self._latency.mean_ms()
 
 
-class SegmentationWorker(SlotWorker):
-    """Run a FrameProcessor on the newest frame in a background thread.
-
-    Args:
-        processor: turns a frame message into a FrameResult.
-        publish: called with each FrameResult (in the worker thread).
-        flags: called before each frame to learn which outputs are wanted.
-        on_error: called with the exception when a frame cannot be processed.
-        stats: where finished frames are counted (a new PipelineStats if None).
-
-    """
-
-    def __init__(self, processor: FrameProcessor, publish: Callable[[FrameResult], None],
-                 flags: Callable[[], OutputFlags] = OutputFlags,
-                 on_error: Callable[[Exception], None] | None = None,
-                 stats: PipelineStats | None = None) -> None:
-        self.slot = LatestFrameSlot()
-        super().__init__(self.slot, "segmentation_worker")
-        self.processor = processor
-        self._publish = publish
-        self._flags = flags
-        self._on_error = on_error
-        self.stats = stats if stats is not None else PipelineStats()
-        self.errors = 0
-        self.last_error: str | None = None
-
-    @property
-    def dropped(self) -> int:
-        """Frames overwritten in the slot before the model got to them."""
-        return self.slot.dropped
-
-    def submit(self, msg: Any) -> None:
-        """Offer a new frame (from the subscription callback); never blocks on the model."""
-        self.slot.put(msg)
-
-    def step(self, timeout: float | None = None) -> FrameResult | None:
-        """Process and publish the newest waiting frame; None if none came or it failed."""
-        msg = self.slot.take(timeout)
-        if msg is None:
-            return None
-        try:
-            result = self.processor.process(msg, self._flags())
-            start = time.perf_counter()
-            self._publish(result)
-        except Exception as exc:  # noqa: BLE001 - one bad frame must not stop the node
-            self.errors += 1
-            self.last_error = f"{type(exc).__name__}: {exc}"
-            if self._on_error is not None:
-                self._on_error(exc)
-            return None
-        result.timings_ms["publish"] += _ms_since(start)
-        self.last_error = None
-        self.stats.record(result.timings_ms)
-        return result
-
-    def status(self, min_fps: float, name: str = "dice_seg_ros: segmentation") -> StatusData:
-        """Return the diagnostics status: fps, latency per stage, drops, back end."""
-        return pipeline_status(name, self.processor.segmenter, self.stats, min_fps,
-                               dropped=self.dropped, errors=self.errors,
-                               last_error=self.last_error)
-
-
 def pipeline_status(name: str, segmenter: Any, stats: PipelineStats, min_fps: float,
                     dropped: int, errors: int, last_error: str | None) -> StatusData:
     """Return one camera's diagnostics status: fps, latency per stage, drops, back end.
@@ -503,3 +343,186 @@ def pipeline_status(name: str, segmenter: Any, stats: PipelineStats, min_fps: fl
         level, message = LEVEL_OK, f"{fps:.1f} fps"
     return StatusData(name=name, level=level, message=message,
                       hardware_id=f"{values['backend']}:{values['device']}", values=values)
+
+
+class CameraSlots:
+    """One thread-safe latest-frame slot per camera, emptied together.
+
+    Args:
+        cameras: camera names (e.g. their namespaces), in batch order.
+
+    """
+
+    def __init__(self, cameras: Sequence[str]) -> None:
+        if not cameras or len(set(cameras)) != len(cameras):
+            raise ValueError(f"cameras must be distinct names, at least one; got "
+                             f"{list(cameras)}")
+        self._cond = threading.Condition()
+        self._closed = False
+        self.cameras = tuple(cameras)
+        self._items: dict[str, Any] = {}
+        self.dropped = {camera: 0 for camera in self.cameras}
+
+    def put(self, camera: str, item: Any) -> bool:
+        """Store ``item`` as ``camera``'s newest frame; True if it replaced (dropped) one.
+
+        Raises:
+            KeyError: naming the camera if it is not one of ``cameras``.
+
+        """
+        if camera not in self.dropped:
+            raise KeyError(f"unknown camera {camera!r}; known: {list(self.cameras)}")
+        with self._cond:
+            replaced = camera in self._items
+            if replaced:
+                self.dropped[camera] += 1
+            self._items[camera] = item
+            self._cond.notify()
+            return replaced
+
+    @property
+    def closed(self) -> bool:
+        """True once ``close`` was called."""
+        return self._closed
+
+    def close(self) -> None:
+        """Wake any waiting taker and make later takes return at once, empty."""
+        with self._cond:
+            self._closed = True
+            self._cond.notify_all()
+
+    def take_all(self, timeout: float | None = None) -> dict[str, Any]:
+        """Return every waiting frame by camera (in camera order), waiting up to ``timeout`` s.
+
+        Empty on timeout or after ``close``.
+        """
+        with self._cond:
+            self._cond.wait_for(lambda: self._items or self._closed, timeout)
+            items = {camera: self._items[camera] for camera in self.cameras
+                     if camera in self._items}
+            self._items.clear()
+            return items
+
+
+class SegmentationWorker:
+    """Segment the newest frame of every camera, one batch per cycle, in a background thread.
+
+    One camera is a batch of one. Each camera has a latest-frame slot, so a
+    slow model never builds a queue and a mask is at most one cycle old.
+
+    Args:
+        processor: the ``FrameProcessor`` whose ``process_batch`` makes the messages.
+        cameras: camera names, in batch order.
+        publish: called as ``publish(camera, result)`` for each frame of a cycle,
+            in the worker thread.
+        flags: called as ``flags(camera)`` each cycle: which outputs that camera wants.
+        on_error: called with ``(camera or None, exception)``; None when the
+            batch failed as a whole.
+        cycle_history: cycles averaged for the cycle latency.
+
+    """
+
+    def __init__(self, processor: FrameProcessor, cameras: Sequence[str],
+                 publish: Callable[[str, FrameResult], None],
+                 flags: Callable[[str], OutputFlags] = lambda camera: OutputFlags(),
+                 on_error: Callable[[str | None, Exception], None] | None = None,
+                 cycle_history: int = 30) -> None:
+        self.slots = CameraSlots(cameras)
+        self._thread: threading.Thread | None = None
+        self.processor = processor
+        self._publish = publish
+        self._flags = flags
+        self._on_error = on_error
+        self.stats = {camera: PipelineStats() for camera in self.slots.cameras}
+        self.errors = {camera: 0 for camera in self.slots.cameras}
+        self.last_error: dict[str, str | None] = {camera: None for camera in self.slots.cameras}
+        self.batch_errors = 0
+        self.cycles = 0
+        self.last_cycle_ms = 0.0
+        self._cycles: deque[tuple[float, int]] = deque(maxlen=cycle_history)  # (ms, size)
+
+    def submit(self, camera: str, msg: Any) -> None:
+        """Offer ``camera``'s new frame (from its subscription callback); never blocks."""
+        self.slots.put(camera, msg)
+
+    def start(self) -> None:
+        """Start the worker thread."""
+        self._thread = threading.Thread(target=self._run, name="segmentation_worker",
+                                        daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        """Step until ``stop``; the timeout lets a step notice the slots closing."""
+        while not self.slots.closed:
+            self.step(timeout=0.5)
+
+    def stop(self, timeout: float = 5.0) -> None:
+        """Stop the worker thread after the cycle in progress (waits up to ``timeout`` s)."""
+        self.slots.close()
+        if self._thread is not None:
+            self._thread.join(timeout)
+            self._thread = None
+
+    def _fail(self, camera: str | None, exc: Exception, cameras: Sequence[str]) -> None:
+        """Count one failure against ``cameras`` and report it."""
+        for name in cameras:
+            self.errors[name] += 1
+            self.last_error[name] = f"{type(exc).__name__}: {exc}"
+        if camera is None:
+            self.batch_errors += 1
+        if self._on_error is not None:
+            self._on_error(camera, exc)
+
+    def step(self, timeout: float | None = None) -> dict[str, FrameResult]:
+        """Run one cycle: decode, one batched network call, publish; return results by camera.
+
+        A frame that cannot be decoded is reported and left out; the rest still run.
+        """
+        msgs = self.slots.take_all(timeout)
+        if not msgs:
+            return {}
+        start = time.perf_counter()
+        cameras = list(msgs)
+        try:
+            results = self.processor.process_batch([msgs[c] for c in cameras],
+                                                   [self._flags(c) for c in cameras])
+        except Exception as exc:  # noqa: BLE001 - one bad cycle must not stop the node
+            self._fail(None, exc, cameras)
+            return {}
+        done = {}
+        for camera, result in zip(cameras, results):
+            if isinstance(result, Exception):
+                self._fail(camera, result, [camera])
+                continue
+            publish_start = time.perf_counter()
+            try:
+                self._publish(camera, result)
+            except Exception as exc:  # noqa: BLE001
+                self._fail(camera, exc, [camera])
+                continue
+            result.timings_ms["publish"] += (time.perf_counter() - publish_start) * 1000.0
+            self.last_error[camera] = None
+            self.stats[camera].record(result.timings_ms)
+            done[camera] = result
+        self.cycles += 1
+        self.last_cycle_ms = (time.perf_counter() - start) * 1000.0
+        self._cycles.append((self.last_cycle_ms, len(cameras)))
+        return done
+
+    def status(self, camera: str, min_fps: float, name: str) -> StatusData:
+        """Return ``camera``'s diagnostics status, with the batch cycle's latency and size.
+
+        ``cycle_ms`` is the wall time of a whole cycle (what a frame waits from
+        leaving its slot to being published); ``batch_size`` the mean cameras per cycle.
+        """
+        status = pipeline_status(name, self.processor.segmenter, self.stats[camera], min_fps,
+                                 dropped=self.slots.dropped[camera],
+                                 errors=self.errors[camera],
+                                 last_error=self.last_error[camera])
+        cycles = list(self._cycles)
+        status.values.update({
+            "cycle_ms": format_value(float(np.mean([ms for ms, _ in cycles]))
+                                     if cycles else float("nan"), 2),
+            "batch_size": format_value(float(np.mean([n for _, n in cycles]))
+                                       if cycles else float("nan"), 2)})
+        return status

@@ -47,7 +47,7 @@ from std_msgs.msg import Float32, Header, String
 from dice_seg_ros.classes import classes_for_model
 from dice_seg_ros.ros.diagnostics import LEVEL_WARN, diagnostic_array
 from dice_seg_ros.ros.grid_output import GridOutput, PoseLookup, occupancy_grid, quaternion_matrix
-from dice_seg_ros.ros.multi_camera import CameraTopics, MultiCameraWorker, camera_topics
+from dice_seg_ros.ros.multi_camera import CameraTopics, camera_topics
 from dice_seg_ros.ros.node_params import (AUTO, AUTO_PROVIDERS, SEGMENTATION_NODE,
                                           SEGMENTATION_PARAMS, ParamSpec, reliability_for)
 from dice_seg_ros.ros.ros_plumbing import (NodeLog, QosEvents, create_diagnostics_publisher,
@@ -203,9 +203,8 @@ class SegmentationWiring:
 
     ``configure`` loads the model and creates the publishers, ``activate``
     subscribes to the cameras, ``deactivate`` unsubscribes, ``cleanup`` frees
-    everything ``configure`` made. One camera runs through ``SegmentationWorker``
-    (one frame per network call); several through ``MultiCameraWorker`` (the
-    newest frame of each camera, one batch per cycle).
+    everything ``configure`` made. One ``SegmentationWorker`` serves every camera:
+    the newest frame of each, one batch per cycle (one camera: a batch of one).
     """
 
     def __init__(self, node: Node, values: dict[str, Any]) -> None:
@@ -214,7 +213,7 @@ class SegmentationWiring:
         self.log = NodeLog(node)
         self.events = QosEvents(self.log)
         self.processor: FrameProcessor | None = None
-        self.worker: SegmentationWorker | MultiCameraWorker | None = None
+        self.worker: SegmentationWorker | None = None
         self.cameras: dict[str, CameraOutputs] = {}
         self._pubs: dict[str, Any] = {}
         self._subs: list[Any] = []
@@ -302,17 +301,24 @@ class SegmentationWiring:
                                      (t.rotation.x, t.rotation.y, t.rotation.z, t.rotation.w))
         return lookup
 
-    def _make_worker(self) -> SegmentationWorker | MultiCameraWorker:
-        """Return the worker: one frame per call for one camera, one batch for several."""
-        if len(self.cameras) == 1:
-            (camera,) = self.cameras.values()
-            return SegmentationWorker(self.processor, camera.publish, flags=camera.wanted,
-                                      on_error=lambda exc: self.log.exception("frame", exc))
-        return MultiCameraWorker(
-            self.processor, list(self.cameras),
-            publish=lambda name, result: self.cameras[name].publish(result),
-            flags=lambda name: self.cameras[name].wanted(),
-            on_error=lambda name, exc: self.log.exception(f"frame {name or 'batch'}", exc))
+    def _make_worker(self) -> SegmentationWorker:
+        """Return the worker: the newest frame of every camera, one batch per cycle."""
+        return SegmentationWorker(self.processor, list(self.cameras), publish=self._publish,
+                                  flags=lambda name: self.cameras[name].wanted(),
+                                  on_error=self._frame_error)
+
+    def _publish(self, camera: str, result: FrameResult) -> None:
+        """Publish a camera's frame result, unless shutdown has begun."""
+        # A signal shuts the context down while the worker may still be busy: a
+        # publish then would fail with "publisher's context is invalid".
+        if self.node.context.ok():
+            self.cameras[camera].publish(result)
+
+    def _frame_error(self, camera: str | None, exc: Exception) -> None:
+        """Log a failed frame (camera None: the whole batch); quiet once shutdown has begun."""
+        if self.node.context.ok():
+            where = "frame" if len(self.cameras) == 1 else f"frame {camera or 'batch'}"
+            self.log.exception(where, exc)
 
     def _publisher(self, msg_type: type, topic: str, transient_local: bool = False) -> Any:
         """Create an output publisher with the output QoS parameters and QoS event logging."""
@@ -395,15 +401,11 @@ class SegmentationWiring:
     def _on_image(self, name: str) -> Callable[[Any], None]:
         """Return the image callback of camera ``name``: count stamp gaps, offer the frame."""
         gaps = self.cameras[name].gaps
-        if isinstance(self.worker, SegmentationWorker):
-            submit = self.worker.submit
-        else:
-            def submit(msg: Any) -> None:
-                self.worker.submit(name, msg)
+        submit = self.worker.submit
 
         def on_image(msg: Any) -> None:
             gaps.add(header_stamp_ns(msg.header))
-            submit(msg)
+            submit(name, msg)
         return on_image
 
     def deactivate(self) -> None:
@@ -461,12 +463,9 @@ class SegmentationWiring:
         statuses = []
         min_fps = self.values["min_fps"]
         for key, camera in self.cameras.items():
-            if isinstance(self.worker, SegmentationWorker):
-                status = self.worker.status(min_fps, name=status_name(self.node, "segmentation"))
-            else:
-                status = self.worker.status(
-                    camera=key, min_fps=min_fps,
-                    name=status_name(self.node, f"segmentation {key}"))
+            status = self.worker.status(
+                camera=key, min_fps=min_fps,
+                name=status_name(self.node, f"segmentation {key}".rstrip()))
             status.values.update(self.events.values(camera.topics.image))
             status.values.update(camera.gaps.values())
             if camera.grid is not None:

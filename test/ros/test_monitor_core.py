@@ -230,7 +230,8 @@ def test_monitor_agrees_with_dice_seg_eval(tmp_path):
             msg = reader.deserialize(raw, conn.msgtype)
             by_stamp.setdefault(header_stamp_ns(msg.header), {})[conn.topic] = msg
     for msgs in by_stamp.values():
-        mask = processor.process(msgs["/camera/image_raw"], OutputFlags()).mask
+        (result,) = processor.process_batch([msgs["/camera/image_raw"]], [OutputFlags()])
+        mask = result.mask
         core.score_pair(mask, msgs["/camera/labels"])
     assert core.scored == report["frames"] == 5
     dice = core.tracker.cumulative.dice()

@@ -11,10 +11,10 @@ from conftest import image_msg
 from dice_seg_ros.bags.bag_io import msg_class
 from dice_seg_ros.classes import classes_for_model
 from dice_seg_ros.ros.diagnostics import LEVEL_ERROR
-from dice_seg_ros.ros.multi_camera import (CameraSlots, CameraTopics, MultiCameraWorker,
-                                           camera_topics)
+from dice_seg_ros.ros.multi_camera import CameraTopics, camera_topics
 from dice_seg_ros.ros.node_params import SEGMENTATION_PARAMS, spec_map, validate
-from dice_seg_ros.ros.segmentation_core import FrameProcessor, OutputFlags
+from dice_seg_ros.ros.segmentation_core import (CameraSlots, FrameProcessor, OutputFlags,
+                                                SegmentationWorker)
 from dice_seg_ros.runtime.image_conversion import image_to_numpy
 
 Image = msg_class("sensor_msgs/msg/Image")
@@ -68,9 +68,9 @@ def test_one_batch_per_cycle_gives_each_camera_its_own_mask(tiny_segmenter):
     counting.meta = tiny_segmenter.meta
     published = []
     wants = {"a": OutputFlags(confidence=True, color=True), "c": OutputFlags()}
-    worker = MultiCameraWorker(processor(counting), ["a", "b", "c"],
-                               publish=lambda cam, result: published.append((cam, result)),
-                               flags=wants.get)
+    worker = SegmentationWorker(processor(counting), ["a", "b", "c"],
+                                publish=lambda cam, result: published.append((cam, result)),
+                                flags=wants.get)
     images = {"a": RNG.integers(0, 256, (40, 60, 3), dtype=np.uint8),
               "c": RNG.integers(0, 256, (90, 120, 3), dtype=np.uint8)}
     for stamp, (camera, image) in enumerate(images.items()):
@@ -90,9 +90,9 @@ def test_one_batch_per_cycle_gives_each_camera_its_own_mask(tiny_segmenter):
 
 def test_a_bad_frame_is_reported_and_the_other_cameras_still_run(tiny_segmenter):
     errors, published = [], []
-    worker = MultiCameraWorker(processor(tiny_segmenter), ["good", "bad"],
-                               publish=lambda cam, result: published.append(cam),
-                               on_error=lambda cam, exc: errors.append((cam, exc)))
+    worker = SegmentationWorker(processor(tiny_segmenter), ["good", "bad"],
+                                publish=lambda cam, result: published.append(cam),
+                                on_error=lambda cam, exc: errors.append((cam, exc)))
     worker.submit("good", image_msg(np.zeros((8, 8, 3), np.uint8), 1))
     worker.submit("bad", image_msg(np.zeros((8, 8, 3), np.uint8), 2, encoding="no_such_encoding"))
     worker.step(timeout=0)
@@ -107,7 +107,7 @@ def test_a_bad_frame_is_reported_and_the_other_cameras_still_run(tiny_segmenter)
 
 
 def test_drops_are_counted_per_camera(tiny_segmenter):
-    worker = MultiCameraWorker(processor(tiny_segmenter), ["a", "b"], publish=lambda c, r: None)
+    worker = SegmentationWorker(processor(tiny_segmenter), ["a", "b"], publish=lambda c, r: None)
     frame = np.zeros((8, 8, 3), np.uint8)
     for stamp in range(3):
         worker.submit("a", image_msg(frame, stamp))
@@ -119,8 +119,8 @@ def test_drops_are_counted_per_camera(tiny_segmenter):
 
 def test_worker_thread_runs_until_stopped(tiny_segmenter):
     done = threading.Event()
-    worker = MultiCameraWorker(processor(tiny_segmenter), ["a"],
-                               publish=lambda cam, result: done.set())
+    worker = SegmentationWorker(processor(tiny_segmenter), ["a"],
+                                publish=lambda cam, result: done.set())
     worker.start()
     worker.submit("a", image_msg(np.zeros((8, 8, 3), np.uint8), 1))
     assert done.wait(timeout=10)

@@ -272,7 +272,7 @@ def test_namespaced_renamed_node_gets_yaml_parameters_camera_info_and_class_tabl
     assert spin_until(lambda: node.wiring.cameras[""].camera_info is not None)
     bad = Image(header=stamped(1), height=2, width=2, encoding="bgr8", step=6, data=[0] * 5)
     camera.publish(bad)
-    assert spin_until(lambda: node.wiring.worker.errors == 1)
+    assert spin_until(lambda: node.wiring.worker.errors[""] == 1)
     rgb = np.zeros((60, 80, 3), np.uint8)
     camera.publish(numpy_to_image(rgb, "rgb8", stamped(7, frame_id="front_optical"), Image))
     assert spin_until(lambda: masks and infos), "node stopped after a bad frame"
@@ -387,7 +387,7 @@ def test_lifecycle_node_loads_model_in_configure_and_autostarts(ros):
     masks = collector(helper, Image, "/auto/mask")
     assert spin_until(lambda: camera.get_subscription_count() >= 1)
     camera.publish(numpy_to_image(np.zeros((30, 40, 3), np.uint8), "rgb8", stamped(3), Image))
-    assert spin_until(lambda: masks) and auto.wiring.worker.stats.frames == 1
+    assert spin_until(lambda: masks) and auto.wiring.worker.stats[""].frames == 1
 
 
 def test_lifecycle_configure_fails_cleanly_on_a_bad_model(ros, tmp_path):

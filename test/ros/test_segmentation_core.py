@@ -1,6 +1,5 @@
 """Segmentation node core without ROS: rosbags messages in, mask messages out."""
 
-import threading
 import time
 from dataclasses import dataclass, field
 
@@ -12,8 +11,8 @@ from dice_seg_ros.classes import load_classes
 from dice_seg_ros.errors import ImageEncodingError, ModelError
 from dice_seg_ros.ros.diagnostics import (LEVEL_ERROR, LEVEL_OK, LEVEL_WARN, StatusData,
                                           diagnostic_array)
-from dice_seg_ros.ros.segmentation_core import (STAGES, FrameProcessor, LatestFrameSlot,
-                                                OutputFlags, PipelineStats, SegmentationWorker)
+from dice_seg_ros.ros.segmentation_core import (STAGES, FrameProcessor, OutputFlags,
+                                                PipelineStats, SegmentationWorker)
 from dice_seg_ros.runtime.image_conversion import (image_to_numpy, numpy_to_compressed,
                                                    numpy_to_image)
 from dice_seg_ros.runtime.model_meta import ModelMeta
@@ -51,6 +50,9 @@ class FakeSegmenter:
         conf = np.full(ids.shape, 0.75, np.float32) if with_confidence else None
         return FakeSegmentation(ids, conf, {"pre": 1.0, "infer": 2.0, "post": 3.0})
 
+    def segment_batch(self, images, with_confidence=False):
+        return [self.segment(rgb, with_confidence) for rgb in images]
+
 
 def header(sec=12, nanosec=345, frame_id="camera"):
     return Header(stamp=Time(sec=sec, nanosec=nanosec), frame_id=frame_id)
@@ -74,10 +76,22 @@ def roundtrip(msg, typename):
 ALL = OutputFlags(color=True, overlay=True, confidence=True)
 
 
+def process(processor, msg, flags):
+    """Run one frame through the processor as a batch of one, as the node's worker does."""
+    (result,) = processor.process_batch([msg], [flags])
+    return result
+
+
+def single_worker(processor, publish=lambda result: None, **kw):
+    """Return a worker serving one camera (named ""), as the node runs for one image topic."""
+    return SegmentationWorker(processor, [""], publish=lambda camera, result: publish(result),
+                              **kw)
+
+
 def test_outputs_carry_input_header_and_expected_pixels():
     msg = image_msg(3)
     proc = FrameProcessor(FakeSegmenter(), CLASSES, Image, overlay_alpha=0.25)
-    result = proc.process(msg, ALL)
+    result = process(proc, msg, ALL)
     rgb = rgb_frame(3)
     ids = rgb[..., 0] // 43
     for out in (result.mask, result.color, result.overlay, result.confidence):
@@ -98,7 +112,7 @@ def test_outputs_carry_input_header_and_expected_pixels():
 
 def test_cdr_roundtrip_in_and_out():
     msg = roundtrip(image_msg(5), "sensor_msgs/msg/Image")
-    result = FrameProcessor(FakeSegmenter(), CLASSES, Image).process(msg, ALL)
+    result = process(FrameProcessor(FakeSegmenter(), CLASSES, Image), msg, ALL)
     for out in (result.mask, result.color, result.overlay, result.confidence):
         back = roundtrip(out, "sensor_msgs/msg/Image")
         assert back.header.stamp.sec == 5 and back.header.stamp.nanosec == 345
@@ -110,8 +124,8 @@ def test_compressed_input():
     rgb = np.zeros((24, 32, 3), np.uint8)
     rgb[:, 16:, 0] = 250  # class 5 on the right, class 0 on the left
     msg = numpy_to_compressed(rgb, header(), CompressedImage, fmt="png")
-    result = FrameProcessor(FakeSegmenter(), CLASSES, Image).process(
-        roundtrip(msg, "sensor_msgs/msg/CompressedImage"), OutputFlags())
+    result = process(FrameProcessor(FakeSegmenter(), CLASSES, Image),
+                     roundtrip(msg, "sensor_msgs/msg/CompressedImage"), OutputFlags())
     ids = image_to_numpy(result.mask)
     assert (ids[:, :16] == 0).all() and (ids[:, 16:] == 5).all()
 
@@ -119,49 +133,27 @@ def test_compressed_input():
 def test_optional_outputs_only_when_flagged():
     seg = FakeSegmenter()
     proc = FrameProcessor(seg, CLASSES, Image)
-    result = proc.process(image_msg(1), OutputFlags(color=True))
+    result = process(proc, image_msg(1), OutputFlags(color=True))
     assert result.color is not None
     assert result.overlay is None and result.confidence is None
     assert seg.calls[-1] == (1, False)
-    proc.process(image_msg(2), OutputFlags(confidence=True))
+    process(proc, image_msg(2), OutputFlags(confidence=True))
     assert seg.calls[-1] == (2, True)
 
 
 def test_overlay_alpha_changes_at_run_time():
     proc = FrameProcessor(FakeSegmenter(), CLASSES, Image, overlay_alpha=0.0)
     msg = image_msg(4)
-    camera_only = image_to_numpy(proc.process(msg, OutputFlags(overlay=True)).overlay)
+    camera_only = image_to_numpy(process(proc, msg, OutputFlags(overlay=True)).overlay)
     np.testing.assert_array_equal(camera_only, rgb_frame(4))
     proc.overlay_alpha = 1.0
-    mask_only = image_to_numpy(proc.process(msg, OutputFlags(overlay=True)).overlay)
+    mask_only = image_to_numpy(process(proc, msg, OutputFlags(overlay=True)).overlay)
     np.testing.assert_array_equal(mask_only, CLASSES.palette()[rgb_frame(4)[..., 0] // 43])
 
 
 def test_model_with_other_classes_is_refused():
     with pytest.raises(ModelError, match="classes"):
         FrameProcessor(FakeSegmenter(class_names=("a", "b")), CLASSES, Image)
-
-
-def test_slot_keeps_only_newest_and_counts_drops():
-    slot = LatestFrameSlot()
-    assert slot.take(timeout=0.01) is None
-    assert slot.put("a") is False
-    assert slot.put("b") is True
-    assert slot.put("c") is True
-    assert slot.dropped == 2
-    assert slot.take(timeout=0) == "c"
-    assert slot.take(timeout=0.01) is None
-
-
-def test_slot_close_wakes_waiting_taker():
-    slot = LatestFrameSlot()
-    got = []
-    taker = threading.Thread(target=lambda: got.append(slot.take(timeout=5)))
-    taker.start()
-    time.sleep(0.05)
-    slot.close()
-    taker.join(timeout=1)
-    assert not taker.is_alive() and got == [None]
 
 
 def test_slow_model_gets_newest_frame_and_drops_are_counted():
@@ -176,12 +168,12 @@ def test_slow_model_gets_newest_frame_and_drops_are_counted():
 
     seg.segment = segment
     published = []
-    worker = SegmentationWorker(FrameProcessor(seg, CLASSES, Image), published.append)
+    worker = single_worker(FrameProcessor(seg, CLASSES, Image), published.append)
     worker.start()
     frames = 30
     for index in range(frames):
         newest["index"] = index
-        worker.submit(image_msg(index, width=8, height=6))
+        worker.submit("", image_msg(index, width=8, height=6))
         time.sleep(0.01)
     deadline = time.monotonic() + 5
     while (not published or published[-1].header.stamp.sec != frames - 1) \
@@ -192,45 +184,45 @@ def test_slow_model_gets_newest_frame_and_drops_are_counted():
     assert stamps[-1] == frames - 1, "the newest frame must be processed"
     assert stamps == sorted(set(stamps)), "never an older frame after a newer one"
     assert len(published) < frames / 2, "a slow model must skip frames, not queue them"
-    assert worker.dropped == frames - len(published)
-    assert worker.stats.frames == len(published)
+    assert worker.slots.dropped[""] == frames - len(published)
+    assert worker.stats[""].frames == len(published)
     # The model only ever starts on the newest frame available at that moment
     # (a frame submitted while it was being taken may race by one).
     assert all(newest_at - index <= 1 for index, newest_at in given)
 
 
 def test_publish_time_includes_the_publish_callback():
-    worker = SegmentationWorker(FrameProcessor(FakeSegmenter(), CLASSES, Image),
-                                lambda result: time.sleep(0.02))
-    worker.submit(image_msg(0, width=8, height=6))
-    result = worker.step(timeout=1)
-    assert result is not None and result.timings_ms["publish"] >= 20.0
+    worker = single_worker(FrameProcessor(FakeSegmenter(), CLASSES, Image),
+                           lambda result: time.sleep(0.02))
+    worker.submit("", image_msg(0, width=8, height=6))
+    result = worker.step(timeout=1)[""]
+    assert result.timings_ms["publish"] >= 20.0
 
 
 def test_bad_frame_is_reported_and_worker_continues():
     errors = []
-    worker = SegmentationWorker(FrameProcessor(FakeSegmenter(), CLASSES, Image),
-                                lambda r: None, on_error=errors.append)
+    worker = single_worker(FrameProcessor(FakeSegmenter(), CLASSES, Image),
+                           on_error=lambda camera, exc: errors.append(exc))
     bad = Image(header=header(), height=2, width=2, encoding="yuv_weird", is_bigendian=0,
                 step=4, data=np.zeros(8, np.uint8))
-    worker.submit(bad)
-    assert worker.step(timeout=0) is None
+    worker.submit("", bad)
+    assert worker.step(timeout=0) == {}
     assert isinstance(errors[0], ImageEncodingError) and "yuv_weird" in str(errors[0])
-    status = worker.status(min_fps=0.0)
+    status = worker.status("", min_fps=0.0, name="seg")
     assert status.level == LEVEL_ERROR and "yuv_weird" in status.message
-    worker.submit(image_msg(1))
-    assert worker.step(timeout=0) is not None
-    assert worker.errors == 1 and worker.last_error is None
+    worker.submit("", image_msg(1))
+    assert "" in worker.step(timeout=0)
+    assert worker.errors[""] == 1 and worker.last_error[""] is None
 
 
 def test_flags_are_asked_for_each_frame():
     wanted = [OutputFlags(), OutputFlags(overlay=True)]
-    worker = SegmentationWorker(FrameProcessor(FakeSegmenter(), CLASSES, Image),
-                                lambda r: None, flags=lambda: wanted.pop(0))
-    worker.submit(image_msg(1))
-    assert worker.step(timeout=0).overlay is None
-    worker.submit(image_msg(2))
-    assert worker.step(timeout=0).overlay is not None
+    worker = single_worker(FrameProcessor(FakeSegmenter(), CLASSES, Image),
+                           flags=lambda camera: wanted.pop(0))
+    worker.submit("", image_msg(1))
+    assert worker.step(timeout=0)[""].overlay is None
+    worker.submit("", image_msg(2))
+    assert worker.step(timeout=0)[""].overlay is not None
 
 
 class FakeClock:
@@ -258,21 +250,21 @@ def test_stats_fps_latency_and_decay():
 
 def test_status_levels_against_min_fps():
     clock = FakeClock()
-    worker = SegmentationWorker(FrameProcessor(FakeSegmenter(), CLASSES, Image),
-                                lambda r: None, stats=PipelineStats(clock=clock))
-    assert worker.status(min_fps=5.0).level == LEVEL_WARN  # no image yet
+    worker = single_worker(FrameProcessor(FakeSegmenter(), CLASSES, Image))
+    worker.stats[""] = PipelineStats(clock=clock)
+    assert worker.status("", min_fps=5.0, name="seg").level == LEVEL_WARN  # no image yet
     for index in range(5):
-        worker.submit(image_msg(index))
-        worker.submit(image_msg(index))  # one dropped per pair
+        worker.submit("", image_msg(index))
+        worker.submit("", image_msg(index))  # one dropped per pair
         worker.step(timeout=0)
         clock.now += 0.5
     clock.now -= 0.5
-    slow = worker.status(min_fps=5.0)
+    slow = worker.status("", min_fps=5.0, name="seg")
     assert slow.level == LEVEL_WARN and "min_fps" in slow.message
     assert slow.values["fps"] == "2.00" and slow.values["dropped_frames"] == "5"
     assert slow.values["backend"] == "fake" and slow.values["device"] == "cpu"
     assert {f"latency_{s}_ms" for s in STAGES} <= set(slow.values)
-    assert worker.status(min_fps=1.0).level == LEVEL_OK
+    assert worker.status("", min_fps=1.0, name="seg").level == LEVEL_OK
 
 
 def test_diagnostic_array_with_rosbags_types_roundtrips():
@@ -293,7 +285,7 @@ def test_real_segmenter_end_to_end():
     segmenter = Segmenter(model, backend="ort", device="cpu", threads=1)
     rgb, _ = generate_scene(7, width=96, height=72)
     msg = roundtrip(numpy_to_image(rgb, "rgb8", header(), Image), "sensor_msgs/msg/Image")
-    result = FrameProcessor(segmenter, CLASSES, Image).process(msg, ALL)
+    result = process(FrameProcessor(segmenter, CLASSES, Image), msg, ALL)
     direct = segmenter.segment(rgb, with_confidence=True)
     np.testing.assert_array_equal(image_to_numpy(result.mask), direct.class_ids)
     np.testing.assert_allclose(image_to_numpy(result.confidence), direct.confidence, atol=1e-5)
@@ -310,13 +302,13 @@ def test_estimated_dice_rides_with_each_frame_single_and_batched(calibrated_tiny
     expected = [segmenter.segment(rgb_frame(index)).estimated_dice for index in range(3)]
     assert all(0.0 <= value < 1.0 for value in expected) and len(set(expected)) > 1
     # Neither path asks for the confidence output: the estimate comes anyway.
-    assert processor.process(msgs[0], OutputFlags()).estimated_dice == pytest.approx(expected[0])
+    assert process(processor, msgs[0], OutputFlags()).estimated_dice == pytest.approx(expected[0])
     batch = processor.process_batch(msgs, [OutputFlags()] * 3)
     assert [r.estimated_dice for r in batch] == pytest.approx(expected)
     assert all(r.confidence is None for r in batch)
     without = FrameProcessor(Segmenter(calibrated_tiny_model, device="cpu", threads=1,
                                        estimate_dice=False), CLASSES, Image)
-    assert without.process(msgs[0], OutputFlags()).estimated_dice is None
+    assert process(without, msgs[0], OutputFlags()).estimated_dice is None
 
 
 def test_estimated_dice_tracker_window_levels_and_calibration_named():
