@@ -158,3 +158,25 @@ def test_node_soak_benchmark_quick_run():
     assert [row.split("|")[1].strip() for row in rows] == ["100", "200"], done.stdout
     assert "timeouts: 0 of 200 frames" in done.stdout
     assert "segmentation_node: RSS" in done.stdout and "dice_monitor_node: RSS" in done.stdout
+
+
+def test_sigint_while_frames_flow_ends_without_publishing_into_a_dead_context(graph):
+    # The worker may finish a frame after the signal shut the context down; that
+    # frame is dropped quietly instead of failing with "publisher's context is invalid".
+    shipped_model_or_skip()
+    node, spin_until, start = graph
+    proc = start("segmentation_node", "-r", "__ns:=/busy", "-p", "device:=cpu",
+                 "-p", "qos_reliability:=reliable")
+    camera = node.create_publisher(Image, "/busy/image", RELIABLE)
+    masks = []
+    node.create_subscription(Image, "/busy/dice_seg/mask", masks.append, RELIABLE)
+    assert spin_until(lambda: camera.get_subscription_count()), "node did not subscribe"
+    frame = np.zeros((240, 320, 3), np.uint8)
+    for index in range(40):
+        camera.publish(numpy_to_image(frame, "rgb8", stamped(index), Image))
+        spin_until(lambda: False, timeout=0.01)
+        if index == 30:
+            proc.send_signal(signal.SIGINT)
+    out, _ = proc.communicate(timeout=30)
+    assert masks and proc.returncode == 0, out
+    assert "context is invalid" not in out and "Traceback" not in out, out
