@@ -38,7 +38,7 @@ from typing import Any, Callable, Sequence
 
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from nav_msgs.msg import OccupancyGrid
-from rclpy.lifecycle import LifecycleNode, State, TransitionCallbackReturn
+from rclpy.lifecycle import LifecycleNode, LifecyclePublisher, State, TransitionCallbackReturn
 from rclpy.node import Node
 from rclpy.qos import ReliabilityPolicy
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image
@@ -218,6 +218,13 @@ class SegmentationWiring:
         self._pubs: dict[str, Any] = {}
         self._subs: list[Any] = []
         self._image_subs: dict[str, tuple[Any, str]] = {}  # camera -> (subscription, reliability)
+        self._class_tables: dict[str, Any] = {}  # topic -> publisher
+        self.active = False
+        # A managed node's outputs are lifecycle publishers: silent unless the node is active.
+        managed = isinstance(node, LifecycleNode)
+        self._create_pub = node.create_lifecycle_publisher if managed else node.create_publisher
+        self._destroy_pub = (node.destroy_lifecycle_publisher if managed
+                             else node.destroy_publisher)
         self._follow_timer: Any = None
         self._timer = None
         self._undo_logging = forward_library_logging(node)
@@ -230,11 +237,13 @@ class SegmentationWiring:
         self.processor = FrameProcessor(segmenter, classes, Image, values["overlay_alpha"])
         topics = camera_topics(values["image_topics"], node.get_name(),
                                compressed=values["use_compressed"])
-        self.cameras = {t.camera: CameraOutputs(t, self._publisher, node.destroy_publisher)
+        self.cameras = {t.camera: CameraOutputs(t, self._publisher, self._destroy_pub)
                         for t in topics}
         self._pubs["diagnostics"] = create_diagnostics_publisher(node)
         for camera in self.cameras.values():
-            self._publish_class_table(camera.topics)
+            topic = camera.topics.output(outputs.CLASS_TABLE)
+            self._class_tables[topic] = self._publisher(
+                String if LabelInfo is None else LabelInfo, topic, True)
         self._enable_estimates(segmenter)
         if values["traversability.enabled"]:
             self._enable_grids()
@@ -325,26 +334,25 @@ class SegmentationWiring:
         qos = qos_profile(self.values["output_qos_reliability"],
                           1 if transient_local else self.values["output_qos_depth"],
                           transient_local=transient_local)
-        return self.node.create_publisher(msg_type, topic, qos,
-                                          event_callbacks=self.events.publisher(topic))
+        pub = self._create_pub(msg_type, topic, qos, event_callbacks=self.events.publisher(topic))
+        if self.active and isinstance(pub, LifecyclePublisher):
+            pub.on_activate(None)  # made while active (an output switched on): enable it now
+        return pub
 
-    def _publish_class_table(self, topics: CameraTopics) -> None:
-        """Publish a camera's class table once; transient-local keeps it for late subscribers."""
+    def _publish_class_tables(self) -> None:
+        """Publish each camera's class table; transient-local keeps it for late subscribers."""
         classes = self.processor.classes
         header = Header(stamp=self.node.get_clock().now().to_msg())
-        topic = topics.output(outputs.CLASS_TABLE)
-        if LabelInfo is not None:
-            msg = label_info(classes, header, LabelInfo, VisionClass)
-            pub = self._publisher(LabelInfo, topic, True)
-        else:
-            msg = String(data=class_table_json(classes))
-            pub = self._publisher(String, topic, True)
-        self._pubs[topic] = pub
-        pub.publish(msg)
+        msg = (String(data=class_table_json(classes)) if LabelInfo is None
+               else label_info(classes, header, LabelInfo, VisionClass))
+        for pub in self._class_tables.values():
+            pub.publish(msg)
 
     def activate(self) -> None:
         """Start the worker and subscribe to each camera's image and camera_info."""
         node, values = self.node, self.values
+        self.active = True
+        self._publish_class_tables()
         self.worker.start()
         for name, camera in self.cameras.items():
             topic = camera.topics.camera_info
@@ -410,6 +418,7 @@ class SegmentationWiring:
 
     def deactivate(self) -> None:
         """Unsubscribe and stop the worker after the frame in progress."""
+        self.active = False
         for sub in [*self._subs, *(s for s, _ in self._image_subs.values())]:
             self.node.destroy_subscription(sub)
         self._subs, self._image_subs = [], {}
@@ -424,9 +433,9 @@ class SegmentationWiring:
         self.deactivate()
         for camera in self.cameras.values():
             camera.destroy()
-        for pub in self._pubs.values():
-            self.node.destroy_publisher(pub)
-        self._pubs, self.cameras = {}, {}
+        for pub in [*self._pubs.values(), *self._class_tables.values()]:
+            self._destroy_pub(pub)
+        self._pubs, self._class_tables, self.cameras = {}, {}, {}
         if self._timer is not None:
             self.node.destroy_timer(self._timer)
             self._timer = None
@@ -526,14 +535,16 @@ class SegmentationLifecycleNode(LifecycleNode):
         return TransitionCallbackReturn.SUCCESS
 
     def on_activate(self, state: State) -> TransitionCallbackReturn:
-        """Subscribe to the camera and start segmenting."""
-        self.wiring.activate()
-        return TransitionCallbackReturn.SUCCESS
+        """Enable the lifecycle publishers, subscribe to the camera and start segmenting."""
+        enabled = super().on_activate(state)
+        if enabled == TransitionCallbackReturn.SUCCESS:
+            self.wiring.activate()
+        return enabled
 
     def on_deactivate(self, state: State) -> TransitionCallbackReturn:
-        """Unsubscribe from the camera."""
+        """Unsubscribe from the camera, then silence the lifecycle publishers."""
         self.wiring.deactivate()
-        return TransitionCallbackReturn.SUCCESS
+        return super().on_deactivate(state)
 
     def on_cleanup(self, state: State) -> TransitionCallbackReturn:
         """Unload the model and destroy the publishers."""

@@ -364,6 +364,7 @@ def test_library_logging_goes_through_the_node_logger(ros, capfd):
 
 def test_lifecycle_node_loads_model_in_configure_and_autostarts(ros):
     from lifecycle_msgs.msg import State as StateMsg
+    from rclpy.lifecycle import LifecyclePublisher
 
     from dice_seg_ros.ros.segmentation_node import SegmentationLifecycleNode
     shipped_model_or_skip()
@@ -373,9 +374,17 @@ def test_lifecycle_node_loads_model_in_configure_and_autostarts(ros):
     assert managed.wiring.processor is None
     managed.trigger_configure()
     assert managed.wiring.processor is not None
+    mask_pub = managed.wiring.cameras[""].pubs["mask"]
+    # Lifecycle publishers: silent until activate, and again after deactivate.
+    assert isinstance(mask_pub, LifecyclePublisher) and not mask_pub.is_activated
     managed.trigger_activate()
     assert managed._state_machine.current_state[0] == StateMsg.PRIMARY_STATE_ACTIVE
+    assert mask_pub.is_activated
+    assert managed.set_parameters([Parameter("publish_overlay", value=False)])[0].successful
+    assert managed.set_parameters([Parameter("publish_overlay", value=True)])[0].successful
+    assert managed.wiring.cameras[""].optional["overlay"].is_activated, "made while active"
     managed.trigger_deactivate()
+    assert not mask_pub.is_activated
     managed.trigger_cleanup()
     assert managed.wiring.processor is None
 
