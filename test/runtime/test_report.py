@@ -82,3 +82,23 @@ def test_classes_absent_from_labels_are_marked_and_kept_out_of_mean_present(tmp_
     assert report["dice"]["grass"] == pytest.approx(2 / 3)
     assert report["mean_dice"] == pytest.approx((1 + 2 / 3 + 0) / 3)
     assert report["mean_dice_present"] == pytest.approx((1 + 2 / 3) / 2)
+
+
+def test_plots_name_the_bag_and_model_and_the_colour_bar_is_in_percent(tmp_path):
+    pytest.importorskip("matplotlib")
+    from dice_seg_ros.runtime.report import plot_confusion, plot_dice_over_time, plot_title
+
+    tracker = _tracker()
+    title = plot_title("Confusion matrix", {"bag": "/data/drive_03", "model": "/m/seg.onnx"})
+    assert title == "Confusion matrix\nbag drive_03, model seg.onnx"
+    assert plot_title("Dice per frame", {"bag": None}) == "Dice per frame"
+    figure = plot_confusion(tmp_path / "c.png", tracker.cumulative.matrix, NAMES, title=title)
+    image_axes, bar_axes = figure.axes
+    assert image_axes.get_title() == title
+    assert bar_axes.get_ylim() == pytest.approx((0.0, 100.0))
+    cells = [text.get_text() for text in image_axes.texts]
+    # The annotations are the percentages the colour bar spans: rows sum to 100.
+    rows = np.array([float(c) for c in cells]).reshape(3, 3)
+    np.testing.assert_allclose(rows.sum(axis=1), 100.0, atol=0.2)
+    figure = plot_dice_over_time(tmp_path / "d.png", tracker, NAMES, title=title)
+    assert figure.axes[0].get_title() == title
