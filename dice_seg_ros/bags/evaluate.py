@@ -27,6 +27,9 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import signal
+import sys
+import threading
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -304,6 +307,32 @@ def _check_options(image_topic: str, label_topic: str | None, batch_size: int,
                          "drop --no-output-bag")
 
 
+def _ignore_further_sigint() -> None:
+    """After a first Ctrl-C, ignore the next ones while the frames done are reported.
+
+    A second Ctrl-C would otherwise cut the report short (a traceback from inside
+    matplotlib, no plots). ``_sigint_restored`` gives Ctrl-C back afterwards.
+    Main thread only (signals cannot be set elsewhere); elsewhere a no-op.
+    """
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        tqdm.write("Ctrl-C: stopped reading; writing the report of the frames done "
+                   "(Ctrl-C is ignored until it is written)", file=sys.stderr)
+
+
+@contextmanager
+def _sigint_restored() -> Iterator[None]:
+    """Restore the Ctrl-C handler on exit (``_ignore_further_sigint`` may have changed it)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.getsignal(signal.SIGINT)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
 def _run(reader: BagReader, replay: Replay,
          pairer: StampPairer | None) -> tuple[str | None, BaseException | None, int]:
     """Stream the bag into ``replay``; return (stopped_by, error, frames not evaluated)."""
@@ -311,6 +340,7 @@ def _run(reader: BagReader, replay: Replay,
     try:
         _stream(reader, replay, pairer)
     except KeyboardInterrupt:
+        _ignore_further_sigint()
         stopped_by = "interrupted (Ctrl-C)"
     except StorageFault as exc:
         stopped_by, error = (f"storage error: {exc}; last good frame stamp "
@@ -383,6 +413,13 @@ def evaluate_bag(bag: str | Path, image_topic: str, label_topic: str | None,
             read (missing bag, missing topic or wrong type, bad model, bad options).
 
     """
+    with _sigint_restored():
+        return _evaluate(bag, image_topic, label_topic, Path(out_dir), segmenter, options)
+
+
+def _evaluate(bag: str | Path, image_topic: str, label_topic: str | None, out: Path,
+              segmenter: Segmenter | None, options: EvalOptions) -> ReplayResult:
+    """Do what ``evaluate_bag`` says."""
     _check_options(image_topic, label_topic, options.batch_size, options.output_bag)
     segmenter = segmenter or Segmenter()
     classes = classes_for_model(segmenter.meta.class_names, options.classes_file)
@@ -392,7 +429,6 @@ def evaluate_bag(bag: str | Path, image_topic: str, label_topic: str | None,
         raise ModelError(f"{segmenter.model_path} has no usable estimated-Dice calibration "
                          f"(NAME.quality.json next to it, fitted for this model); run "
                          f"'dice-seg calibrate'")
-    out = Path(out_dir)
     with BagReader(bag) as reader:
         image_type = reader.check_topic(image_topic, IMAGE_TYPES)
         if label_topic is not None:

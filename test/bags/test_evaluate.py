@@ -202,6 +202,39 @@ def test_ctrl_c_writes_partial_report(small_bag, tmp_path, tiny_segmenter, monke
     assert json.loads(result.paths["report"].read_text())["stopped_by"].startswith("interrupted")
 
 
+def test_a_second_ctrl_c_cannot_cut_the_report_short(small_bag, tmp_path, tiny_segmenter,
+                                                     monkeypatch, capsys):
+    import signal
+
+    from dice_seg_ros.bags import evaluate
+
+    real = tiny_segmenter.segment_batch
+    calls = []
+
+    def interrupt(images, with_confidence=False):
+        calls.append(1)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return real(images, with_confidence)
+
+    handler_while_writing = []
+    real_write = evaluate.write_report
+
+    def write_report(*args, **kwargs):
+        handler_while_writing.append(signal.getsignal(signal.SIGINT))
+        return real_write(*args, **kwargs)
+
+    monkeypatch.setattr(tiny_segmenter, "segment_batch", interrupt)
+    monkeypatch.setattr(evaluate, "write_report", write_report)
+    before = signal.getsignal(signal.SIGINT)
+    result = _eval(small_bag, tmp_path / "out", tiny_segmenter)
+    assert result.stopped_by == "interrupted (Ctrl-C)"
+    assert handler_while_writing == [signal.SIG_IGN], "Ctrl-C must wait for the report"
+    assert signal.getsignal(signal.SIGINT) is before, "Ctrl-C is given back afterwards"
+    assert result.paths["confusion_matrix"].is_file()
+    assert "Ctrl-C is ignored until it is written" in capsys.readouterr().err
+
+
 def test_labels_outside_class_list(tmp_path, tiny_segmenter):
     rgb, ids = _scenes(1)[0]
     bad = ids.copy()
