@@ -433,6 +433,11 @@ def _evaluate(bag: str | Path, image_topic: str, label_topic: str | None, out: P
         image_type = reader.check_topic(image_topic, IMAGE_TYPES)
         if label_topic is not None:
             reader.check_topic(label_topic, IMAGE_TYPES)
+        if reader.message_count(image_topic) == 0:
+            counts = ", ".join(f"{topic} {reader.message_count(topic)}"
+                               for topic in reader.topics())
+            raise BagError(f"{bag}: topic {image_topic} has no messages; check --image-topic "
+                           f"(messages per topic: {counts})")
         out.mkdir(parents=True, exist_ok=True)
         output = (_OutputBag(out / OUTPUT_BAG, image_topic, image_type, classes)
                   if options.output_bag else None)
@@ -481,6 +486,7 @@ def _evaluate(bag: str | Path, image_topic: str, label_topic: str | None, out: P
         # Nothing to show for it: an empty output bag would only look like a result.
         if output is not None:
             remove_old_bag(output.path)
+            extra["output_bag"] = extra["output_topics"] = None
         error = BagError(f"{bag}: no image on {image_topic} could be segmented "
                          f"({replay.errors.total} skipped); check --image-topic")
         stopped_by = str(error)

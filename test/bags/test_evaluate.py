@@ -343,15 +343,19 @@ def test_make_bag_rejects_bad_sizes(tmp_path):
         write_synthetic_bag(tmp_path / "x", frames=0)
 
 
-def test_segmenting_an_empty_topic_is_an_error_and_leaves_no_output_bag(
+def test_an_empty_image_topic_is_one_line_and_leaves_no_output(
         tmp_path, tiny_onnx_model, capsys):
     bag = tmp_path / "empty"
     with BagWriter(bag) as writer:
         writer.add_topic(IMAGE_TOPIC, "sensor_msgs/msg/Image")
+        writer.add_topic(LABEL_TOPIC, "sensor_msgs/msg/Image")
     out = tmp_path / "out"
-    argv = ["eval", "--bag", str(bag), "--image-topic", IMAGE_TOPIC, "--model",
-            str(tiny_onnx_model), "--out", str(out), "--no-progress"]
-    assert main(argv) == 2
-    err = capsys.readouterr().err.strip()
-    assert f"no image on {IMAGE_TOPIC}" in err and len(err.splitlines()) == 1
-    assert not (out / "output_bag").exists()
+    for labels in ([], ["--label-topic", LABEL_TOPIC]):
+        argv = ["eval", "--bag", str(bag), "--image-topic", IMAGE_TOPIC, "--model",
+                str(tiny_onnx_model), "--out", str(out), *labels]
+        assert main(argv) == 2
+        captured = capsys.readouterr()
+        # One line, no progress bar, no summary of nothing.
+        assert captured.out == "" and len(captured.err.strip().splitlines()) == 1, captured
+        assert f"topic {IMAGE_TOPIC} has no messages" in captured.err
+        assert not out.exists()
