@@ -20,6 +20,7 @@ import numpy as np
 from tqdm import tqdm
 
 from dice_seg_ros.bags.bag_io import IMAGE_TYPES, BadMessage, BagReader
+from dice_seg_ros.bags.evaluate import bag_pairs
 from dice_seg_ros.classes import ClassSet, classes_for_model
 from dice_seg_ros.data.datasets import FORMATS, open_dataset, split_by_sequence
 from dice_seg_ros.errors import BagError, ModelError
@@ -30,7 +31,7 @@ from dice_seg_ros.runtime.estimated_dice import (TEMPERATURES, Calibration, feat
 from dice_seg_ros.runtime.image_conversion import LABEL_FORMATS, labels_to_ids, msg_to_rgb
 from dice_seg_ros.runtime.inference import Segmenter, add_model_arguments, shipped_models
 from dice_seg_ros.runtime.metrics import DiceTracker
-from dice_seg_ros.runtime.pairing import StampPairer, header_stamp_ns
+from dice_seg_ros.runtime.pairing import StampPairer
 
 Frame = tuple[np.ndarray, np.ndarray]
 
@@ -38,18 +39,15 @@ Frame = tuple[np.ndarray, np.ndarray]
 def bag_frames(bag: str | Path, image_topic: str, label_topic: str, classes: ClassSet,
                label_format: str = "ids", max_offset_ms: float = 20.0) -> Iterator[Frame]:
     """Yield ``(rgb, class_ids)`` of each image/label pair of a bag, paired by stamp."""
-    pairer: StampPairer = StampPairer(max_offset_ms)
+    def bad(message: BadMessage) -> None:
+        raise BagError(f"{bag}: {message.error}")
+
     with BagReader(bag) as reader:
         reader.check_topic(image_topic, IMAGE_TYPES)
         reader.check_topic(label_topic, IMAGE_TYPES)
-        for message in reader.messages([image_topic, label_topic]):
-            if isinstance(message, BadMessage):
-                raise BagError(f"{bag}: {message.error}")
-            add = pairer.add_image if message.topic == image_topic else pairer.add_label
-            for pair in add(header_stamp_ns(message.msg.header), message.msg):
-                yield msg_to_rgb(pair.image), labels_to_ids(pair.label, label_format, classes)
-        for pair in pairer.flush():
-            yield msg_to_rgb(pair.image), labels_to_ids(pair.label, label_format, classes)
+        for pair in bag_pairs(reader, image_topic, label_topic, StampPairer(max_offset_ms), bad):
+            yield (msg_to_rgb(pair.image[1]),
+                   labels_to_ids(pair.label[1], label_format, classes))
 
 
 def dataset_frames(root: str | Path, fmt: str, classes: ClassSet, remap: Path | None = None,

@@ -34,7 +34,8 @@ import time
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator
+from functools import partial
+from typing import Any, Callable, Iterable, Iterator
 
 import numpy as np
 from tqdm import tqdm
@@ -247,35 +248,50 @@ class ReplayResult:
     error: BaseException | None
 
 
-def _score_pairs(replay: Replay, pairs: list[Pair]) -> None:
+def _score_pairs(replay: Replay, pairs: Iterable[Pair]) -> None:
     """Decode paired messages and queue them for segmentation."""
     for pair in pairs:
         replay.add(replay.decode(pair.image_stamp_ns, pair.image, pair.label))
 
 
-def _stream(reader: BagReader, replay: Replay, pairer: StampPairer | None) -> None:
-    """Feed every image (and label) message, through pairing, into ``replay``, to the end."""
-    topics = [replay.image_topic] + ([replay.label_topic] if pairer is not None else [])
+def bag_pairs(reader: BagReader, image_topic: str, label_topic: str | None,
+              pairer: StampPairer | None, on_bad: Callable[[BadMessage], None],
+              on_read_ms: Callable[[float], None] = lambda ms: None) -> Iterator[Pair]:
+    """Yield each image with its label, paired by header stamp, to the end of the bag.
+
+    The one read-and-pair loop of the bag tools (``eval``, ``calibrate``). Images
+    and labels are ``(log_time_ns, message)``. With ``pairer`` None every image
+    comes alone (label None). A message that does not deserialise goes to
+    ``on_bad``; ``on_read_ms`` gets each read's milliseconds (read + deserialise).
+    Stopped early, pairs still waiting in ``pairer`` stay there for ``pairer.flush``.
+    """
+    topics = [image_topic] + ([label_topic] if pairer is not None else [])
     messages = reader.messages(topics)
     while True:
         start = time.perf_counter()
         message = next(messages, None)
-        replay.clock.add("read", (time.perf_counter() - start) * 1000.0)
+        on_read_ms((time.perf_counter() - start) * 1000.0)
         if message is None:
             break
         if isinstance(message, BadMessage):
-            replay.bad_message(message)
+            on_bad(message)
             continue
         stamp = header_stamp_ns(message.msg.header)
         item = (message.log_time_ns, message.msg)
         if pairer is None:
-            replay.add(replay.decode(stamp, item, None))
-        elif message.topic == replay.image_topic:
-            _score_pairs(replay, pairer.add_image(stamp, item))
+            yield Pair(stamp, stamp, item, None)
+        elif message.topic == image_topic:
+            yield from pairer.add_image(stamp, item)
         else:
-            _score_pairs(replay, pairer.add_label(stamp, item))
+            yield from pairer.add_label(stamp, item)
     if pairer is not None:
-        _score_pairs(replay, pairer.flush())
+        yield from pairer.flush()
+
+
+def _stream(reader: BagReader, replay: Replay, pairer: StampPairer | None) -> None:
+    """Feed every image (and label) of the bag, through pairing, into ``replay``, to the end."""
+    _score_pairs(replay, bag_pairs(reader, replay.image_topic, replay.label_topic, pairer,
+                                   replay.bad_message, partial(replay.clock.add, "read")))
     replay.finish_batch()
 
 

@@ -359,3 +359,20 @@ def test_an_empty_image_topic_is_one_line_and_leaves_no_output(
         assert captured.out == "" and len(captured.err.strip().splitlines()) == 1, captured
         assert f"topic {IMAGE_TOPIC} has no messages" in captured.err
         assert not out.exists()
+
+
+def test_calibrate_reads_the_pairs_eval_scores(tmp_path, tiny_segmenter):
+    from dice_seg_ros.bags.calibrate import bag_frames
+
+    scenes = _scenes(3)
+    (first, late, last) = _frames(scenes)
+    # The second frame's label is stamped 8 ms late: paired within --max-offset-ms 20.
+    late_label = (LABEL_TOPIC, late[0] + 8 * MS, image_msg(late[2], late[0] + 8 * MS, "mono8"))
+    bag = _bag(tmp_path / "bag", [first, last],
+               extra=[(IMAGE_TOPIC, late[0], image_msg(late[1], late[0])), late_label])
+    result = _eval(bag, tmp_path / "out", tiny_segmenter, output_bag=False)
+    pairs = list(bag_frames(bag, IMAGE_TOPIC, LABEL_TOPIC, load_classes(), max_offset_ms=20.0))
+    assert result.report["frames"] == len(pairs) == 3
+    for (rgb, ids), (want_rgb, want_ids) in zip(pairs, scenes):
+        np.testing.assert_array_equal(rgb, want_rgb)
+        np.testing.assert_array_equal(ids, want_ids)
