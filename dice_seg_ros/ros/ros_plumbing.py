@@ -30,7 +30,7 @@ from std_msgs.msg import Header
 
 from dice_seg_ros.errors import DiceSegError
 from dice_seg_ros.ros.diagnostics import StatusData, diagnostic_array
-from dice_seg_ros.ros.node_params import ParamSpec, validate_all
+from dice_seg_ros.ros.node_params import ParamSpec, defaults, validate_all
 
 DIAGNOSTICS_TOPIC = "/diagnostics"
 # Bad parameters, model or classes file: reported in one line, not a traceback.
@@ -61,9 +61,9 @@ def declare_specs(node: Node, specs: Sequence[ParamSpec]) -> dict[str, Any]:
         ValueError: naming the node, parameter and reason, for an invalid value.
 
     """
-    declared = node.declare_parameters("", [
-        (s.name, list(s.default) if isinstance(s.default, tuple) else s.default, descriptor(s))
-        for s in specs])
+    values = defaults(specs)
+    declared = node.declare_parameters("", [(s.name, values[s.name], descriptor(s))
+                                            for s in specs])
     values = {p.name: p.value for p in declared}
     reason = validate_all(specs, values)
     if reason:
