@@ -527,19 +527,14 @@ def write_snapshot(snapshot: ReportSnapshot, out_dir: str | Path,
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    paths = {"report": out / report.REPORT_JSON, "per_frame": out / report.PER_FRAME_CSV,
-             "dice_over_time": out / report.DICE_PLOT,
-             "confusion_matrix": out / report.CONFUSION_PLOT}
-    names = list(classes.names)
     extra = dict(snapshot.extra)
+    estimate_paths = {}
     if snapshot.estimates_path is not None:
         extra["estimated_dice"], estimate_paths = write_quality_report(
             out, *read_joined(snapshot.estimates_path, snapshot.estimates_bytes))
-        paths.update(estimate_paths)
-    data = report.summary(snapshot.tracker, names, unpaired=snapshot.unpaired, fps=snapshot.fps,
-                          latency_ms=snapshot.latency_ms, extra=extra)
-    report.write_json(paths["report"], data)
-    _copy_rows(snapshot, paths["per_frame"])
-    report.plot_dice_over_time(paths["dice_over_time"], snapshot.tracker, names, classes.colors)
-    report.plot_confusion(paths["confusion_matrix"], snapshot.tracker.cumulative.matrix, names)
-    return paths
+    paths = report.write_report(out, snapshot.tracker, list(classes.names),
+                                unpaired=snapshot.unpaired, fps=snapshot.fps,
+                                latency_ms=snapshot.latency_ms, extra=extra,
+                                colors=classes.colors,
+                                per_frame=lambda path: _copy_rows(snapshot, path))
+    return dict(paths, **estimate_paths)

@@ -14,7 +14,7 @@ import math
 import os
 import tempfile
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 
@@ -189,7 +189,8 @@ def write_json(path: Path, data: dict[str, Any]) -> None:
 def write_report(out_dir: str | Path, tracker: DiceTracker, class_names: Sequence[str], *,
                  unpaired: int, fps: float, latency_ms: dict[str, float],
                  extra: dict[str, Any] | None = None,
-                 colors: np.ndarray | None = None) -> dict[str, Path]:
+                 colors: np.ndarray | None = None,
+                 per_frame: Callable[[Path], None] | None = None) -> dict[str, Path]:
     """Write report.json, per_frame.csv, dice_over_time.png and confusion_matrix.png.
 
     Args:
@@ -201,6 +202,8 @@ def write_report(out_dir: str | Path, tracker: DiceTracker, class_names: Sequenc
         latency_ms: mean milliseconds per frame of each stage.
         extra: more JSON keys (e.g. bag, model, stopped_by); may override.
         colors: optional ``(C, 3)`` uint8 class colours for the Dice plot.
+        per_frame: writes per_frame.csv to the path it is given (default: the
+            tracker's frames; the monitor copies the rows it streamed).
 
     Returns:
         ``{"report", "per_frame", "dice_over_time", "confusion_matrix"}`` -> path.
@@ -213,7 +216,10 @@ def write_report(out_dir: str | Path, tracker: DiceTracker, class_names: Sequenc
     data = summary(tracker, class_names, unpaired=unpaired, fps=fps, latency_ms=latency_ms,
                    extra=extra)
     write_json(paths["report"], data)
-    write_per_frame_csv(paths["per_frame"], tracker, class_names)
+    if per_frame is None:
+        write_per_frame_csv(paths["per_frame"], tracker, class_names)
+    else:
+        per_frame(paths["per_frame"])
     plot_dice_over_time(paths["dice_over_time"], tracker, class_names, colors,
                         title=plot_title("Dice per frame", extra))
     plot_confusion(paths["confusion_matrix"], tracker.cumulative.matrix, class_names,
