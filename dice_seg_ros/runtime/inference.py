@@ -497,7 +497,8 @@ class _TorchBackend:
                              f"(torch.cuda.is_available() is False); {CPU_HINT}")
         else:
             if device == "auto":
-                LOG.warning("no CUDA GPU visible to PyTorch; running on CPU")
+                # 'auto' asked for nothing in particular: the CPU is an answer, not a problem.
+                LOG.info("no CUDA GPU visible to PyTorch; running on CPU")
             self.device = "cpu"
         if threads:
             torch.set_num_threads(threads)

@@ -237,6 +237,18 @@ def test_torch_explicit_cuda_without_gpu_is_an_error():
         Segmenter(backend="torch", device="cuda")
 
 
+def test_the_default_device_on_a_cpu_only_machine_warns_of_nothing(tiny_onnx_model, caplog):
+    torch = pytest.importorskip("torch")
+    shipped_model_or_skip("models/terrain_seg.pt")
+    if torch.cuda.is_available():
+        pytest.skip("this machine has a CUDA GPU")
+    with caplog.at_level("INFO", logger="dice_seg_ros"):
+        Segmenter(tiny_onnx_model, device="auto")
+        Segmenter(backend="torch", device="auto")
+    assert "running on CPU" in caplog.text  # said, for whoever reads INFO
+    assert not [r for r in caplog.records if r.levelname in ("WARNING", "ERROR")]
+
+
 def test_sessions_do_not_spin_between_frames(tiny):
     options = tiny._backend.session.get_session_options()
     for entry in ("session.intra_op.allow_spinning", "session.inter_op.allow_spinning"):
