@@ -100,13 +100,14 @@ def test_segmentation_node_refuses_bad_start_parameters(ros):
                          parameter_overrides=[Parameter("input_width", value=320)])
 
 
-def test_overrides_that_no_parameter_declares_are_named(ros):
+def test_overrides_that_no_parameter_declares_are_named(ros, tmp_path):
     from dice_seg_ros.ros.dice_monitor_node import DiceMonitorNode
     from dice_seg_ros.ros.ros_plumbing import undeclared_overrides
 
     context, add, _ = ros
     node = add(DiceMonitorNode(context=context, parameter_overrides=[
-        Parameter("window_size", value=4), Parameter("windw_size", value=4)]))
+        Parameter("report_dir", value=str(tmp_path)), Parameter("window_size", value=4),
+        Parameter("windw_size", value=4)]))
     assert undeclared_overrides(node) == ["windw_size"]
 
 
