@@ -180,3 +180,15 @@ def test_sigint_while_frames_flow_ends_without_publishing_into_a_dead_context(gr
     out, _ = proc.communicate(timeout=30)
     assert masks and proc.returncode == 0, out
     assert "context is invalid" not in out and "Traceback" not in out, out
+
+
+def test_a_misspelt_parameter_is_named_in_a_warning(graph, tmp_path):
+    node, spin_until, start = graph
+    proc = start("dice_monitor_node", "-r", "__ns:=/typo", "-p", f"report_dir:={tmp_path}",
+                 "-p", "windw_size:=4")
+    assert spin_until(lambda: node.count_subscribers("/typo/mask") > 0)
+    proc.send_signal(signal.SIGINT)
+    out, _ = proc.communicate(timeout=30)
+    assert proc.returncode == 0, out
+    warning = [line for line in out.splitlines() if "no parameter declares" in line]
+    assert len(warning) == 1 and "windw_size" in warning[0], out
