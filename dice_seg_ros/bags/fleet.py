@@ -44,6 +44,7 @@ from dice_seg_ros.bags.evaluate import EvalOptions, add_label_arguments, eval_op
 from dice_seg_ros.runtime.estimated_dice import file_sha256
 from dice_seg_ros.runtime.inference import add_model_arguments
 from dice_seg_ros.runtime.metrics import dice_from_matrix, iou_from_matrix, nanmean
+from dice_seg_ros.runtime.report import plot_title
 
 BAGS_DIR = "bags"
 BAGS_CSV = "bags.csv"
@@ -379,9 +380,10 @@ def plot_bags(path: Path, results: Sequence[BagResult], summary: dict[str, Any])
                     key=lambda r: -_sort_value(r.mean_dice()))
     failed = [r for r in results if r.error is not None]
     rows = max(len(scored) + len(failed), len(summary["worst_frames"]), 1)
-    figure = Figure(figsize=(12, 1.5 + 0.28 * rows))
-    figure.subplots_adjust(left=0.2, right=0.97, bottom=0.9 / (1.5 + 0.28 * rows) + 0.02,
-                           top=1 - 0.5 / (1.5 + 0.28 * rows), wspace=0.6)
+    height = 1.8 + 0.28 * rows  # inches; titles of two lines (what, then the model)
+    figure = Figure(figsize=(12, height))
+    figure.subplots_adjust(left=0.2, right=0.97, bottom=0.9 / height + 0.02,
+                           top=1 - 0.8 / height, wspace=0.6)
     bags, frames = figure.subplots(1, 2)
     names = ([Path(r.bag).name for r in scored]
              + [f"{Path(r.bag).name} (failed)" for r in failed])
@@ -389,7 +391,8 @@ def plot_bags(path: Path, results: Sequence[BagResult], summary: dict[str, Any])
     colors = ["tab:blue"] * len(scored) + ["tab:red"] * len(failed)
     bags.barh(np.arange(len(names)), values, color=colors)
     bags.set_yticks(np.arange(len(names)), labels=names, fontsize="small")
-    bags.set(xlim=(0, 1), xlabel="mean Dice", title="per bag (pooled over its frames)")
+    bags.set(xlim=(0, 1), xlabel="mean Dice",
+             title=plot_title("per bag (pooled over its frames)", summary))
     if summary["mean_dice"] is not None:
         bags.axvline(summary["mean_dice"], color="black", linewidth=1, label="fleet")
         bags.legend(loc="lower right", fontsize="small")
@@ -413,7 +416,7 @@ def plot_class_dice(path: Path, results: Sequence[BagResult], summary: dict[str,
     per_bag = np.array([dice_from_matrix(r.matrix) for r in results
                         if r.error is None and r.confusion]).reshape(-1, len(names))
     figure = Figure(figsize=(1.5 + 0.9 * len(names), 4.2))
-    figure.subplots_adjust(left=0.1, right=0.97, bottom=0.18, top=0.9)
+    figure.subplots_adjust(left=0.1, right=0.97, bottom=0.18, top=0.86)
     axes = figure.add_subplot()
     columns = [column[~np.isnan(column)] for column in per_bag.T]
     box = axes.boxplot(columns, positions=np.arange(len(names)), widths=0.6,
@@ -424,7 +427,8 @@ def plot_class_dice(path: Path, results: Sequence[BagResult], summary: dict[str,
     axes.scatter(np.arange(len(names)), pooled, marker="D", color="black", zorder=3,
                  label="fleet (pooled)")
     axes.set_xticks(np.arange(len(names)), labels=names, rotation=30, ha="right")
-    axes.set(ylim=(-0.02, 1.02), ylabel="Dice", title="per-class Dice across bags")
+    axes.set(ylim=(-0.02, 1.02), ylabel="Dice",
+             title=plot_title(f"per-class Dice across {len(per_bag)} bags", summary))
     axes.grid(axis="y", alpha=0.3)
     axes.legend(loc="lower left", fontsize="small")
     figure.savefig(path, dpi=100)

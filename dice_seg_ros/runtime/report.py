@@ -103,7 +103,7 @@ def write_per_frame_csv(path: Path, tracker: DiceTracker, class_names: Sequence[
 
 def plot_title(what: str, extra: dict[str, Any] | None) -> str:
     """Return a plot title: ``what``, then the bag and the model file it is about, when known."""
-    about = [f"{key} {Path(str(extra[key])).name}" for key in ("bag", "model")
+    about = [f"{key}: {Path(str(extra[key])).name}" for key in ("bag", "model")
              if extra and extra.get(key)]
     return f"{what}\n{', '.join(about)}" if about else what
 
