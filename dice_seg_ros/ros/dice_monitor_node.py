@@ -30,7 +30,8 @@ from dice_seg_ros.ros.monitor_core import MonitorCore
 from dice_seg_ros.ros.node_params import MONITOR_NODE, MONITOR_PARAMS
 from dice_seg_ros.ros.ros_plumbing import (NodeLog, QosEvents, create_diagnostics_publisher,
                                            declare_specs, parameter_callback, publish_diagnostics,
-                                           qos_profile, run_node, status_name)
+                                           qos_profile, run_node, status_name,
+                                           warn_undeclared_overrides)
 from dice_seg_ros.runtime.report import PER_FRAME_CSV
 
 
@@ -40,6 +41,7 @@ class DiceMonitorNode(Node):
     def __init__(self, node_name: str = MONITOR_NODE, **kwargs: Any) -> None:
         super().__init__(node_name, **kwargs)
         self._values = declare_specs(self, MONITOR_PARAMS)
+        warn_undeclared_overrides(self)
         values = self._values
         self.log = NodeLog(self)
         self.events = QosEvents(self.log)

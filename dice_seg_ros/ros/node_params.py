@@ -290,6 +290,9 @@ def _image_topics_reason(value: Sequence[str]) -> str | None:
 
 def validate(spec: ParamSpec, value: Any) -> str | None:
     """Return the reason ``value`` is not allowed for ``spec``, or None if it is."""
+    if spec.type_name == "string_array" and not value:
+        # ROS cannot type an empty list: `-p image_topics:=[]` arrives as None.
+        return f"{spec.name} is empty; give at least one value, e.g. {list(spec.default)}"
     if not _type_matches(spec, value):
         return (f"{spec.name}={value!r} has type {type(value).__name__}; "
                 f"expected {spec.type_name}")

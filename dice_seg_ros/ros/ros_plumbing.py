@@ -71,6 +71,23 @@ def declare_specs(node: Node, specs: Sequence[ParamSpec]) -> dict[str, Any]:
     return values
 
 
+def warn_undeclared_overrides(node: Node) -> list[str]:
+    """Warn about ``-p name:=value`` overrides that no parameter of the node declares.
+
+    A misspelt parameter is otherwise ignored without a word. Call it after every parameter
+    is declared; returns the names warned about.
+    """
+    # rclpy has no public accessor for the overrides it was started with (Jazzy).
+    given = getattr(node, "_parameter_overrides", {})
+    unknown = sorted(name for name in given if not node.has_parameter(name)
+                     and not name.startswith("qos_overrides."))
+    if unknown:
+        node.get_logger().warning(
+            f"ignoring parameter(s) this node does not have: {', '.join(unknown)} "
+            f"(see `ros2 param list {node.get_fully_qualified_name()}`)")
+    return unknown
+
+
 def parameter_callback(node_values: dict[str, Any], specs: Sequence[ParamSpec],
                        apply: Callable[[dict[str, Any]], None]):
     """Return an on-set-parameters callback that validates, stores and applies changes.

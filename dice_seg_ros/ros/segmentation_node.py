@@ -53,7 +53,7 @@ from dice_seg_ros.ros.node_params import (AUTO, AUTO_PROVIDERS, SEGMENTATION_NOD
 from dice_seg_ros.ros.ros_plumbing import (NodeLog, QosEvents, create_diagnostics_publisher,
                                            declare_specs, descriptor, forward_library_logging,
                                            parameter_callback, publish_diagnostics, qos_profile,
-                                           run_node, status_name)
+                                           run_node, status_name, warn_undeclared_overrides)
 from dice_seg_ros.ros.segmentation_core import (EstimatedDiceTracker, FrameProcessor, FrameResult,
                                                 OutputFlags, SegmentationWorker, class_table_json,
                                                 engine_cache_dir, label_info, with_header)
@@ -231,7 +231,7 @@ class SegmentationWiring:
         self.processor = FrameProcessor(segmenter, classes, Image, values["overlay_alpha"])
         topics = camera_topics(values["image_topics"], node.get_name(),
                                compressed=values["use_compressed"])
-        self.cameras = {t.camera: CameraOutputs(t, self._publisher, node.destroy_publisher)
+        self.cameras = {t.camera: CameraOutputs(t, self._publisher, self._destroy_publisher)
                         for t in topics}
         self._pubs["diagnostics"] = create_diagnostics_publisher(node)
         for camera in self.cameras.values():
@@ -319,8 +319,15 @@ class SegmentationWiring:
         qos = qos_profile(self.values["output_qos_reliability"],
                           1 if transient_local else self.values["output_qos_depth"],
                           transient_local=transient_local)
-        return self.node.create_publisher(msg_type, topic, qos,
-                                          event_callbacks=self.events.publisher(topic))
+        # A managed node's outputs are lifecycle publishers: silent unless it is active. The
+        # class table is published once at configure, so it stays a plain publisher.
+        create = (self.node.create_publisher if transient_local else
+                  getattr(self.node, "create_lifecycle_publisher", self.node.create_publisher))
+        return create(msg_type, topic, qos, event_callbacks=self.events.publisher(topic))
+
+    def _destroy_publisher(self, publisher: Any) -> None:
+        """Destroy a publisher (a lifecycle one also leaves the node's managed entities)."""
+        getattr(self.node, "destroy_lifecycle_publisher", self.node.destroy_publisher)(publisher)
 
     def _publish_class_table(self, topics: CameraTopics) -> None:
         """Publish a camera's class table once; transient-local keeps it for late subscribers."""
@@ -423,7 +430,7 @@ class SegmentationWiring:
         for camera in self.cameras.values():
             camera.destroy()
         for pub in self._pubs.values():
-            self.node.destroy_publisher(pub)
+            self._destroy_publisher(pub)
         self._pubs, self.cameras = {}, {}
         if self._timer is not None:
             self.node.destroy_timer(self._timer)
@@ -485,6 +492,7 @@ class SegmentationNode(Node):
     def __init__(self, node_name: str = outputs.NODE_NAME, **kwargs: Any) -> None:
         super().__init__(node_name, **kwargs)
         self._values = declare_specs(self, SEGMENTATION_PARAMS)
+        warn_undeclared_overrides(self)
         self.wiring = SegmentationWiring(self, self._values)
         try:
             self.wiring.configure()
@@ -509,6 +517,7 @@ class SegmentationLifecycleNode(LifecycleNode):
         self._values = declare_specs(self, SEGMENTATION_PARAMS)
         autostart = self.declare_parameter(AUTOSTART.name, AUTOSTART.default,
                                            descriptor(AUTOSTART)).value
+        warn_undeclared_overrides(self)
         self.wiring = SegmentationWiring(self, self._values)
         self.add_on_set_parameters_callback(
             parameter_callback(self._values, SEGMENTATION_PARAMS, self.wiring.apply))
@@ -527,14 +536,15 @@ class SegmentationLifecycleNode(LifecycleNode):
         return TransitionCallbackReturn.SUCCESS
 
     def on_activate(self, state: State) -> TransitionCallbackReturn:
-        """Subscribe to the camera and start segmenting."""
+        """Subscribe to the camera and start segmenting (its publishers go live first)."""
+        super().on_activate(state)
         self.wiring.activate()
         return TransitionCallbackReturn.SUCCESS
 
     def on_deactivate(self, state: State) -> TransitionCallbackReturn:
-        """Unsubscribe from the camera."""
+        """Unsubscribe from the camera and silence the publishers."""
         self.wiring.deactivate()
-        return TransitionCallbackReturn.SUCCESS
+        return super().on_deactivate(state)
 
     def on_cleanup(self, state: State) -> TransitionCallbackReturn:
         """Unload the model and destroy the publishers."""

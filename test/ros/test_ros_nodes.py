@@ -551,3 +551,14 @@ def test_reliability_for_publishers():
     assert reliability_for([]) is None
     assert reliability_for(["reliable", "reliable"]) == "reliable"
     assert reliability_for(["reliable", "best_effort"]) == "best_effort"
+
+
+def test_a_misspelt_parameter_is_named_in_a_warning(ros, tiny_onnx_model):
+    from dice_seg_ros.ros.ros_plumbing import warn_undeclared_overrides
+    from dice_seg_ros.ros.segmentation_node import SegmentationNode
+
+    context, add, _ = ros
+    node = add(SegmentationNode(context=context, parameter_overrides=[
+        Parameter("device", value="cpu"), Parameter("model_path", value=str(tiny_onnx_model)),
+        Parameter("overlay_alpah", value=0.3)]))
+    assert warn_undeclared_overrides(node) == ["overlay_alpah"]
