@@ -377,6 +377,9 @@ def test_lifecycle_node_loads_model_in_configure_and_autostarts(ros):
     assert spin_until(lambda: camera.get_subscription_count() >= 1)
     camera.publish(numpy_to_image(np.zeros((30, 40, 3), np.uint8), "rgb8", stamped(3), Image))
     assert spin_until(lambda: masks) and auto.wiring.worker.stats.frames == 1
+    from rclpy.lifecycle import LifecyclePublisher
+    assert all(isinstance(pub, LifecyclePublisher)
+               for camera in auto.wiring.cameras.values() for pub in camera.pubs.values())
 
 
 def test_lifecycle_configure_fails_cleanly_on_a_bad_model(ros, tmp_path):
