@@ -307,12 +307,21 @@ class SegmentationWiring:
         if len(self.cameras) == 1:
             (camera,) = self.cameras.values()
             return SegmentationWorker(self.processor, camera.publish, flags=camera.wanted,
-                                      on_error=lambda exc: self.log.exception("frame", exc))
+                                      on_error=lambda exc: self._frame_error("frame", exc))
         return MultiCameraWorker(
             self.processor, list(self.cameras),
             publish=lambda name, result: self.cameras[name].publish(result),
             flags=lambda name: self.cameras[name].wanted(),
-            on_error=lambda name, exc: self.log.exception(f"frame {name or 'batch'}", exc))
+            on_error=lambda name, exc: self._frame_error(f"frame {name or 'batch'}", exc))
+
+    def _frame_error(self, where: str, exc: BaseException) -> None:
+        """Log a frame's error, unless shutdown has begun.
+
+        Ctrl-C invalidates the context while the worker may be publishing its last frame; the
+        publish then fails with "publisher's context is invalid", which is no error of the run.
+        """
+        if self.node.context.ok():
+            self.log.exception(where, exc)
 
     def _publisher(self, msg_type: type, topic: str, transient_local: bool = False) -> Any:
         """Create an output publisher with the output QoS parameters and QoS event logging."""

@@ -11,6 +11,7 @@ from __future__ import annotations
 import csv
 import json
 import math
+import os
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -153,6 +154,13 @@ def plot_confusion(path: Path, matrix: np.ndarray, class_names: Sequence[str]) -
     figure.savefig(path, dpi=110)
 
 
+def write_json(path: Path, data: Any) -> None:
+    """Write ``data`` as JSON atomically: a reader sees the old file or the whole new one."""
+    partial = path.with_name(f".{path.name}.partial")
+    partial.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
+    os.replace(partial, path)
+
+
 def write_report(out_dir: str | Path, tracker: DiceTracker, class_names: Sequence[str], *,
                  unpaired: int, fps: float, latency_ms: dict[str, float],
                  extra: dict[str, Any] | None = None,
@@ -179,7 +187,7 @@ def write_report(out_dir: str | Path, tracker: DiceTracker, class_names: Sequenc
              "dice_over_time": out / DICE_PLOT, "confusion_matrix": out / CONFUSION_PLOT}
     data = summary(tracker, class_names, unpaired=unpaired, fps=fps, latency_ms=latency_ms,
                    extra=extra)
-    paths["report"].write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
+    write_json(paths["report"], data)
     write_per_frame_csv(paths["per_frame"], tracker, class_names)
     plot_dice_over_time(paths["dice_over_time"], tracker, class_names, colors)
     plot_confusion(paths["confusion_matrix"], tracker.cumulative.matrix, class_names)

@@ -14,7 +14,7 @@ from diagnostic_msgs.msg import DiagnosticArray  # noqa: E402
 from rclpy.parameter import Parameter  # noqa: E402
 from rclpy.qos import QoSProfile, ReliabilityPolicy  # noqa: E402
 from sensor_msgs.msg import Image  # noqa: E402
-from std_msgs.msg import Float32, Float32MultiArray, Header  # noqa: E402
+from std_msgs.msg import Float32, Float32MultiArray, Header, String  # noqa: E402
 from std_srvs.srv import Trigger  # noqa: E402
 
 from dice_seg_ros.classes import load_classes  # noqa: E402
@@ -145,12 +145,16 @@ def test_monitor_scores_pairs_like_dice_tracker(ros, tmp_path):
                                   for d in diagnostics for s in d.status for kv in s.values))
 
     client = helper.create_client(Trigger, "/dice_monitor_node/save_report")
+    written = collector(helper, String, "/dice_monitor_node/report_written")
     assert client.wait_for_service(timeout_sec=5.0)
     future = client.call_async(Trigger.Request())
     assert spin_until(future.done)
     assert future.result().success, future.result().message
-    # Written on the report thread: the executor went on meanwhile.
-    assert spin_until(lambda: (tmp_path / "report" / "confusion_matrix.png").is_file())
+    # Written on the report thread: the executor went on meanwhile, and the node says when
+    # every file is on disk.
+    assert spin_until(lambda: written)
+    assert written[0].data == str((tmp_path / "report").resolve())
+    assert (tmp_path / "report" / "confusion_matrix.png").is_file()
     report = json.loads((tmp_path / "report" / "report.json").read_text())
     assert report["frames"] == pairs and report["unpaired"] == 1
     for class_id, name in enumerate(CLASSES.names):
