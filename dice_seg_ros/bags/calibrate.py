@@ -16,6 +16,7 @@ import time
 from pathlib import Path
 from typing import Iterable, Iterator
 
+import cv2
 import numpy as np
 from tqdm import tqdm
 
@@ -87,17 +88,21 @@ class FrameTable:
     def add(self, rgb: np.ndarray, labels: np.ndarray) -> None:
         """Segment one labeled frame; record its features, true mean Dice and NLL."""
         result = self.segmenter.segment(rgb, with_confidence=True)
-        if result.confidence is None:
+        ids, confidence = result.network_planes
+        if confidence is None:
             raise ModelError(f"{self.segmenter.source}: the model gives no confidence (max "
                              f"softmax probability), which the Dice estimate needs; export "
                              f"it with 'dice-seg export' (class ids + confidence)")
         num_classes = self.classes.num_classes
         tracker = DiceTracker(num_classes, ignore_index=self.classes.ignore_index)
+        # The true Dice is the camera-size one eval reports; the features and the temperature
+        # come from the network-size planes the runtime estimates from.
         self.dice.append(tracker.update(result.class_ids, labels).mean_dice)
         self.features.append(np.stack([
-            frame_features(result.class_ids, result.confidence, num_classes, temperature=t)
-            for t in TEMPERATURES]))
-        self.nll += temperature_nll(result.class_ids, result.confidence, labels, num_classes,
+            frame_features(ids, confidence, num_classes, temperature=t) for t in TEMPERATURES]))
+        small = cv2.resize(labels, (ids.shape[1], ids.shape[0]),
+                           interpolation=cv2.INTER_NEAREST_EXACT)
+        self.nll += temperature_nll(ids, confidence, small, num_classes,
                                     self.classes.ignore_index)
 
     def fit(self) -> Calibration:

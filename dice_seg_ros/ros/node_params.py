@@ -290,11 +290,9 @@ def _image_topics_reason(value: Sequence[str]) -> str | None:
 
 def validate(spec: ParamSpec, value: Any) -> str | None:
     """Return the reason ``value`` is not allowed for ``spec``, or None if it is."""
-    if value is None and isinstance(spec.default, tuple):
-        # ROS cannot type an empty list (``-p image_topics:=[]``): it arrives unset, as None.
-        if spec.name == "image_topics":
-            return _image_topics_reason([])
-        return f"{spec.name} is an empty list; expected a non-empty {spec.type_name}"
+    if spec.type_name == "string_array" and not value:
+        # ROS cannot type an empty list: `-p image_topics:=[]` arrives as None.
+        return f"{spec.name} is empty; give at least one value, e.g. {list(spec.default)}"
     if not _type_matches(spec, value):
         return (f"{spec.name}={value!r} has type {type(value).__name__}; "
                 f"expected {spec.type_name}")

@@ -71,6 +71,23 @@ def declare_specs(node: Node, specs: Sequence[ParamSpec]) -> dict[str, Any]:
     return values
 
 
+def warn_undeclared_overrides(node: Node) -> list[str]:
+    """Warn about ``-p name:=value`` overrides that no parameter of the node declares.
+
+    A misspelt parameter is otherwise ignored without a word. Call it after every parameter
+    is declared; returns the names warned about.
+    """
+    # rclpy has no public accessor for the overrides it was started with (Jazzy).
+    given = getattr(node, "_parameter_overrides", {})
+    unknown = sorted(name for name in given if not node.has_parameter(name)
+                     and not name.startswith("qos_overrides."))
+    if unknown:
+        node.get_logger().warning(
+            f"ignoring parameter(s) this node does not have: {', '.join(unknown)} "
+            f"(see `ros2 param list {node.get_fully_qualified_name()}`)")
+    return unknown
+
+
 def parameter_callback(node_values: dict[str, Any], specs: Sequence[ParamSpec],
                        apply: Callable[[dict[str, Any]], None]):
     """Return an on-set-parameters callback that validates, stores and applies changes.
@@ -264,27 +281,6 @@ def forward_library_logging(node: Node) -> Callable[[], None]:
     return undo
 
 
-def undeclared_overrides(node: Node) -> list[str]:
-    """Return the names of ``-p``/params-file overrides that no parameter of ``node`` declares.
-
-    rclpy ignores such an override without a word, so a misspelt parameter
-    (``-p qos_depht:=5``) would silently leave the default in place.
-    """
-    # rclpy (jazzy) keeps the overrides only in this attribute; there is no public accessor.
-    overrides = getattr(node, "_parameter_overrides", {})
-    return sorted(name for name in overrides if not node.has_parameter(name))
-
-
-def warn_undeclared_overrides(node: Node) -> None:
-    """Log one warning naming the overrides that no parameter of ``node`` declares."""
-    unknown = undeclared_overrides(node)
-    if unknown:
-        node.get_logger().warning(
-            f"ignored parameter override(s) that no parameter declares: {', '.join(unknown)} "
-            f"(misspelt? 'ros2 param list {node.get_fully_qualified_name()}' names the "
-            "parameters)")
-
-
 def ignore_further_sigint() -> None:
     """Ignore SIGINT from now on in this process (main thread only; elsewhere no-op).
 
@@ -317,7 +313,6 @@ def run_node(make_node: Callable[[], Node], name: str, args: Sequence[str] | Non
         print(f"{name}: error: {exc}", file=sys.stderr)
         rclpy.try_shutdown()
         return 1
-    warn_undeclared_overrides(node)
     try:
         rclpy.spin(node, executor() if executor is not None else None)
     except (KeyboardInterrupt, ExternalShutdownException):

@@ -53,7 +53,7 @@ from dice_seg_ros.ros.node_params import (AUTO, AUTO_PROVIDERS, SEGMENTATION_NOD
 from dice_seg_ros.ros.ros_plumbing import (NodeLog, QosEvents, create_diagnostics_publisher,
                                            declare_specs, descriptor, forward_library_logging,
                                            parameter_callback, publish_diagnostics, qos_profile,
-                                           run_node, status_name)
+                                           run_node, status_name, warn_undeclared_overrides)
 from dice_seg_ros.ros.segmentation_core import (EstimatedDiceTracker, FrameProcessor, FrameResult,
                                                 OutputFlags, SegmentationWorker, class_table_json,
                                                 engine_cache_dir, label_info, with_header)
@@ -493,6 +493,7 @@ class SegmentationNode(Node):
     def __init__(self, node_name: str = outputs.NODE_NAME, **kwargs: Any) -> None:
         super().__init__(node_name, **kwargs)
         self._values = declare_specs(self, SEGMENTATION_PARAMS)
+        warn_undeclared_overrides(self)
         self.wiring = SegmentationWiring(self, self._values)
         try:
             self.wiring.configure()
@@ -517,6 +518,7 @@ class SegmentationLifecycleNode(LifecycleNode):
         self._values = declare_specs(self, SEGMENTATION_PARAMS)
         autostart = self.declare_parameter(AUTOSTART.name, AUTOSTART.default,
                                            descriptor(AUTOSTART)).value
+        warn_undeclared_overrides(self)
         self.wiring = SegmentationWiring(self, self._values)
         self.add_on_set_parameters_callback(
             parameter_callback(self._values, SEGMENTATION_PARAMS, self.wiring.apply))

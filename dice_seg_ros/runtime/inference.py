@@ -79,6 +79,8 @@ class Segmentation:
         estimated_dice: the frame's mean Dice estimated without labels
             (:mod:`dice_seg_ros.runtime.estimated_dice`), or None when the model has no
             calibration or gives no confidence.
+        network_planes: ``(class ids, confidence or None)`` at the network's resolution, what
+            the estimate is computed from (and what ``dice-seg calibrate`` fits it on).
 
     """
 
@@ -86,6 +88,7 @@ class Segmentation:
     confidence: np.ndarray | None = None
     timings_ms: dict[str, float] = field(default_factory=dict)
     estimated_dice: float | None = None
+    network_planes: tuple[np.ndarray, np.ndarray | None] | None = None
 
 
 def check_rgb(image: Any) -> np.ndarray:
@@ -704,16 +707,22 @@ class Segmenter:
         need_confidence = with_confidence or self.calibration is not None
         output, confidence = self._backend.run(batch, need_confidence)
         infer_done = time.perf_counter()
-        results = self._postprocess(output, confidence, [i.shape[:2] for i in images],
-                                    need_confidence)
-        estimates = [self._estimate(ids, conf) for ids, conf in results]
+        ids, confidence = self._network_ids(output, confidence, need_confidence)
+        # The estimate reads the network-size planes: resizing the confidence plane to the
+        # camera costs more than the features themselves, and only a caller that asked for
+        # the confidence needs it at camera size.
+        estimates = [self._estimate(ids[k], None if confidence is None else confidence[k])
+                     for k in range(len(images))]
+        results = to_camera_sizes(ids, confidence if with_confidence else None,
+                                  [i.shape[:2] for i in images])
         end = time.perf_counter()
         per_image = 1000.0 / len(images)
         timings = {"pre": (pre_done - start) * per_image,
                    "infer": (infer_done - pre_done) * per_image,
                    "post": (end - infer_done) * per_image}
-        return [Segmentation(ids, conf if with_confidence else None, dict(timings), estimate)
-                for (ids, conf), estimate in zip(results, estimates)]
+        return [Segmentation(frame_ids, frame_conf, dict(timings), estimate,
+                             (ids[k], None if confidence is None else confidence[k]))
+                for k, ((frame_ids, frame_conf), estimate) in enumerate(zip(results, estimates))]
 
     def _estimate(self, class_ids: np.ndarray, confidence: np.ndarray | None) -> float | None:
         """Return the frame's estimated mean Dice, or None without calibration or confidence."""
@@ -730,10 +739,9 @@ class Segmenter:
         self._normalised = normalise(self._pixels, self.meta, out=self._normalised)
         return self._normalised
 
-    def _postprocess(self, output: np.ndarray, confidence: np.ndarray | None,
-                     sizes: Sequence[tuple[int, int]], with_confidence: bool
-                     ) -> list[tuple[np.ndarray, np.ndarray | None]]:
-        """Turn the network's output into class ids (and confidence) at each image's size."""
+    def _network_ids(self, output: np.ndarray, confidence: np.ndarray | None,
+                     with_confidence: bool) -> tuple[np.ndarray, np.ndarray | None]:
+        """Turn the network output into ``(N, h, w)`` class ids (and confidence), network size."""
         if self.io.ids_output:
             ids = ids_from_graph(output, self._backend.meta.num_classes, self.source)
             if confidence is not None:
@@ -742,4 +750,4 @@ class Segmenter:
             ids, confidence = logits_to_ids(output, with_confidence, self.source)
         if self._lut is not None:
             ids = self._lut[ids]
-        return to_camera_sizes(ids, confidence, sizes)
+        return ids, confidence

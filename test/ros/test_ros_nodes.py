@@ -14,7 +14,7 @@ from diagnostic_msgs.msg import DiagnosticArray  # noqa: E402
 from rclpy.parameter import Parameter  # noqa: E402
 from rclpy.qos import QoSProfile, ReliabilityPolicy  # noqa: E402
 from sensor_msgs.msg import Image  # noqa: E402
-from std_msgs.msg import Float32, Float32MultiArray, Header  # noqa: E402
+from std_msgs.msg import Float32, Float32MultiArray, Header, String  # noqa: E402
 from std_srvs.srv import Trigger  # noqa: E402
 
 from dice_seg_ros.classes import load_classes  # noqa: E402
@@ -100,17 +100,6 @@ def test_segmentation_node_refuses_bad_start_parameters(ros):
                          parameter_overrides=[Parameter("input_width", value=320)])
 
 
-def test_overrides_that_no_parameter_declares_are_named(ros, tmp_path):
-    from dice_seg_ros.ros.dice_monitor_node import DiceMonitorNode
-    from dice_seg_ros.ros.ros_plumbing import undeclared_overrides
-
-    context, add, _ = ros
-    node = add(DiceMonitorNode(context=context, parameter_overrides=[
-        Parameter("report_dir", value=str(tmp_path)), Parameter("window_size", value=4),
-        Parameter("windw_size", value=4)]))
-    assert undeclared_overrides(node) == ["windw_size"]
-
-
 def label_pair(index, noise):
     rng = np.random.default_rng(index)
     target = rng.integers(0, CLASSES.num_classes, (30, 40), dtype=np.uint8)
@@ -156,6 +145,7 @@ def test_monitor_scores_pairs_like_dice_tracker(ros, tmp_path):
                                   for d in diagnostics for s in d.status for kv in s.values))
 
     client = helper.create_client(Trigger, "/dice_monitor_node/save_report")
+    written = collector(helper, String, "/dice_monitor_node/report_written")
     assert client.wait_for_service(timeout_sec=5.0)
     future = client.call_async(Trigger.Request())
     assert spin_until(future.done)
@@ -163,6 +153,8 @@ def test_monitor_scores_pairs_like_dice_tracker(ros, tmp_path):
     # The answer comes once the report is on disk: a caller may read it at once.
     assert (tmp_path / "report" / "confusion_matrix.png").is_file()
     assert str(tmp_path / "report" / "report.json") in future.result().message
+    assert spin_until(lambda: written)
+    assert written[0].data == str((tmp_path / "report").resolve())
     report = json.loads((tmp_path / "report" / "report.json").read_text())
     assert report["frames"] == pairs and report["unpaired"] == 1
     for class_id, name in enumerate(CLASSES.names):
@@ -398,6 +390,9 @@ def test_lifecycle_node_loads_model_in_configure_and_autostarts(ros):
     assert spin_until(lambda: camera.get_subscription_count() >= 1)
     camera.publish(numpy_to_image(np.zeros((30, 40, 3), np.uint8), "rgb8", stamped(3), Image))
     assert spin_until(lambda: masks) and auto.wiring.worker.stats[""].frames == 1
+    from rclpy.lifecycle import LifecyclePublisher
+    assert all(isinstance(pub, LifecyclePublisher)
+               for camera in auto.wiring.cameras.values() for pub in camera.pubs.values())
 
 
 def test_lifecycle_configure_fails_cleanly_on_a_bad_model(ros, tmp_path):
@@ -572,3 +567,14 @@ def test_reliability_for_publishers():
     assert reliability_for([]) is None
     assert reliability_for(["reliable", "reliable"]) == "reliable"
     assert reliability_for(["reliable", "best_effort"]) == "best_effort"
+
+
+def test_a_misspelt_parameter_is_named_in_a_warning(ros, tiny_onnx_model):
+    from dice_seg_ros.ros.ros_plumbing import warn_undeclared_overrides
+    from dice_seg_ros.ros.segmentation_node import SegmentationNode
+
+    context, add, _ = ros
+    node = add(SegmentationNode(context=context, parameter_overrides=[
+        Parameter("device", value="cpu"), Parameter("model_path", value=str(tiny_onnx_model)),
+        Parameter("overlay_alpah", value=0.3)]))
+    assert warn_undeclared_overrides(node) == ["overlay_alpah"]

@@ -190,5 +190,5 @@ def test_a_misspelt_parameter_is_named_in_a_warning(graph, tmp_path):
     proc.send_signal(signal.SIGINT)
     out, _ = proc.communicate(timeout=30)
     assert proc.returncode == 0, out
-    warning = [line for line in out.splitlines() if "no parameter declares" in line]
+    warning = [line for line in out.splitlines() if "this node does not have" in line]
     assert len(warning) == 1 and "windw_size" in warning[0], out

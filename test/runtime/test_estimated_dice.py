@@ -243,7 +243,9 @@ def test_eval_reports_estimated_beside_true_dice(small_bag, tiny_onnx_model, tmp
                                   np.random.default_rng(8).random(40), 1.5, names)
     calibration.model_file, calibration.model_sha256 = "tiny.onnx", file_sha256(model)
     calibration.save(sidecar_path(model))
-    segmenter = Segmenter(model, device="cpu", threads=1)
+    # The estimate reads the network-size planes; at the camera's own size they are the ones
+    # segment() returns, so the estimate can be recomputed from them here.
+    segmenter = Segmenter(model, device="cpu", threads=1, input_size=(SMALL_W, SMALL_H))
     result = evaluate_bag(small_bag, IMAGE_TOPIC, LABEL_TOPIC, tmp_path / "eval", segmenter,
                           EvalOptions(output_bag=False, progress=False, estimated_dice=True,
                                       batch_size=3))
