@@ -5,8 +5,9 @@ Runs the model on labeled frames from rosbags (``--bag``), a dataset folder
 and/or generated scenes (``--generated N``), and fits a
 :class:`~dice_seg_ros.runtime.estimated_dice.Calibration` from each frame's probability
 features to its true mean Dice (the same per-frame figure ``dice-seg eval``
-reports). Writes it next to the model (``NAME.quality.json``) unless ``--out``
-says otherwise.
+reports). Writes it to ``--out``, by default ``calibration/NAME.quality.json``
+in the current folder, never next to the model: copy it there
+(``NAME.quality.json`` beside ``NAME.onnx``) to use it.
 """
 
 from __future__ import annotations
@@ -25,14 +26,17 @@ from dice_seg_ros.data.datasets import FORMATS, open_dataset, split_by_sequence
 from dice_seg_ros.errors import BagError, ModelError
 from dice_seg_ros.runtime.estimated_dice import (TEMPERATURES, Calibration, feature_names,
                                                  file_sha256, fit_calibration, fit_temperature,
-                                                 frame_features, mean_abs_error, sidecar_path,
-                                                 spearman, temperature_nll)
+                                                 frame_features, layout_for, mean_abs_error,
+                                                 sidecar_path, spearman, temperature_nll)
 from dice_seg_ros.runtime.image_conversion import LABEL_FORMATS, labels_to_ids, msg_to_rgb
 from dice_seg_ros.runtime.inference import Segmenter
 from dice_seg_ros.runtime.metrics import DiceTracker
 from dice_seg_ros.runtime.pairing import StampPairer, header_stamp_ns
 
 Frame = tuple[np.ndarray, np.ndarray]
+# Where calibrate writes without --out: not next to the model, so that a run
+# never replaces a model's calibration by accident.
+DEFAULT_FOLDER = Path("calibration")
 
 
 def bag_frames(bag: str | Path, image_topic: str, label_topic: str, classes: ClassSet,
@@ -96,9 +100,11 @@ class FrameTable:
         num_classes = self.classes.num_classes
         tracker = DiceTracker(num_classes, ignore_index=self.classes.ignore_index)
         self.dice.append(tracker.update(result.class_ids, labels).mean_dice)
+        # Features at the network's resolution, where the Segmenter estimates.
+        layout = layout_for(self.classes.names)
         self.features.append(np.stack([
-            frame_features(result.class_ids, result.confidence, num_classes, temperature=t)
-            for t in TEMPERATURES]))
+            frame_features(result.network_class_ids, result.network_confidence, num_classes,
+                           temperature=t, layout=layout) for t in TEMPERATURES]))
         self.nll += temperature_nll(result.class_ids, result.confidence, labels, num_classes,
                                     self.classes.ignore_index)
 
@@ -167,7 +173,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--backend", choices=("ort", "torch"), default="ort")
     parser.add_argument("--threads", type=int, default=None, help="CPU threads for inference")
     parser.add_argument("--out", type=Path, default=None,
-                        help="calibration JSON (default: next to the model, NAME.quality.json)")
+                        help="calibration JSON (default: calibration/NAME.quality.json in the "
+                             "current folder; copy it next to the model to use it)")
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
 
 
@@ -203,9 +210,12 @@ def run(args: argparse.Namespace) -> int:
         sources.append(f"{args.generated} generated scenes from seed {args.seed}")
     calibration.fit = dict(fit_figures(calibration, table), data=sources,
                            note="figures on the fitting frames themselves")
-    out = calibration.save(args.out or sidecar_path(segmenter.model_path))
+    out = args.out or DEFAULT_FOLDER / sidecar_path(segmenter.model_path).name
+    out.parent.mkdir(parents=True, exist_ok=True)
+    calibration.save(out)
     fit = calibration.fit
     print(f"calibrated on {fit['frames']} frames in {time.perf_counter() - start:.0f} s: "
           f"temperature {calibration.temperature:.2f}, in-sample MAE {fit['mae']:.3f}, "
-          f"Spearman {fit['spearman']:.3f}\nwrote {out}")
+          f"Spearman {fit['spearman']:.3f}\nwrote {out} (used when it lies next to the model "
+          f"as {sidecar_path(segmenter.model_path)})")
     return 0

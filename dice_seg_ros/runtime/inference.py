@@ -78,6 +78,10 @@ class Segmentation:
         estimated_dice: the frame's mean Dice estimated without labels
             (:mod:`dice_seg_ros.runtime.estimated_dice`), or None when the model has no
             calibration or gives no confidence.
+        network_class_ids: ``(h, w)`` uint8 class ids at the network's input
+            resolution (what the estimate is computed from).
+        network_confidence: ``(h, w)`` float32 max softmax probability at the
+            network's input resolution, or None when the confidence was not computed.
 
     """
 
@@ -85,6 +89,8 @@ class Segmentation:
     confidence: np.ndarray | None = None
     timings_ms: dict[str, float] = field(default_factory=dict)
     estimated_dice: float | None = None
+    network_class_ids: np.ndarray | None = None
+    network_confidence: np.ndarray | None = None
 
 
 def check_rgb(image: Any) -> np.ndarray:
@@ -208,33 +214,12 @@ def softmax_max(logits: np.ndarray, best: np.ndarray) -> np.ndarray:
     return np.reciprocal(total, out=total)
 
 
-def to_camera_sizes(ids: np.ndarray, confidence: np.ndarray | None,
-                    sizes: Sequence[tuple[int, int]]
-                    ) -> list[tuple[np.ndarray, np.ndarray | None]]:
-    """Resize ``(N, h, w)`` class ids (and confidence) back to each image's size.
-
-    Args:
-        ids: uint8 class ids at network resolution.
-        confidence: float32 max probability at network resolution, or None.
-        sizes: ``(height, width)`` in pixels of each original image.
-
-    """
-    out = []
-    for k, (height, width) in enumerate(sizes):
-        # Argmax at network resolution, then nearest-neighbour upsampling of uint8
-        # ids: far cheaper than resizing C float logit planes, and ids never blend.
-        frame_ids = ids[k]
-        if frame_ids.shape != (height, width):
-            frame_ids = cv2.resize(frame_ids, (width, height),
-                                   interpolation=cv2.INTER_NEAREST_EXACT)
-        frame_conf = None
-        if confidence is not None:
-            frame_conf = confidence[k]
-            if frame_conf.shape != (height, width):
-                frame_conf = cv2.resize(frame_conf, (width, height),
-                                        interpolation=cv2.INTER_LINEAR)
-        out.append((frame_ids, frame_conf))
-    return out
+def to_camera_size(plane: np.ndarray, height: int, width: int, interpolation: int
+                   ) -> np.ndarray:
+    """Return an ``(h, w)`` network-resolution plane resized to ``height`` x ``width`` pixels."""
+    if plane.shape == (height, width):
+        return plane
+    return cv2.resize(plane, (width, height), interpolation=interpolation)
 
 
 def check_finite_confidence(confidence: np.ndarray, source: str) -> None:
@@ -671,22 +656,39 @@ class Segmenter:
         need_confidence = with_confidence or self.calibration is not None
         output, confidence = self._backend.run(batch, need_confidence)
         infer_done = time.perf_counter()
-        results = self._postprocess(output, confidence, [i.shape[:2] for i in images],
-                                    need_confidence)
-        estimates = [self._estimate(ids, conf) for ids, conf in results]
+        ids, confidence = self._class_ids(output, confidence, need_confidence)
+        results = [self._frame(ids[k], None if confidence is None else confidence[k],
+                               image.shape[:2], with_confidence)
+                   for k, image in enumerate(images)]
         end = time.perf_counter()
         per_image = 1000.0 / len(images)
         timings = {"pre": (pre_done - start) * per_image,
                    "infer": (infer_done - pre_done) * per_image,
                    "post": (end - infer_done) * per_image}
-        return [Segmentation(ids, conf if with_confidence else None, dict(timings), estimate)
-                for (ids, conf), estimate in zip(results, estimates)]
+        for result in results:
+            result.timings_ms = dict(timings)
+        return results
 
-    def _estimate(self, class_ids: np.ndarray, confidence: np.ndarray | None) -> float | None:
-        """Return the frame's estimated mean Dice, or None without calibration or confidence."""
-        if self.calibration is None or confidence is None:
-            return None
-        return self.calibration.estimate(class_ids, confidence)
+    def _frame(self, ids: np.ndarray, confidence: np.ndarray | None, size: tuple[int, int],
+               with_confidence: bool) -> Segmentation:
+        """Return one frame's Segmentation from its network-resolution ids and confidence.
+
+        The estimate is computed at the network's resolution, where its
+        calibration was fitted; only the ids, and the confidence when asked for,
+        are resized to the camera's ``size`` (height, width in pixels).
+        """
+        height, width = size
+        estimate = None
+        if self.calibration is not None and confidence is not None:
+            estimate = self.calibration.estimate(ids, confidence)
+        # Argmax at network resolution, then nearest-neighbour upsampling of uint8
+        # ids: far cheaper than resizing C float logit planes, and ids never blend.
+        camera_ids = to_camera_size(ids, height, width, cv2.INTER_NEAREST_EXACT)
+        camera_confidence = None
+        if with_confidence and confidence is not None:
+            camera_confidence = to_camera_size(confidence, height, width, cv2.INTER_LINEAR)
+        return Segmentation(camera_ids, camera_confidence, estimated_dice=estimate,
+                            network_class_ids=ids, network_confidence=confidence)
 
     def _network_input(self, images: Sequence[np.ndarray], size: tuple[int, int]
                        ) -> np.ndarray:
@@ -697,10 +699,9 @@ class Segmenter:
         self._normalised = normalise(self._pixels, self.meta, out=self._normalised)
         return self._normalised
 
-    def _postprocess(self, output: np.ndarray, confidence: np.ndarray | None,
-                     sizes: Sequence[tuple[int, int]], with_confidence: bool
-                     ) -> list[tuple[np.ndarray, np.ndarray | None]]:
-        """Turn the network's output into class ids (and confidence) at each image's size."""
+    def _class_ids(self, output: np.ndarray, confidence: np.ndarray | None,
+                   with_confidence: bool) -> tuple[np.ndarray, np.ndarray | None]:
+        """Turn the network's output into ``(N, h, w)`` class ids (and confidence) at its size."""
         if self.io.ids_output:
             ids = ids_from_graph(output, self._backend.meta.num_classes, self.source)
             if confidence is not None:
@@ -709,4 +710,4 @@ class Segmenter:
             ids, confidence = logits_to_ids(output, with_confidence, self.source)
         if self._lut is not None:
             ids = self._lut[ids]
-        return to_camera_sizes(ids, confidence, sizes)
+        return ids, confidence

@@ -1,12 +1,13 @@
 from __future__ import annotations
 
+import cv2
 import numpy as np
 import pytest
 from conftest import shipped_model_or_skip, tiny_conv_weights, write_tiny_onnx
 
 from dice_seg_ros.errors import ModelError
 from dice_seg_ros.runtime.inference import (Segmenter, argmax_channels, logits_to_ids, preprocess,
-                                            resize_image, softmax_max, to_camera_sizes)
+                                            resize_image, softmax_max, to_camera_size)
 from dice_seg_ros.runtime.model_meta import ModelMeta
 
 RNG = np.random.default_rng(7)
@@ -71,7 +72,9 @@ def test_argmax_and_confidence_match_numpy():
 def test_postprocess_resizes_back_nearest():
     logits = np.zeros((1, 2, 2, 2), np.float32)
     logits[0, 1, 0, 1] = 1.0  # top-right pixel is class 1
-    ((ids, conf),) = to_camera_sizes(*logits_to_ids(logits, True, "m"), [(4, 6)])
+    net_ids, net_conf = logits_to_ids(logits, True, "m")
+    ids = to_camera_size(net_ids[0], 4, 6, cv2.INTER_NEAREST_EXACT)
+    conf = to_camera_size(net_conf[0], 4, 6, cv2.INTER_LINEAR)
     assert ids.shape == conf.shape == (4, 6) and ids.dtype == np.uint8
     np.testing.assert_array_equal(ids[:2, 3:], 1)
     assert ids.sum() == 6
@@ -261,3 +264,26 @@ def test_reused_buffers_never_leak_into_earlier_results(tiny):
     np.testing.assert_array_equal(first.class_ids, kept[0])
     np.testing.assert_array_equal(first.confidence, kept[1])
     np.testing.assert_array_equal(tiny.segment(first_image).class_ids, kept[0])
+
+
+def test_estimate_is_computed_at_network_resolution(tmp_path):
+    from dice_seg_ros.classes import load_classes
+    from dice_seg_ros.runtime.estimated_dice import (feature_names, file_sha256,
+                                                     fit_calibration, sidecar_path)
+
+    model = write_tiny_onnx(tmp_path / "net.onnx", size=(40, 30))
+    names = feature_names(load_classes().names)
+    features = RNG.random((40, len(names)))
+    calibration = fit_calibration(features, features[:, names.index("top_prob")], 1.2, names)
+    calibration.model_file, calibration.model_sha256 = model.name, file_sha256(model)
+    calibration.save(sidecar_path(model))
+    segmenter = Segmenter(model, device="cpu", threads=1)
+    image = RNG.integers(0, 256, size=(120, 160, 3), dtype=np.uint8)
+    plain = segmenter.segment(image)
+    assert plain.confidence is None and plain.class_ids.shape == (120, 160)
+    assert plain.network_class_ids.shape == plain.network_confidence.shape == (30, 40)
+    assert plain.estimated_dice == pytest.approx(
+        calibration.estimate(plain.network_class_ids, plain.network_confidence))
+    published = segmenter.segment(image, with_confidence=True)
+    assert published.confidence.shape == (120, 160)
+    assert published.estimated_dice == pytest.approx(plain.estimated_dice)
