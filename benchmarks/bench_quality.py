@@ -48,7 +48,7 @@ from dice_seg_ros.runtime.report import plot_estimated_vs_true
 def cost(segmenter: Segmenter, temperature: float, repeats: int) -> None:
     """Print ms per frame of segment() and of the features, and their ratio."""
     rgb, _ = generate_scene(7)
-    result = segmenter.segment(rgb)
+    result = segmenter.segment(rgb, with_confidence=True)
     classes = segmenter.meta.num_classes
     layout = layout_for(segmenter.meta.class_names)
     funcs = {"segment 640x480": lambda: segmenter.segment(rgb),
@@ -91,6 +91,9 @@ def main() -> None:
                         help="generated scenes to calibrate on (seeds from 1000000)")
     parser.add_argument("--repeats", type=int, default=200)
     parser.add_argument("--scatter", type=Path, default=None)
+    parser.add_argument("--generated-augment", default=None,
+                        help="augmentation preset the generated scenes pass through (as "
+                             "'dice-seg calibrate --generated-augment')")
     parser.add_argument("--unseen", action="store_true",
                         help="score the calibration fitted on generated scenes on all YCOR "
                              "frames (for a model that never saw YCOR)")
@@ -106,11 +109,12 @@ def main() -> None:
     cost(segmenter, temperature=1.5, repeats=args.repeats)
     if args.ycor is None:
         return
-    sets = {"generated": collect(segmenter, generated_frames(args.generated, 1_000_000),
+    sets = {"generated": collect(segmenter, generated_frames(args.generated, 1_000_000,
+                                                             augment=args.generated_augment),
                                  classes, total=args.generated)}
     if args.unseen:
         unseen(sets["generated"], collect(segmenter, dataset_frames(args.ycor, "ycor", classes),
-                                          classes), args.scatter)
+                                          classes), segmenter.calibration, args.scatter)
         return
     sets["generated held-out"] = collect(segmenter, generated_frames(100, 2_000_000), classes,
                                          total=100)
@@ -149,13 +153,21 @@ def main() -> None:
         print(f"wrote {args.scatter}")
 
 
-def unseen(generated: FrameTable, ycor: FrameTable, scatter: Path | None) -> None:
-    """Print how a calibration fitted on generated scenes ranks every YCOR frame."""
+def unseen(generated: FrameTable, ycor: FrameTable, shipped: Calibration | None,
+           scatter: Path | None) -> None:
+    """Print how a calibration fitted on generated scenes ranks every YCOR frame.
+
+    ``shipped``, the model's own calibration, is scored beside the fresh fit.
+    """
     calibration = generated.fit()
     rho, mae, estimate, true = score(calibration, ycor)
     print(f"all YCOR frames ({len(true)}, true mean Dice {true.mean():.3f}), calibrated on "
           f"{len(generated.dice)} generated scenes (T {calibration.temperature:.2f}): "
           f"Spearman {rho:.3f} MAE {mae:.3f} (mean estimate {estimate.mean():.3f})")
+    if shipped is not None:
+        rho, mae, _, _ = score(shipped, ycor)
+        print(f"  the model's calibration ({shipped.fit.get('data')}): Spearman {rho:.3f} "
+              f"MAE {mae:.3f}")
     features = ycor.features_at(calibration.temperature)
     keep = np.isfinite(ycor.dice)
     for k, name in enumerate(calibration.feature_names):

@@ -22,6 +22,7 @@ from tqdm import tqdm
 
 from dice_seg_ros.bags.bag_io import IMAGE_TYPES, BadMessage, BagReader
 from dice_seg_ros.classes import ClassSet, classes_for_model
+from dice_seg_ros.data.augment import AUGMENT_PRESETS
 from dice_seg_ros.data.datasets import FORMATS, open_dataset, split_by_sequence
 from dice_seg_ros.errors import BagError, ModelError
 from dice_seg_ros.runtime.estimated_dice import (TEMPERATURES, Calibration, feature_names,
@@ -71,13 +72,22 @@ def dataset_frames(root: str | Path, fmt: str, classes: ClassSet, remap: Path | 
         yield data[index]
 
 
-def generated_frames(count: int, seed: int, width: int = 640,
-                     height: int = 480) -> Iterator[Frame]:
-    """Yield ``count`` generated scenes ``(rgb, class_ids)``, seeds ``seed``, ``seed + 1``, ..."""
+def generated_frames(count: int, seed: int, width: int = 640, height: int = 480,
+                     augment: str | None = None) -> Iterator[Frame]:
+    """Yield ``count`` generated scenes ``(rgb, class_ids)``, seeds ``seed``, ``seed + 1``, ...
+
+    ``augment`` names a preset of :data:`~dice_seg_ros.data.augment.AUGMENT_PRESETS`
+    that each scene passes through (drawn from ``seed``): looks the network did
+    not train on, so that the calibration sees its confidence fail.
+    """
+    from dice_seg_ros.data.augment import augment as augmented
     from dice_seg_ros.data.synthetic import generate_scene
 
+    rng = np.random.default_rng(seed)
     for k in range(count):
-        yield generate_scene(seed + k, width, height)
+        rgb, ids = generate_scene(seed + k, width, height)
+        yield augmented(rng, rgb, ids, width, height, AUGMENT_PRESETS[augment]) if augment \
+            else (rgb, ids)
 
 
 class FrameTable:
@@ -165,6 +175,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "'dice-seg train --val-fraction FRACTION' kept out of training")
     parser.add_argument("--generated", type=int, default=0,
                         help="also calibrate on N generated 640x480 scenes")
+    parser.add_argument("--generated-augment", choices=AUGMENT_PRESETS, default=None,
+                        help="pass the generated scenes through this augmentation preset "
+                             "(other camera looks: the estimate then ranks frames of unseen "
+                             "cameras better)")
     parser.add_argument("--seed", type=int, default=1_000_000,
                         help="first generated scene seed (default 1000000, away from "
                              "training seeds)")
@@ -186,7 +200,7 @@ def _frames(args: argparse.Namespace, classes: ClassSet) -> Iterator[Frame]:
     if args.dataset is not None:
         yield from dataset_frames(args.dataset, args.format, classes, args.remap, args.split,
                                   args.held_out, args.images)
-    yield from generated_frames(args.generated, args.seed)
+    yield from generated_frames(args.generated, args.seed, augment=args.generated_augment)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -207,7 +221,9 @@ def run(args: argparse.Namespace) -> int:
                        + (f", last {args.held_out:g} of every sequence" if args.held_out else "")
                        + ")")
     if args.generated > 0:
-        sources.append(f"{args.generated} generated scenes from seed {args.seed}")
+        sources.append(f"{args.generated} generated scenes from seed {args.seed}"
+                       + (f", augmented ({args.generated_augment})"
+                          if args.generated_augment else ""))
     calibration.fit = dict(fit_figures(calibration, table), data=sources,
                            note="figures on the fitting frames themselves")
     out = args.out or DEFAULT_FOLDER / sidecar_path(segmenter.model_path).name

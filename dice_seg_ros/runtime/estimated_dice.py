@@ -149,17 +149,20 @@ def shape_features(ids: np.ndarray, top: np.ndarray, layout: Layout) -> list[flo
     agree[:, :-1] += across
     agree[1:] += down
     agree[:-1] += down
-    neighbours = np.full(ids.shape, 4, np.uint8)
-    for edge in (neighbours[0], neighbours[-1], neighbours[:, 0], neighbours[:, -1]):
-        edge -= 1
-    interior_doubt = (agree == neighbours) & (top < 0.5)
+    isolated = float((agree == 0).mean())
+    # A point inside a region agrees with all its neighbours: 4, fewer on the border.
+    agree[0] += 1
+    agree[-1] += 1
+    agree[:, 0] += 1
+    agree[:, -1] += 1
+    interior_doubt = float(((agree >= 4) & (top < 0.5)).mean())
     sky_below = 0.0
     if layout.sky is not None and layout.ground:
-        ground = np.isin(ids, layout.ground)
-        ground_above = np.logical_or.accumulate(ground, axis=0)[:-1]
+        is_ground = np.zeros(max(int(ids.max()), *layout.ground) + 1, np.bool_)
+        is_ground[list(layout.ground)] = True
+        ground_above = np.logical_or.accumulate(is_ground[ids], axis=0)[:-1]
         sky_below = float((ground_above & (ids[1:] == layout.sky)).sum() / ids.size)
-    return [float(boundary), float((agree == 0).mean()), float(interior_doubt.mean()),
-            sky_below]
+    return [float(boundary), isolated, interior_doubt, sky_below]
 
 
 def frame_features(class_ids: np.ndarray, confidence: np.ndarray, num_classes: int,
