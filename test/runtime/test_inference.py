@@ -7,7 +7,8 @@ from conftest import shipped_model_or_skip, tiny_conv_weights, write_tiny_onnx
 
 from dice_seg_ros.errors import ModelError
 from dice_seg_ros.runtime.inference import (Segmenter, argmax_channels, logits_to_ids, preprocess,
-                                            resize_image, softmax_max, to_camera_size)
+                                            ids_to_camera_size, resize_image, softmax_max,
+                                            to_camera_size)
 from dice_seg_ros.runtime.model_meta import ModelMeta
 
 RNG = np.random.default_rng(7)
@@ -79,6 +80,13 @@ def test_postprocess_resizes_back_nearest():
     np.testing.assert_array_equal(ids[:2, 3:], 1)
     assert ids.sum() == 6
     assert conf.dtype == np.float32 and np.all((conf >= 0.5) & (conf <= 1.0))
+
+
+@pytest.mark.parametrize("size", [(480, 640), (720, 1280), (240, 320), (300, 500), (120, 160)])
+def test_ids_upscale_like_opencv_nearest_exact(size):
+    ids = RNG.integers(0, 6, size=(240, 320), dtype=np.uint8)
+    expected = cv2.resize(ids, size[::-1], interpolation=cv2.INTER_NEAREST_EXACT)
+    np.testing.assert_array_equal(ids_to_camera_size(ids, *size), expected)
 
 
 def test_nan_logits_raise_model_error(tmp_path):
