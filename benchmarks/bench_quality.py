@@ -38,9 +38,9 @@ from bench_metrics import interleaved_ms
 from dice_seg_ros.bags.calibrate import FrameTable, collect, dataset_frames, generated_frames
 from dice_seg_ros.classes import load_classes
 from dice_seg_ros.data.synthetic import generate_scene
-from dice_seg_ros.runtime.estimated_dice import (BASE_FEATURES, Calibration, fit_calibration,
-                                                 frame_features, layout_for, mean_abs_error,
-                                                 spearman)
+from dice_seg_ros.runtime.estimated_dice import (BASE_FEATURES, SHAPE_FEATURES, Calibration,
+                                                 fit_calibration, frame_features, layout_for,
+                                                 mean_abs_error, spearman)
 from dice_seg_ros.runtime.inference import Segmenter
 from dice_seg_ros.runtime.report import plot_estimated_vs_true
 
@@ -145,7 +145,7 @@ def main() -> None:
         single = fit_calibration(table.features_at(calibration.temperature)[:, :1],
                                  np.asarray(table.dice), calibration.temperature,
                                  BASE_FEATURES[:1])
-        rho, mae, _, _ = score(single, _first_feature(valid))
+        rho, mae, _, _ = score(single, _columns(valid, [0]))
         print(f"    soft Dice alone + isotonic: Spearman {rho:.3f} MAE {mae:.3f}")
     if args.scatter is not None and shown is not None:
         plot_estimated_vs_true(args.scatter, shown[1], shown[2],
@@ -164,6 +164,13 @@ def unseen(generated: FrameTable, ycor: FrameTable, shipped: Calibration | None,
     print(f"all YCOR frames ({len(true)}, true mean Dice {true.mean():.3f}), calibrated on "
           f"{len(generated.dice)} generated scenes (T {calibration.temperature:.2f}): "
           f"Spearman {rho:.3f} MAE {mae:.3f} (mean estimate {estimate.mean():.3f})")
+    keep = [k for k, name in enumerate(calibration.feature_names)
+            if name not in SHAPE_FEATURES]
+    features = generated.features_at(calibration.temperature)[:, keep]
+    without = fit_calibration(features, np.asarray(generated.dice), calibration.temperature,
+                              [calibration.feature_names[k] for k in keep])
+    rho, mae, _, _ = score(without, _columns(ycor, keep))
+    print(f"  without the shape features: Spearman {rho:.3f} MAE {mae:.3f}")
     if shipped is not None:
         rho, mae, _, _ = score(shipped, ycor)
         print(f"  the model's calibration ({shipped.fit.get('data')}): Spearman {rho:.3f} "
@@ -179,10 +186,10 @@ def unseen(generated: FrameTable, ycor: FrameTable, shipped: Calibration | None,
         print(f"wrote {scatter}")
 
 
-def _first_feature(table: FrameTable) -> FrameTable:
-    """Return a copy of ``table`` keeping only the first feature (soft Dice)."""
+def _columns(table: FrameTable, keep: list[int]) -> FrameTable:
+    """Return a copy of ``table`` keeping only the features at indices ``keep``."""
     out = FrameTable(table.segmenter, table.classes)
-    out.features = [f[:, :1] for f in table.features]
+    out.features = [f[:, keep] for f in table.features]
     out.dice = table.dice
     return out
 

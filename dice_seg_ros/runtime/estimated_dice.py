@@ -52,9 +52,11 @@ FEATURE_PIXELS = 4800
 MIN_AREA = 0.01
 # Probabilities are clipped here before logarithms.
 TINY = 1e-12
+# Features of the probabilities, then of the mask's shape (shape_features).
+SHAPE_FEATURES = ("boundary_density", "isolated_fraction", "interior_low_conf",
+                  "sky_below_ground")
 BASE_FEATURES = ("soft_dice", "soft_dice_large", "min_class_soft_dice", "top_prob",
-                 "entropy", "low_conf_fraction", "sliver_classes", "boundary_density",
-                 "isolated_fraction", "interior_low_conf", "sky_below_ground")
+                 "entropy", "low_conf_fraction", "sliver_classes") + SHAPE_FEATURES
 # Class names whose place in a frame is known: the sky is above the ground classes.
 SKY = "sky"
 GROUND = ("grass", "trail", "water")
@@ -140,29 +142,37 @@ def shape_features(ids: np.ndarray, top: np.ndarray, layout: Layout) -> list[flo
     edges do not explain); sky_below_ground: share of points predicted sky with
     a ground class above them in their column.
     """
-    across = ids[:, 1:] == ids[:, :-1]
-    down = ids[1:] == ids[:-1]
+    across = ids[:, 1:] != ids[:, :-1]
+    down = ids[1:] != ids[:-1]
     pairs = across.size + down.size
-    boundary = 1.0 - (across.sum() + down.sum()) / pairs if pairs else 0.0
-    agree = np.zeros(ids.shape, np.uint8)
-    agree[:, 1:] += across
-    agree[:, :-1] += across
-    agree[1:] += down
-    agree[:-1] += down
-    isolated = float((agree == 0).mean())
-    # A point inside a region agrees with all its neighbours: 4, fewer on the border.
-    agree[0] += 1
-    agree[-1] += 1
-    agree[:, 0] += 1
-    agree[:, -1] += 1
-    interior_doubt = float(((agree >= 4) & (top < 0.5)).mean())
+    boundary = (np.count_nonzero(across) + np.count_nonzero(down)) / pairs if pairs else 0.0
+    edge = _any_neighbour(across, down)
+    np.logical_not(across, out=across)
+    np.logical_not(down, out=down)
+    isolated = 1.0 - np.count_nonzero(_any_neighbour(across, down)) / ids.size
+    # Low confidence on a point no edge passes through: top < 0.5 and not edge.
+    doubt = np.count_nonzero((top < 0.5) > edge) / ids.size
     sky_below = 0.0
     if layout.sky is not None and layout.ground:
         is_ground = np.zeros(max(int(ids.max()), *layout.ground) + 1, np.bool_)
         is_ground[list(layout.ground)] = True
         ground_above = np.logical_or.accumulate(is_ground[ids], axis=0)[:-1]
-        sky_below = float((ground_above & (ids[1:] == layout.sky)).sum() / ids.size)
-    return [float(boundary), isolated, interior_doubt, sky_below]
+        sky_below = np.count_nonzero(ground_above & (ids[1:] == layout.sky)) / ids.size
+    return [float(boundary), float(isolated), float(doubt), float(sky_below)]
+
+
+def _any_neighbour(across: np.ndarray, down: np.ndarray) -> np.ndarray:
+    """Return the ``(h, w)`` points where a neighbour pair flag holds on any of their 4 sides.
+
+    ``across`` flags the ``(h, w - 1)`` horizontal pairs, ``down`` the ``(h - 1, w)``
+    vertical ones.
+    """
+    out = np.zeros((down.shape[0] + 1, across.shape[1] + 1), np.bool_)
+    out[:, 1:] |= across
+    out[:, :-1] |= across
+    out[1:] |= down
+    out[:-1] |= down
+    return out
 
 
 def frame_features(class_ids: np.ndarray, confidence: np.ndarray, num_classes: int,
