@@ -180,9 +180,7 @@ def unseen(generated: FrameTable, ycor: FrameTable, shipped: Calibration | None,
     for k, name in enumerate(calibration.feature_names):
         print(f"  {name:<20} alone: Spearman {spearman(features[keep, k], true):+.3f}")
     if scatter is not None:
-        plot_estimated_vs_true(scatter, estimate, true,
-                               "all YCOR frames (an unseen camera), calibrated on generated "
-                               "scenes")
+        plot_estimated_vs_true(scatter, estimate, true, "YCOR (unseen), generated calibration")
         print(f"wrote {scatter}")
 
 
