@@ -560,6 +560,8 @@ def write_snapshot(snapshot: ReportSnapshot, out_dir: str | Path,
                           latency_ms=snapshot.latency_ms, extra=extra)
     report.write_json(paths["report"], data)
     _copy_rows(snapshot, paths["per_frame"])
-    report.plot_dice_over_time(paths["dice_over_time"], snapshot.tracker, names, classes.colors)
-    report.plot_confusion(paths["confusion_matrix"], snapshot.tracker.cumulative.matrix, names)
+    report.plot_dice_over_time(paths["dice_over_time"], snapshot.tracker, names, classes.colors,
+                               report.plot_title("Dice per frame", extra))
+    report.plot_confusion(paths["confusion_matrix"], snapshot.tracker.cumulative.matrix, names,
+                          report.plot_title("Confusion matrix", extra))
     return paths
