@@ -27,6 +27,8 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import signal
+import threading
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -312,6 +314,7 @@ def _run(reader: BagReader, replay: Replay,
         _stream(reader, replay, pairer)
     except KeyboardInterrupt:
         stopped_by = "interrupted (Ctrl-C)"
+        _hold_sigint()
     except StorageFault as exc:
         stopped_by, error = (f"storage error: {exc}; last good frame stamp "
                              f"{replay.last_stamp_ns} ns"), exc
@@ -319,6 +322,27 @@ def _run(reader: BagReader, replay: Replay,
         stopped_by, error = f"{type(exc).__name__}: {exc}", exc
     not_evaluated = _salvage(replay, pairer) if stopped_by is not None else 0
     return stopped_by, error, not_evaluated
+
+
+@contextmanager
+def _sigint_restored() -> Iterator[None]:
+    """Give Ctrl-C back its handler on the way out, whatever :func:`_hold_sigint` did."""
+    previous = signal.getsignal(signal.SIGINT)
+    try:
+        yield
+    finally:
+        if threading.current_thread() is threading.main_thread():
+            signal.signal(signal.SIGINT, previous)
+
+
+def _hold_sigint() -> None:
+    """Ignore further Ctrl-C until the report is written.
+
+    The first Ctrl-C asked for the report of the frames done; a second one would otherwise
+    land in the middle of writing it (often inside matplotlib's import) with a traceback.
+    """
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 def _no_frames_error(replay: Replay, pairer: StampPairer, max_offset_ms: float) -> ValueError:
@@ -383,6 +407,14 @@ def evaluate_bag(bag: str | Path, image_topic: str, label_topic: str | None,
             read (missing bag, missing topic or wrong type, bad model, bad options).
 
     """
+    with _sigint_restored():
+        return _evaluate(bag, image_topic, label_topic, out_dir, segmenter, options)
+
+
+def _evaluate(bag: str | Path, image_topic: str, label_topic: str | None,
+              out_dir: str | Path, segmenter: Segmenter | None,
+              options: EvalOptions) -> ReplayResult:
+    """Evaluate a bag: :func:`evaluate_bag` without the Ctrl-C handling around it."""
     _check_options(image_topic, label_topic, options.batch_size, options.output_bag)
     segmenter = segmenter or Segmenter()
     classes = classes_for_model(segmenter.meta.class_names, options.classes_file)
