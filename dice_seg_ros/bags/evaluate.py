@@ -394,7 +394,8 @@ def evaluate_bag(bag: str | Path, image_topic: str, label_topic: str | None,
     """
     _check_options(image_topic, label_topic, options.batch_size, options.output_bag)
     segmenter = segmenter or Segmenter()
-    classes = classes_for_model(segmenter.meta.class_names, options.classes_file)
+    classes = classes_for_model(segmenter.meta.class_names, options.classes_file,
+                                segmenter.class_costs)
     decoder = (LabelDecoder.build(classes, options.label_format, options.remap, options.colormap)
                if label_topic is not None else None)
     if options.estimated_dice and segmenter.calibration is None:

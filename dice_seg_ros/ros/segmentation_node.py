@@ -227,7 +227,8 @@ class SegmentationWiring:
         """Load the model and create the publishers, diagnostics timer and class tables."""
         node, values = self.node, self.values
         segmenter = make_segmenter(values, node.get_fully_qualified_name())
-        classes = classes_for_model(segmenter.meta.class_names, values["classes_file"] or None)
+        classes = classes_for_model(segmenter.meta.class_names, values["classes_file"] or None,
+                                    segmenter.class_costs)
         self.processor = FrameProcessor(segmenter, classes, Image, values["overlay_alpha"])
         topics = camera_topics(values["image_topics"], node.get_name(),
                                compressed=values["use_compressed"])
