@@ -224,6 +224,8 @@ def summary_line(report: Mapping[str, Any]) -> str | None:
     def score(value: float | None) -> str:
         return "n/a" if value is None else f"{value:.3f}"
 
+    if not grid["frames_scored"]:
+        return f"traversability grid: {grid['topic'] or 'not written'}; no label scored it"
     return (f"traversability grid ({grid['frames_scored']} frames, {grid['cells_scored']} "
             f"cells known in the labels' grid): Dice free {score(grid['dice']['free'])}, "
             f"lethal {score(grid['dice']['lethal'])}, mean {score(grid['mean_dice'])}; "

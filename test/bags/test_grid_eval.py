@@ -141,6 +141,17 @@ def test_cli_prints_the_grid_scores(tmp_path, tiny_onnx_model, capsys):
     assert "traversability grid (3 frames" in capsys.readouterr().out
 
 
+def test_without_labels_the_grid_is_written_and_not_scored(tmp_path, tiny_onnx_model, capsys):
+    out = tmp_path / "out"
+    code = main(["eval", "--bag", str(write_bag(tmp_path / "bag")), "--image-topic",
+                 IMAGE_TOPIC, "--model", str(tiny_onnx_model), "--out", str(out),
+                 "--no-progress", "--traversability", str(write_params(tmp_path / "p.yaml"))])
+    assert code == 0
+    assert f"traversability grid: {GRID_TOPIC}; no label scored it" in capsys.readouterr().out
+    with BagReader(out / "output_bag") as reader:
+        assert reader.message_count(GRID_TOPIC) == FRAMES
+
+
 @pytest.mark.parametrize("case", ["unknown_name", "out_of_range", "not_params", "no_info"])
 def test_cli_errors_name_the_fault(case, tmp_path, tiny_onnx_model, capsys):
     params = write_params(tmp_path / "p.yaml")
