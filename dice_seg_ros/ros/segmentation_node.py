@@ -295,12 +295,17 @@ class SegmentationWiring:
         target = self.values["traversability.frame"]
 
         def lookup(source: str, stamp: Any) -> Any:
-            try:
-                t = buffer.lookup_transform(target, source, stamp).transform
-            except tf2_ros.TransformException:
-                return None
-            return quaternion_matrix((t.translation.x, t.translation.y, t.translation.z),
-                                     (t.rotation.x, t.rotation.y, t.rotation.z, t.rotation.w))
+            # At the frame's stamp; else the newest transform (a zero stamp), since a moving
+            # joint's TF often arrives after the image, and a parameter pose would be wrong.
+            for when in (stamp, type(stamp)()):
+                try:
+                    t = buffer.lookup_transform(target, source, when).transform
+                except tf2_ros.TransformException:
+                    continue
+                return quaternion_matrix((t.translation.x, t.translation.y, t.translation.z),
+                                         (t.rotation.x, t.rotation.y, t.rotation.z,
+                                          t.rotation.w))
+            return None
         return lookup
 
     def _make_worker(self) -> SegmentationWorker | MultiCameraWorker:
