@@ -40,6 +40,7 @@ from tqdm import tqdm
 
 from dice_seg_ros.bags.bag_io import (IMAGE_TYPE, IMAGE_TYPES, BadMessage, BagReader, BagWriter,
                                       StorageFault, msg_class, remove_old_bag)
+from dice_seg_ros.bags.grid_eval import GridEval, summary_line
 from dice_seg_ros.bags.label_decoding import LabelDecoder
 from dice_seg_ros.classes import ClassSet, classes_for_model
 from dice_seg_ros.errors import BagError, DiceSegError, ModelError
@@ -134,7 +135,8 @@ class Replay:
 
     def __init__(self, segmenter: Segmenter, classes: ClassSet, decoder: LabelDecoder | None,
                  image_topic: str, label_topic: str | None, output: _OutputBag | None,
-                 batch_size: int, strict: bool = False, progress: tqdm | None = None) -> None:
+                 batch_size: int, strict: bool = False, progress: tqdm | None = None,
+                 grid: GridEval | None = None) -> None:
         self.segmenter = segmenter
         self.classes = classes
         self.decoder = decoder
@@ -144,6 +146,7 @@ class Replay:
         self.batch_size = batch_size
         self.strict = strict
         self.progress = progress
+        self.grid = grid
         self.tracker = DiceTracker(classes.num_classes, ignore_index=classes.ignore_index)
         self.errors = FrameErrors()
         self.clock = StageLatency(STAGES)
@@ -218,6 +221,9 @@ class Replay:
                 start = time.perf_counter()
                 self.output.write(frame, result.class_ids)
                 self.clock.add("write", (time.perf_counter() - start) * 1000.0)
+            if self.grid is not None:
+                self.grid.add(frame.image_msg.header, frame.log_time_ns, result.class_ids,
+                              frame.labels)
             self.clock.end_frame(result.timings_ms)
             self._show_progress()
 
@@ -371,6 +377,8 @@ class EvalOptions:
         colormap: CSV of the label colours (with ``label_format`` "color").
         classes_file: classes YAML with colours for the model's classes.
         estimated_dice: also estimate each scored frame's Dice without its label.
+        traversability: node parameters file: also project masks and labels onto a ground grid
+            (:mod:`~dice_seg_ros.bags.grid_eval`).
 
     """
 
@@ -384,6 +392,7 @@ class EvalOptions:
     colormap: str | Path | None = None
     classes_file: str | Path | None = None
     estimated_dice: bool = False
+    traversability: str | Path | None = None
 
 
 def evaluate_bag(bag: str | Path, image_topic: str, label_topic: str | None,
@@ -417,7 +426,8 @@ def _evaluate(bag: str | Path, image_topic: str, label_topic: str | None,
     """Evaluate a bag: :func:`evaluate_bag` without the Ctrl-C handling around it."""
     _check_options(image_topic, label_topic, options.batch_size, options.output_bag)
     segmenter = segmenter or Segmenter()
-    classes = classes_for_model(segmenter.meta.class_names, options.classes_file)
+    classes = classes_for_model(segmenter.meta.class_names, options.classes_file,
+                                segmenter.class_costs)
     decoder = (LabelDecoder.build(classes, options.label_format, options.remap, options.colormap)
                if label_topic is not None else None)
     if options.estimated_dice and segmenter.calibration is None:
@@ -434,8 +444,10 @@ def _evaluate(bag: str | Path, image_topic: str, label_topic: str | None,
                   if options.output_bag else None)
         bar = tqdm(total=reader.message_count(image_topic), desc="eval", unit="frame",
                    disable=not options.progress)
+        grid = (GridEval(options.traversability, bag, image_topic, classes,
+                         output.bag if output else None) if options.traversability else None)
         replay = Replay(segmenter, classes, decoder, image_topic, label_topic, output,
-                        options.batch_size, options.strict, bar)
+                        options.batch_size, options.strict, bar, grid)
         pairer = StampPairer(options.max_offset_ms) if label_topic is not None else None
         start = time.perf_counter()
         try:
@@ -471,6 +483,7 @@ def _evaluate(bag: str | Path, image_topic: str, label_topic: str | None,
         "batch_size": options.batch_size,
         "output_bag": str(output.path) if output else None,
         "output_topics": dict(output.topics, image=image_topic) if output else None,
+        "traversability": grid.report() if grid else None,
     }
     fps = replay.segmented / elapsed if elapsed > 0 else 0.0
     if pairer is None and not replay.segmented and error is None and stopped_by is None:
@@ -527,6 +540,7 @@ def format_summary(result: ReplayResult) -> str:
                  "latency ms/frame: " + ", ".join(f"{stage} {ms:.1f}"
                                                   for stage, ms in report["latency_ms"].items())]
     lines += _error_lines(report)
+    lines += [line for line in [summary_line(report)] if line]
     if report.get("salvage"):
         lines.append(f"salvaged: {report['salvage']} ({report['messages_read']} messages read)")
     if report.get("estimated_dice"):
@@ -569,6 +583,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--estimated-dice", action="store_true",
                         help="also estimate each frame's Dice without its label (the model's "
                              ".quality.json) and compare it with the true Dice")
+    parser.add_argument("--traversability", default=None, metavar="PARAMS_YAML",
+                        help="node parameters file (config/segmentation.yaml) whose "
+                             "traversability.* values project each mask onto a ground grid: "
+                             "written to the output bag and scored against the labels' grid")
 
 
 def add_label_arguments(parser: argparse.ArgumentParser) -> None:
@@ -602,7 +620,8 @@ def run(args: argparse.Namespace) -> int:
                           threads=args.threads)
     options = eval_options(args, output_bag=not args.no_output_bag,
                            progress=not args.no_progress, strict=args.strict,
-                           estimated_dice=args.estimated_dice)
+                           estimated_dice=args.estimated_dice,
+                           traversability=args.traversability)
     result = evaluate_bag(args.bag, args.image_topic, args.label_topic, args.out, segmenter,
                           options)
     return print_result(result)

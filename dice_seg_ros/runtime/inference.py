@@ -661,6 +661,17 @@ class Segmenter:
         self._normalised: np.ndarray | None = None
         self.calibration = self._calibration() if estimate_dice else None
 
+    @property
+    def class_costs(self) -> tuple[int | None, ...]:
+        """Traversability cost per class id from the sidecar (None where it gives none).
+
+        Empty for a model with metadata, and for a sidecar that remaps onto the node's classes
+        (whose classes file gives the costs).
+        """
+        if self.sidecar is None or self._lut is not None:
+            return ()
+        return self.sidecar.class_costs
+
     def _calibration(self) -> Calibration | None:
         """Return the model's estimated-Dice calibration; None (warned) if it is not usable."""
         try:
