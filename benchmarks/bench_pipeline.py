@@ -35,7 +35,7 @@ import numpy as np
 from bench_metrics import interleaved_ms
 
 from dice_seg_ros.bags.bag_io import make_header, msg_class
-from dice_seg_ros.bags.evaluate import evaluate_bag
+from dice_seg_ros.bags.evaluate import EvalOptions, evaluate_bag
 from dice_seg_ros.bags.synthetic_bag import IMAGE_TOPIC, LABEL_TOPIC, write_synthetic_bag
 from dice_seg_ros.data.synthetic import generate_scene
 from dice_seg_ros.resources import DEFAULT_TORCH_MODEL, resource_path
@@ -89,8 +89,9 @@ def throughput(segmenter: Segmenter, bag: Path, frames: int) -> None:
             base = None
             for batch in (1, 4, 8):
                 result = evaluate_bag(bag, IMAGE_TOPIC, LABEL_TOPIC, Path(tmp) / f"b{batch}",
-                                      segmenter, batch_size=batch, output_bag=output_bag,
-                                      progress=False)
+                                      segmenter, EvalOptions(batch_size=batch,
+                                                             output_bag=output_bag,
+                                                             progress=False))
                 fps = result.report["fps"]
                 base = base or fps
                 stages = ", ".join(f"{k} {v:.1f}" for k, v in result.report["latency_ms"].items())

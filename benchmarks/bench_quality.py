@@ -52,8 +52,7 @@ def cost(segmenter: Segmenter, temperature: float, repeats: int) -> None:
     classes = segmenter.meta.num_classes
     layout = layout_for(segmenter.meta.class_names)
     funcs = {"segment 640x480": lambda: segmenter.segment(rgb),
-             "features": lambda: frame_features(result.network_class_ids,
-                                                result.network_confidence, classes,
+             "features": lambda: frame_features(*result.network_planes, classes,
                                                 temperature=temperature, layout=layout)}
     median = {name: med for name, (med, _) in interleaved_ms(funcs, repeats).items()}
     for name, ms in median.items():

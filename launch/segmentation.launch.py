@@ -11,22 +11,24 @@ writes into its output bag and ``rviz/dice_seg.rviz`` shows. One launch per
 camera with its own namespace keeps several cameras apart (see
 two_cameras.launch.py). Parameters come from ``params_file`` (default: the
 shipped config/segmentation.yaml, keyed ``/**`` so any name and namespace
-get them); ``model_path``, ``backend``, ``device``, ``use_compressed`` and
-``qos_reliability`` override it only when given.
+get them); ``model_path``, ``backend``, ``device``, ``use_compressed``,
+``qos_reliability`` and ``qos_depth`` override it only when given. ``use_rviz:=true``
+starts RViz where rviz2 is installed and says so where it is not (it is optional).
 """
 
 import os
 
 from ament_index_python.packages import get_package_share_directory
 from launch import LaunchDescription
-from launch.actions import DeclareLaunchArgument, OpaqueFunction
-from launch.conditions import IfCondition
+from ament_index_python.packages import PackageNotFoundError
+from launch.actions import DeclareLaunchArgument, LogInfo, OpaqueFunction
 from launch.substitutions import LaunchConfiguration
 from launch_ros.actions import Node
 
 PACKAGE = "dice_seg_ros"
 SHARE = get_package_share_directory(PACKAGE)
-OVERRIDABLE = ("model_path", "backend", "device", "use_compressed", "qos_reliability")
+OVERRIDABLE = ("model_path", "backend", "device", "use_compressed", "qos_reliability",
+               "qos_depth")
 BOOLEANS = {"true": True, "false": False}
 
 
@@ -41,6 +43,10 @@ def _overrides(context):
             if value.lower() not in BOOLEANS:
                 raise ValueError(f"launch argument use_compressed:={value!r}: use true or false")
             value = BOOLEANS[value.lower()]
+        if name == "qos_depth":
+            if not value.isdigit():
+                raise ValueError(f"launch argument qos_depth:={value!r}: use a whole number")
+            value = int(value)
         overrides[name] = value
     return overrides
 
@@ -62,6 +68,19 @@ def _segmentation_node(context):
         remappings=[("image", image_topic), ("image/compressed", image_topic + "/compressed"),
                     ("camera_info", camera_info_topic(image_topic))],
     )]
+
+
+def _rviz(context):
+    """Start RViz if asked and installed; without rviz2, say so and go on without it."""
+    if LaunchConfiguration("use_rviz").perform(context).lower() not in ("true", "1"):
+        return []
+    try:
+        get_package_share_directory("rviz2")
+    except PackageNotFoundError:
+        return [LogInfo(msg="use_rviz:=true but rviz2 is not installed: starting without RViz "
+                            "(install ros-$ROS_DISTRO-rviz2 for it)")]
+    return [Node(package="rviz2", executable="rviz2", name="rviz2",
+                 arguments=["-d", os.path.join(SHARE, "rviz", "dice_seg.rviz")])]
 
 
 def generate_launch_description():
@@ -86,12 +105,13 @@ def generate_launch_description():
                               description="true: subscribe to IMAGE_TOPIC/compressed; "
                                           "empty = as in params_file"),
         DeclareLaunchArgument("qos_reliability", default_value="",
-                              description="image subscription: best_effort or reliable; "
+                              description="image subscription: auto (follow the camera), "
+                                          "best_effort or reliable; empty = as in params_file"),
+        DeclareLaunchArgument("qos_depth", default_value="",
+                              description="image subscription queue depth, in messages; "
                                           "empty = as in params_file"),
         DeclareLaunchArgument("use_rviz", default_value="false",
                               description="also start RViz with rviz/dice_seg.rviz"),
         OpaqueFunction(function=_segmentation_node),
-        Node(package="rviz2", executable="rviz2", name="rviz2",
-             arguments=["-d", os.path.join(SHARE, "rviz", "dice_seg.rviz")],
-             condition=IfCondition(LaunchConfiguration("use_rviz"))),
+        OpaqueFunction(function=_rviz),
     ])

@@ -280,6 +280,7 @@ MON = spec_map(MONITOR_PARAMS)
     (SEG["use_compressed"], 1, "expected bool"),
     (SEG["providers"], ["CUDA"], "ExecutionProvider"),
     (SEG["providers"], [], "empty"),
+    (SEG["image_topics"], None, "image_topics is empty; give at least one value"),
     (MON["ema_alpha"], 0.0, "outside (0.0"),
     (MON["label_format"], "rgb", "not one of"),
 ])

@@ -64,8 +64,9 @@ def test_no_module_level_torch_in_robot_wings(wing):
 
 def _run_without_torch(code: str) -> subprocess.CompletedProcess:
     # sys.modules["torch"] = None makes every `import torch` raise ImportError, as on a
-    # robot without torch.
-    prelude = "import sys; sys.modules['torch'] = None\n"
+    # robot without torch; mcap is missing there too (no rosdep key installs it), and only
+    # salvaging a damaged MCAP file needs it.
+    prelude = "import sys; sys.modules['torch'] = None; sys.modules['mcap'] = None\n"
     return subprocess.run([sys.executable, "-c", prelude + code], cwd=ROOT, capture_output=True,
                           text=True, timeout=120, check=False)
 

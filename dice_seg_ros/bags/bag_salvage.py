@@ -21,13 +21,14 @@ import tempfile
 from collections import Counter
 from io import BytesIO
 from pathlib import Path
-from typing import Iterator, NamedTuple
+from typing import TYPE_CHECKING, Any, Iterator, NamedTuple
 
-from mcap.data_stream import ReadDataStream
-from mcap.records import Channel, Chunk, Message, Schema
-from mcap.stream_reader import get_chunk_data_stream
 
 from dice_seg_ros.errors import BagError
+
+if TYPE_CHECKING:
+    from mcap.data_stream import ReadDataStream
+    from mcap.records import Chunk
 
 MCAP_MAGIC = b"\x89MCAP0\r\n"
 # MCAP opcodes (https://mcap.dev/spec): records the salvage reads or stops at.
@@ -89,7 +90,21 @@ def _walk(buf: memoryview, pos: int) -> Iterator[tuple[int, memoryview]]:
 
 
 def _stream(body: bytes | memoryview) -> ReadDataStream:
+    from mcap.data_stream import ReadDataStream
+
     return ReadDataStream(BytesIO(bytes(body)))
+
+
+class _LazyRecords:
+    """``mcap.records``, imported on first use: only damaged MCAP files need the package."""
+
+    def __getattr__(self, name: str) -> Any:
+        from mcap import records as module
+
+        return getattr(module, name)
+
+
+records = _LazyRecords()
 
 
 class McapSalvage:
@@ -159,7 +174,8 @@ class McapSalvage:
                 if opcode in (_OP_DATA_END, _OP_FOOTER):
                     return
                 if opcode == _OP_CHUNK:
-                    yield from self._chunk(Chunk.read(_stream(body)), channels, schemas)
+                    yield from self._chunk(records.Chunk.read(_stream(body)), channels,
+                                           schemas)
                 else:
                     yield from self._record(opcode, body, channels, schemas)
         except _Torn as torn:
@@ -177,6 +193,8 @@ class McapSalvage:
     def _chunk(self, chunk: Chunk, channels: dict[int, tuple[str, str]],
                schemas: dict[int, str]) -> Iterator[RawMessage]:
         """Yield the messages of a complete chunk (decompressed, CRC checked)."""
+        from mcap.stream_reader import get_chunk_data_stream
+
         stream, size = get_chunk_data_stream(chunk, validate_crc=True)
         data = memoryview(stream.read(size))
         for opcode, body in _walk(data, 0):
@@ -186,7 +204,7 @@ class McapSalvage:
                     schemas: dict[int, str]) -> Iterator[RawMessage]:
         """Yield the complete messages at the start of a chunk cut off by the file end."""
         try:
-            chunk = Chunk.read(_stream(body))
+            chunk = records.Chunk.read(_stream(body))
         except Exception:  # noqa: BLE001 - a chunk header cut short holds nothing to read
             return
         if chunk.compression:
@@ -201,15 +219,15 @@ class McapSalvage:
                 schemas: dict[int, str]) -> Iterator[RawMessage]:
         """Register a schema or channel, or yield a message on a known channel."""
         if opcode == _OP_SCHEMA:
-            schema = Schema.read(_stream(body))
+            schema = records.Schema.read(_stream(body))
             schemas[schema.id] = ros2_type_name(schema.name)
         elif opcode == _OP_CHANNEL:
-            channel = Channel.read(_stream(body))
+            channel = records.Channel.read(_stream(body))
             msgtype = schemas.get(channel.schema_id, "<unknown type>")
             channels[channel.id] = (channel.topic, msgtype)
             self._topics.setdefault(channel.topic, msgtype)
         elif opcode == _OP_MESSAGE:
-            message = Message.read(_stream(body), len(body))
+            message = records.Message.read(_stream(body), len(body))
             if message.channel_id not in channels:
                 raise StorageFault(f"{self.path}: message on unknown channel "
                                    f"{message.channel_id}")

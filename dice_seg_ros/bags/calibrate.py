@@ -5,9 +5,8 @@ Runs the model on labeled frames from rosbags (``--bag``), a dataset folder
 and/or generated scenes (``--generated N``), and fits a
 :class:`~dice_seg_ros.runtime.estimated_dice.Calibration` from each frame's probability
 features to its true mean Dice (the same per-frame figure ``dice-seg eval``
-reports). Writes it to ``--out``, by default ``calibration/NAME.quality.json``
-in the current folder, never next to the model: copy it there
-(``NAME.quality.json`` beside ``NAME.onnx``) to use it.
+reports). Writes it next to the model (``NAME.quality.json``) unless ``--out``
+says otherwise.
 """
 
 from __future__ import annotations
@@ -17,6 +16,7 @@ import time
 from pathlib import Path
 from typing import Iterable, Iterator
 
+import cv2
 import numpy as np
 from tqdm import tqdm
 
@@ -30,14 +30,11 @@ from dice_seg_ros.runtime.estimated_dice import (TEMPERATURES, Calibration, feat
                                                  frame_features, layout_for, mean_abs_error,
                                                  sidecar_path, spearman, temperature_nll)
 from dice_seg_ros.runtime.image_conversion import LABEL_FORMATS, labels_to_ids, msg_to_rgb
-from dice_seg_ros.runtime.inference import Segmenter
+from dice_seg_ros.runtime.inference import Segmenter, add_model_arguments, shipped_models
 from dice_seg_ros.runtime.metrics import DiceTracker
 from dice_seg_ros.runtime.pairing import StampPairer, header_stamp_ns
 
 Frame = tuple[np.ndarray, np.ndarray]
-# Where calibrate writes without --out: not next to the model, so that a run
-# never replaces a model's calibration by accident.
-DEFAULT_FOLDER = Path("calibration")
 
 
 def bag_frames(bag: str | Path, image_topic: str, label_topic: str, classes: ClassSet,
@@ -103,19 +100,23 @@ class FrameTable:
     def add(self, rgb: np.ndarray, labels: np.ndarray) -> None:
         """Segment one labeled frame; record its features, true mean Dice and NLL."""
         result = self.segmenter.segment(rgb, with_confidence=True)
-        if result.confidence is None:
+        ids, confidence = result.network_planes
+        if confidence is None:
             raise ModelError(f"{self.segmenter.source}: the model gives no confidence (max "
                              f"softmax probability), which the Dice estimate needs; export "
                              f"it with 'dice-seg export' (class ids + confidence)")
         num_classes = self.classes.num_classes
         tracker = DiceTracker(num_classes, ignore_index=self.classes.ignore_index)
+        # The true Dice is the camera-size one eval reports; the features and the temperature
+        # come from the network-size planes the runtime estimates from.
         self.dice.append(tracker.update(result.class_ids, labels).mean_dice)
-        # Features at the network's resolution, where the Segmenter estimates.
         layout = layout_for(self.classes.names)
         self.features.append(np.stack([
-            frame_features(result.network_class_ids, result.network_confidence, num_classes,
-                           temperature=t, layout=layout) for t in TEMPERATURES]))
-        self.nll += temperature_nll(result.class_ids, result.confidence, labels, num_classes,
+            frame_features(ids, confidence, num_classes, temperature=t, layout=layout)
+            for t in TEMPERATURES]))
+        small = cv2.resize(labels, (ids.shape[1], ids.shape[0]),
+                           interpolation=cv2.INTER_NEAREST_EXACT)
+        self.nll += temperature_nll(ids, confidence, small, num_classes,
                                     self.classes.ignore_index)
 
     def fit(self) -> Calibration:
@@ -182,13 +183,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, default=1_000_000,
                         help="first generated scene seed (default 1000000, away from "
                              "training seeds)")
-    parser.add_argument("--model", type=Path, default=None,
-                        help=".onnx or .pt model (default: the shipped model)")
-    parser.add_argument("--backend", choices=("ort", "torch"), default="ort")
-    parser.add_argument("--threads", type=int, default=None, help="CPU threads for inference")
+    add_model_arguments(parser)
     parser.add_argument("--out", type=Path, default=None,
-                        help="calibration JSON (default: calibration/NAME.quality.json in the "
-                             "current folder; copy it next to the model to use it)")
+                        help="calibration JSON (default: next to the model, NAME.quality.json; "
+                             "for a shipped model, ./NAME.quality.json, so the shipped "
+                             "calibration stays as it is)")
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
 
 
@@ -203,12 +202,23 @@ def _frames(args: argparse.Namespace, classes: ClassSet) -> Iterator[Frame]:
     yield from generated_frames(args.generated, args.seed, augment=args.generated_augment)
 
 
+def default_output(model: Path) -> Path:
+    """Return where a calibration goes by default: beside the model, unless it was shipped.
+
+    A shipped model's calibration is part of the package; a new fit goes to the working
+    directory, to be looked at (and moved beside the model) on purpose.
+    """
+    shipped = {Path(p).resolve() for p in shipped_models()}
+    path = sidecar_path(model)
+    return Path(path.name) if model.resolve() in shipped else path
+
+
 def run(args: argparse.Namespace) -> int:
     """Fit, write and summarise the calibration."""
     if not args.bag and args.dataset is None and args.generated <= 0:
         raise ValueError("give labeled frames: --bag, --dataset and/or --generated N")
-    segmenter = Segmenter(args.model, backend=args.backend, device="cpu", threads=args.threads,
-                          estimate_dice=False)
+    segmenter = Segmenter(args.model, backend=args.backend, device=args.device,
+                          threads=args.threads, estimate_dice=False)
     classes = classes_for_model(segmenter.meta.class_names)
     start = time.perf_counter()
     table = collect(segmenter, _frames(args, classes), classes, progress=not args.no_progress)
@@ -226,12 +236,9 @@ def run(args: argparse.Namespace) -> int:
                           if args.generated_augment else ""))
     calibration.fit = dict(fit_figures(calibration, table), data=sources,
                            note="figures on the fitting frames themselves")
-    out = args.out or DEFAULT_FOLDER / sidecar_path(segmenter.model_path).name
-    out.parent.mkdir(parents=True, exist_ok=True)
-    calibration.save(out)
+    out = calibration.save(args.out or default_output(segmenter.model_path))
     fit = calibration.fit
     print(f"calibrated on {fit['frames']} frames in {time.perf_counter() - start:.0f} s: "
           f"temperature {calibration.temperature:.2f}, in-sample MAE {fit['mae']:.3f}, "
-          f"Spearman {fit['spearman']:.3f}\nwrote {out} (used when it lies next to the model "
-          f"as {sidecar_path(segmenter.model_path)})")
+          f"Spearman {fit['spearman']:.3f}\nwrote {out}")
     return 0

@@ -27,6 +27,8 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import signal
+import threading
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -38,13 +40,14 @@ from tqdm import tqdm
 
 from dice_seg_ros.bags.bag_io import (IMAGE_TYPE, IMAGE_TYPES, BadMessage, BagReader, BagWriter,
                                       StorageFault, msg_class, remove_old_bag)
+from dice_seg_ros.bags.grid_eval import GridEval, summary_line
 from dice_seg_ros.bags.label_decoding import LabelDecoder
 from dice_seg_ros.classes import ClassSet, classes_for_model
 from dice_seg_ros.errors import BagError, DiceSegError, ModelError
 from dice_seg_ros.runtime.frame_errors import IMAGE, LABEL, MESSAGE, SIZE, FrameErrors
 from dice_seg_ros.runtime.image_conversion import (LABEL_FORMATS, colorize, msg_to_rgb,
                                                    numpy_to_image, overlay)
-from dice_seg_ros.runtime.inference import Segmenter
+from dice_seg_ros.runtime.inference import Segmenter, add_model_arguments
 from dice_seg_ros.runtime.metrics import DiceTracker
 from dice_seg_ros.runtime import outputs
 from dice_seg_ros.runtime.outputs import output_topic
@@ -132,7 +135,8 @@ class Replay:
 
     def __init__(self, segmenter: Segmenter, classes: ClassSet, decoder: LabelDecoder | None,
                  image_topic: str, label_topic: str | None, output: _OutputBag | None,
-                 batch_size: int, strict: bool = False, progress: tqdm | None = None) -> None:
+                 batch_size: int, strict: bool = False, progress: tqdm | None = None,
+                 grid: GridEval | None = None) -> None:
         self.segmenter = segmenter
         self.classes = classes
         self.decoder = decoder
@@ -142,6 +146,7 @@ class Replay:
         self.batch_size = batch_size
         self.strict = strict
         self.progress = progress
+        self.grid = grid
         self.tracker = DiceTracker(classes.num_classes, ignore_index=classes.ignore_index)
         self.errors = FrameErrors()
         self.clock = StageLatency(STAGES)
@@ -216,6 +221,9 @@ class Replay:
                 start = time.perf_counter()
                 self.output.write(frame, result.class_ids)
                 self.clock.add("write", (time.perf_counter() - start) * 1000.0)
+            if self.grid is not None:
+                self.grid.add(frame.image_msg.header, frame.log_time_ns, result.class_ids,
+                              frame.labels)
             self.clock.end_frame(result.timings_ms)
             self._show_progress()
 
@@ -312,6 +320,7 @@ def _run(reader: BagReader, replay: Replay,
         _stream(reader, replay, pairer)
     except KeyboardInterrupt:
         stopped_by = "interrupted (Ctrl-C)"
+        _hold_sigint()
     except StorageFault as exc:
         stopped_by, error = (f"storage error: {exc}; last good frame stamp "
                              f"{replay.last_stamp_ns} ns"), exc
@@ -319,6 +328,27 @@ def _run(reader: BagReader, replay: Replay,
         stopped_by, error = f"{type(exc).__name__}: {exc}", exc
     not_evaluated = _salvage(replay, pairer) if stopped_by is not None else 0
     return stopped_by, error, not_evaluated
+
+
+@contextmanager
+def _sigint_restored() -> Iterator[None]:
+    """Give Ctrl-C back its handler on the way out, whatever :func:`_hold_sigint` did."""
+    previous = signal.getsignal(signal.SIGINT)
+    try:
+        yield
+    finally:
+        if threading.current_thread() is threading.main_thread():
+            signal.signal(signal.SIGINT, previous)
+
+
+def _hold_sigint() -> None:
+    """Ignore further Ctrl-C until the report is written.
+
+    The first Ctrl-C asked for the report of the frames done; a second one would otherwise
+    land in the middle of writing it (often inside matplotlib's import) with a traceback.
+    """
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 def _no_frames_error(replay: Replay, pairer: StampPairer, max_offset_ms: float) -> ValueError:
@@ -332,13 +362,42 @@ def _no_frames_error(replay: Replay, pairer: StampPairer, max_offset_ms: float) 
                       f"stamps, or check --label-topic")
 
 
+@dataclass(frozen=True)
+class EvalOptions:
+    """How ``dice-seg eval`` reads, pairs and scores a bag (and what it writes).
+
+    Attributes:
+        label_format: "ids" (mono8 class ids) or "color" (rgb8 class colours).
+        max_offset_ms: largest image/label stamp difference to pair, milliseconds.
+        batch_size: images per network call.
+        output_bag: write the MCAP bag of masks and overlays.
+        progress: show a progress bar.
+        strict: stop at the first frame that cannot be decoded (default: skip and count it).
+        remap: YAML mapping label ids of another ontology onto the classes.
+        colormap: CSV of the label colours (with ``label_format`` "color").
+        classes_file: classes YAML with colours for the model's classes.
+        estimated_dice: also estimate each scored frame's Dice without its label.
+        traversability: node parameters file: also project masks and labels onto a ground grid
+            (:mod:`~dice_seg_ros.bags.grid_eval`).
+
+    """
+
+    label_format: str = "ids"
+    max_offset_ms: float = 20.0
+    batch_size: int = 1
+    output_bag: bool = True
+    progress: bool = True
+    strict: bool = False
+    remap: str | Path | None = None
+    colormap: str | Path | None = None
+    classes_file: str | Path | None = None
+    estimated_dice: bool = False
+    traversability: str | Path | None = None
+
+
 def evaluate_bag(bag: str | Path, image_topic: str, label_topic: str | None,
                  out_dir: str | Path, segmenter: Segmenter | None = None,
-                 label_format: str = "ids", max_offset_ms: float = 20.0, batch_size: int = 1,
-                 output_bag: bool = True, progress: bool = True, strict: bool = False,
-                 remap: str | Path | None = None, colormap: str | Path | None = None,
-                 classes_file: str | Path | None = None,
-                 estimated_dice: bool = False) -> ReplayResult:
+                 options: EvalOptions = EvalOptions()) -> ReplayResult:
     """Evaluate ``segmenter`` (default: the shipped model) on a labeled bag.
 
     Writes the report files into ``out_dir`` (and ``out_dir/output_bag`` unless
@@ -357,12 +416,21 @@ def evaluate_bag(bag: str | Path, image_topic: str, label_topic: str | None,
             read (missing bag, missing topic or wrong type, bad model, bad options).
 
     """
-    _check_options(image_topic, label_topic, batch_size, output_bag)
+    with _sigint_restored():
+        return _evaluate(bag, image_topic, label_topic, out_dir, segmenter, options)
+
+
+def _evaluate(bag: str | Path, image_topic: str, label_topic: str | None,
+              out_dir: str | Path, segmenter: Segmenter | None,
+              options: EvalOptions) -> ReplayResult:
+    """Evaluate a bag: :func:`evaluate_bag` without the Ctrl-C handling around it."""
+    _check_options(image_topic, label_topic, options.batch_size, options.output_bag)
     segmenter = segmenter or Segmenter()
-    classes = classes_for_model(segmenter.meta.class_names, classes_file)
-    decoder = (LabelDecoder.build(classes, label_format, remap, colormap)
+    classes = classes_for_model(segmenter.meta.class_names, options.classes_file,
+                                segmenter.class_costs)
+    decoder = (LabelDecoder.build(classes, options.label_format, options.remap, options.colormap)
                if label_topic is not None else None)
-    if estimated_dice and segmenter.calibration is None:
+    if options.estimated_dice and segmenter.calibration is None:
         raise ModelError(f"{segmenter.model_path} has no usable estimated-Dice calibration "
                          f"(NAME.quality.json next to it, fitted for this model); run "
                          f"'dice-seg calibrate'")
@@ -373,12 +441,14 @@ def evaluate_bag(bag: str | Path, image_topic: str, label_topic: str | None,
             reader.check_topic(label_topic, IMAGE_TYPES)
         out.mkdir(parents=True, exist_ok=True)
         output = (_OutputBag(out / OUTPUT_BAG, image_topic, image_type, classes)
-                  if output_bag else None)
+                  if options.output_bag else None)
         bar = tqdm(total=reader.message_count(image_topic), desc="eval", unit="frame",
-                   disable=not progress)
+                   disable=not options.progress)
+        grid = (GridEval(options.traversability, bag, image_topic, classes,
+                         output.bag if output else None) if options.traversability else None)
         replay = Replay(segmenter, classes, decoder, image_topic, label_topic, output,
-                        batch_size, strict, bar)
-        pairer = StampPairer(max_offset_ms) if label_topic is not None else None
+                        options.batch_size, options.strict, bar, grid)
+        pairer = StampPairer(options.max_offset_ms) if label_topic is not None else None
         start = time.perf_counter()
         try:
             stopped_by, error, not_evaluated = _run(reader, replay, pairer)
@@ -388,38 +458,46 @@ def evaluate_bag(bag: str | Path, image_topic: str, label_topic: str | None,
                 output.close()
         elapsed = time.perf_counter() - start
     if pairer is not None and error is None and stopped_by is None and not replay.tracker.frames:
-        error = _no_frames_error(replay, pairer, max_offset_ms)
+        error = _no_frames_error(replay, pairer, options.max_offset_ms)
         stopped_by = str(error)
     extra = {
         "stopped_by": stopped_by,
         "bag": str(bag),
         "image_topic": image_topic,
         "label_topic": label_topic,
-        "label_format": label_format,
-        "remap": str(remap) if remap else None,
-        "colormap": str(colormap) if colormap else None,
+        "label_format": options.label_format,
+        "remap": str(options.remap) if options.remap else None,
+        "colormap": str(options.colormap) if options.colormap else None,
         "unpaired_images": pairer.unpaired_images if pairer else 0,
         "unpaired_labels": pairer.unpaired_labels if pairer else 0,
         "not_evaluated": not_evaluated,
         "skipped": replay.errors.total,
         "errors": replay.errors.as_dict(),
-        "strict": strict,
+        "strict": options.strict,
         "messages_read": reader.messages_read,
         "salvage": reader.salvage,
         "last_good_stamp_ns": replay.last_stamp_ns,
         "model": segmenter.source,
         "backend": segmenter.backend,
         "device": segmenter.device,
-        "batch_size": batch_size,
+        "batch_size": options.batch_size,
         "output_bag": str(output.path) if output else None,
         "output_topics": dict(output.topics, image=image_topic) if output else None,
+        "traversability": grid.report() if grid else None,
     }
     fps = replay.segmented / elapsed if elapsed > 0 else 0.0
+    if pairer is None and not replay.segmented and error is None and stopped_by is None:
+        # Nothing to show for it: an empty output bag would only look like a result.
+        if output is not None:
+            remove_old_bag(output.path)
+        error = BagError(f"{bag}: no image on {image_topic} could be segmented "
+                         f"({replay.errors.total} skipped); check --image-topic")
+        stopped_by = str(error)
     if pairer is None:
         return ReplayResult(dict(extra, frames=replay.segmented, fps=fps), {}, stopped_by,
                             error)
     quality_paths = {}
-    if estimated_dice:
+    if options.estimated_dice:
         extra["estimated_dice"], quality_paths = write_quality_report(
             out, [f.stamp_ns for f in replay.tracker.frames], replay.estimated,
             [f.mean_dice for f in replay.tracker.frames])
@@ -462,6 +540,7 @@ def format_summary(result: ReplayResult) -> str:
                  "latency ms/frame: " + ", ".join(f"{stage} {ms:.1f}"
                                                   for stage, ms in report["latency_ms"].items())]
     lines += _error_lines(report)
+    lines += [line for line in [summary_line(report)] if line]
     if report.get("salvage"):
         lines.append(f"salvaged: {report['salvage']} ({report['messages_read']} messages read)")
     if report.get("estimated_dice"):
@@ -491,27 +570,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--label-topic", default=None,
                         help="label image topic (class ids, or colours with --label-format "
                              "color); without it the bag is only segmented into the output bag")
-    parser.add_argument("--model", type=Path, default=None,
-                        help=".onnx or .pt model (default: the shipped model)")
-    parser.add_argument("--backend", choices=("ort", "torch"), default="ort")
-    parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
-    parser.add_argument("--threads", type=int, default=None, help="CPU threads for inference")
+    add_model_arguments(parser)
     parser.add_argument("--out", type=Path, default=Path("dice_seg_eval"),
                         help="output directory (default ./dice_seg_eval)")
-    parser.add_argument("--label-format", choices=LABEL_FORMATS, default="ids")
-    parser.add_argument("--remap", type=Path, default=None,
-                        help="YAML {source_id: class_id} mapping label ids of another "
-                             "ontology onto the classes (unlisted ids -> ignore)")
-    parser.add_argument("--colormap", type=Path, default=None,
-                        help="CSV id,name,r,g,b of the label colours (with --label-format "
-                             "color); ids are class ids, or source ids with --remap")
-    parser.add_argument("--classes", type=Path, default=None,
-                        help="classes YAML with colours for the model's classes "
-                             "(default: shipped, if its names match the model's)")
-    parser.add_argument("--max-offset-ms", type=float, default=20.0,
-                        help="largest image/label stamp difference to pair, ms (default 20)")
-    parser.add_argument("--batch-size", type=int, default=1,
-                        help="images per network call (default 1)")
+    add_label_arguments(parser)
     parser.add_argument("--strict", action="store_true",
                         help="stop at the first frame that cannot be decoded (default: skip "
                              "and count it)")
@@ -521,18 +583,47 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--estimated-dice", action="store_true",
                         help="also estimate each frame's Dice without its label (the model's "
                              ".quality.json) and compare it with the true Dice")
+    parser.add_argument("--traversability", default=None, metavar="PARAMS_YAML",
+                        help="node parameters file (config/segmentation.yaml) whose "
+                             "traversability.* values project each mask onto a ground grid: "
+                             "written to the output bag and scored against the labels' grid")
+
+
+def add_label_arguments(parser: argparse.ArgumentParser) -> None:
+    """Add the options of how labels are read, paired and scored (eval and fleet share them)."""
+    parser.add_argument("--label-format", choices=LABEL_FORMATS, default="ids")
+    parser.add_argument("--remap", default=None,
+                        help="YAML {source_id: class_id} mapping label ids of another "
+                             "ontology onto the classes (unlisted ids -> ignore)")
+    parser.add_argument("--colormap", default=None,
+                        help="CSV id,name,r,g,b of the label colours (with --label-format "
+                             "color); ids are class ids, or source ids with --remap")
+    parser.add_argument("--classes", default=None,
+                        help="classes YAML with colours for the model's classes "
+                             "(default: shipped, if its names match the model's)")
+    parser.add_argument("--max-offset-ms", type=float, default=20.0,
+                        help="largest image/label stamp difference to pair, ms (default 20)")
+    parser.add_argument("--batch-size", type=int, default=1,
+                        help="images per network call (default 1)")
+
+
+def eval_options(args: argparse.Namespace, **fixed: Any) -> EvalOptions:
+    """Return the EvalOptions of :func:`add_label_arguments`' options, plus ``fixed`` fields."""
+    return EvalOptions(label_format=args.label_format, max_offset_ms=args.max_offset_ms,
+                       batch_size=args.batch_size, remap=args.remap, colormap=args.colormap,
+                       classes_file=args.classes, **fixed)
 
 
 def run(args: argparse.Namespace) -> int:
     """Evaluate, print the summary; exit 0, 130 after Ctrl-C, or raise what stopped it."""
     segmenter = Segmenter(args.model, backend=args.backend, device=args.device,
                           threads=args.threads)
+    options = eval_options(args, output_bag=not args.no_output_bag,
+                           progress=not args.no_progress, strict=args.strict,
+                           estimated_dice=args.estimated_dice,
+                           traversability=args.traversability)
     result = evaluate_bag(args.bag, args.image_topic, args.label_topic, args.out, segmenter,
-                          label_format=args.label_format, max_offset_ms=args.max_offset_ms,
-                          batch_size=args.batch_size, output_bag=not args.no_output_bag,
-                          progress=not args.no_progress, strict=args.strict,
-                          remap=args.remap, colormap=args.colormap, classes_file=args.classes,
-                          estimated_dice=args.estimated_dice)
+                          options)
     return print_result(result)
 
 

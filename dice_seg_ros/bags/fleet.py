@@ -40,7 +40,9 @@ from typing import Any, Callable, Sequence
 import numpy as np
 from tqdm import tqdm
 
+from dice_seg_ros.bags.evaluate import EvalOptions, add_label_arguments, eval_options
 from dice_seg_ros.runtime.estimated_dice import file_sha256
+from dice_seg_ros.runtime.inference import add_model_arguments
 from dice_seg_ros.runtime.metrics import dice_from_matrix, iou_from_matrix, nanmean
 
 BAGS_DIR = "bags"
@@ -63,9 +65,8 @@ class FleetOptions:
     label_topic: str
     model: str | None = None
     backend: str = "ort"
-    label_format: str = "ids"
-    max_offset_ms: float = 20.0
-    batch_size: int = 1
+    device: str = "cpu"
+    evaluation: EvalOptions = EvalOptions(output_bag=False, progress=False)
     threads: int | None = None
 
     def fingerprint(self) -> str:
@@ -76,7 +77,8 @@ class FleetOptions:
         settings.pop("threads")
         model = resolve_model_path(self.model, self.backend)
         settings["model"] = file_sha256(model)
-        return hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()
+        return hashlib.sha256(json.dumps(settings, sort_keys=True, default=str).encode()
+                              ).hexdigest()
 
 
 @dataclass
@@ -176,8 +178,8 @@ def _segmenter(options: FleetOptions) -> Any:
     from dice_seg_ros.runtime.inference import Segmenter
 
     if options not in _SEGMENTERS:
-        _SEGMENTERS[options] = Segmenter(options.model, backend=options.backend, device="cpu",
-                                         threads=options.threads)
+        _SEGMENTERS[options] = Segmenter(options.model, backend=options.backend,
+                                         device=options.device, threads=options.threads)
     return _SEGMENTERS[options]
 
 
@@ -202,9 +204,8 @@ def score_bag(bag: str, key: str, fingerprint: str, options: FleetOptions,
     result = BagResult(bag=bag, key=key, fingerprint=fingerprint)
     try:
         replay = evaluate_bag(bag, options.image_topic, options.label_topic, out_dir,
-                              _segmenter(options), label_format=options.label_format,
-                              max_offset_ms=options.max_offset_ms,
-                              batch_size=options.batch_size, output_bag=False, progress=False)
+                              _segmenter(options),
+                              replace(options.evaluation, output_bag=False, progress=False))
     except Exception as exc:  # a bad bag, topic or model must not stop the fleet
         result.error = f"{type(exc).__name__}: {exc}"
         return result
@@ -528,9 +529,9 @@ def format_summary(run: FleetRun) -> str:
     def score(value: float | None) -> str:
         return "n/a" if value is None else f"{value:.3f}"
 
-    lines = [f"bags: {summary['bags']} ({summary['scored']} scored, {summary['reused']} "
-             f"reused from an earlier run, {len(summary['failed'])} failed)  frames: "
-             f"{summary['frames']}",
+    lines = [f"bags: {summary['bags']} ({summary['scored'] - summary['reused']} evaluated "
+             f"now, {summary['reused']} taken from an earlier run with the same bag, model "
+             f"and options, {len(summary['failed'])} failed)  frames: {summary['frames']}",
              f"fleet mean Dice: {score(summary['mean_dice'])}  over present classes: "
              f"{score(summary['mean_dice_present'])}  mean IoU: {score(summary['mean_iou'])}",
              "per-class Dice: " + ", ".join(f"{n} {score(v)}"
@@ -550,17 +551,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "or a glob such as 'drives/*.mcap'")
     parser.add_argument("--image-topic", required=True)
     parser.add_argument("--label-topic", required=True)
-    parser.add_argument("--model", type=Path, default=None,
-                        help=".onnx or .pt model (default: the shipped model)")
-    parser.add_argument("--backend", choices=("ort", "torch"), default="ort")
-    parser.add_argument("--label-format", choices=("ids", "color"), default="ids")
-    parser.add_argument("--max-offset-ms", type=float, default=20.0)
-    parser.add_argument("--batch-size", type=int, default=1)
+    add_model_arguments(parser)
+    add_label_arguments(parser)
     parser.add_argument("--workers", type=int, default=os.cpu_count() or 1,
                         help="parallel workers (processes, or CPUs of --ray local); "
                              "default: CPU count")
-    parser.add_argument("--threads", type=int, default=None,
-                        help="inference threads per worker (default: CPUs / workers)")
     parser.add_argument("--ray", default=None, metavar="ADDRESS",
                         help="run on Ray: a cluster address (ray://host:10001, auto) or "
                              "'local' for an embedded one (pip install .[fleet])")
@@ -573,8 +568,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     """Evaluate the fleet and print its summary; exit 0, 1 if a bag failed, 130 on Ctrl-C."""
     options = FleetOptions(args.image_topic, args.label_topic,
-                           str(args.model) if args.model else None, args.backend,
-                           args.label_format, args.max_offset_ms, args.batch_size, args.threads)
+                           args.model, args.backend, args.device,
+                           eval_options(args, output_bag=False, progress=False), args.threads)
     fleet = evaluate_fleet(find_bags(args.bags), options, args.out, workers=args.workers,
                            ray=args.ray, force=args.force, progress=not args.no_progress)
     print(format_summary(fleet))

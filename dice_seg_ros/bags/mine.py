@@ -36,7 +36,7 @@ from dice_seg_ros.classes import ClassSet, classes_for_model
 from dice_seg_ros.data.datasets import IMAGE_SUFFIXES, read_rgb
 from dice_seg_ros.errors import DiceSegError, ModelError
 from dice_seg_ros.runtime.image_conversion import colorize, msg_to_rgb, overlay
-from dice_seg_ros.runtime.inference import Segmenter
+from dice_seg_ros.runtime.inference import Segmenter, add_model_arguments
 from dice_seg_ros.runtime.pairing import header_stamp_ns
 
 THUMB_SIZE = (32, 24)
@@ -60,6 +60,7 @@ class MineOptions:
         image_topic: camera topic in the bags (Image or CompressedImage).
         model: model path, or None for the shipped default.
         backend: "ort" or "torch".
+        device: "auto", "cuda" or "cpu".
         threads: inference threads per worker.
         stride: score every ``stride``-th frame (1 = all).
 
@@ -68,6 +69,7 @@ class MineOptions:
     image_topic: str
     model: str | None = None
     backend: str = "ort"
+    device: str = "cpu"
     threads: int = 1
     stride: int = 1
 
@@ -104,7 +106,7 @@ _SEGMENTERS: dict[MineOptions, Segmenter] = {}
 def segmenter_for(options: MineOptions) -> Segmenter:
     """Return this process's Segmenter for ``options``; it must carry a calibration."""
     if options not in _SEGMENTERS:
-        segmenter = Segmenter(options.model, backend=options.backend, device="cpu",
+        segmenter = Segmenter(options.model, backend=options.backend, device=options.device,
                               threads=options.threads)
         if segmenter.calibration is None:
             raise ModelError(f"{segmenter.model_path}: no estimated-Dice calibration "
@@ -357,9 +359,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="camera topic in the bags (Image or CompressedImage)")
     parser.add_argument("--count", type=int, required=True, help="frames to pick")
     parser.add_argument("--out", required=True, help="output folder (reruns reuse its scans)")
-    parser.add_argument("--model", default=None,
-                        help="model with an estimated-Dice calibration (default: shipped)")
-    parser.add_argument("--backend", choices=("ort", "torch"), default="ort")
+    add_model_arguments(parser, threads=1)
     parser.add_argument("--per-bag", type=int, default=None,
                         help="at most this many picks of one bag (default: twice an even share)")
     parser.add_argument("--window-s", type=float, default=5.0,
@@ -371,7 +371,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--workers", type=int, default=1, help="parallel bags (processes)")
     parser.add_argument("--ray", default=None, metavar="local|ADDRESS",
                         help="run the bags as Ray tasks instead of local processes")
-    parser.add_argument("--threads", type=int, default=1, help="inference threads per worker")
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
 
 
@@ -383,7 +382,8 @@ def run(args: argparse.Namespace) -> int:
     if args.data and not folder_images(args.data):
         raise MineError(f"{args.data}: no images ({', '.join(IMAGE_SUFFIXES)}) found")
     sources = [args.data] if args.data else [str(b) for b in find_bags(args.bags)]
-    options = MineOptions(args.image_topic, args.model, args.backend, args.threads, args.stride)
+    options = MineOptions(args.image_topic, args.model, args.backend, args.device, args.threads,
+                          args.stride)
     summary = mine(sources, options, args.out, args.count, args.per_bag, args.window_s,
                    args.min_distance, args.workers, args.ray, not args.no_progress)
     short = (" (the per-bag cap, time window and duplicate check left no more; lower "

@@ -22,7 +22,8 @@ from diagnostic_msgs.msg import DiagnosticArray
 from rclpy.logging import get_logger
 from rclpy.node import Node
 from sensor_msgs.msg import Image
-from std_msgs.msg import Float32, Float32MultiArray, MultiArrayDimension, MultiArrayLayout
+from std_msgs.msg import (Float32, Float32MultiArray, MultiArrayDimension, MultiArrayLayout,
+                          String)
 from std_srvs.srv import Trigger
 
 from dice_seg_ros.classes import load_classes
@@ -30,7 +31,8 @@ from dice_seg_ros.ros.monitor_core import MonitorCore
 from dice_seg_ros.ros.node_params import MONITOR_NODE, MONITOR_PARAMS
 from dice_seg_ros.ros.ros_plumbing import (NodeLog, QosEvents, create_diagnostics_publisher,
                                            declare_specs, parameter_callback, publish_diagnostics,
-                                           qos_profile, run_node, status_name)
+                                           qos_profile, run_node, status_name,
+                                           warn_undeclared_overrides)
 from dice_seg_ros.runtime.report import PER_FRAME_CSV
 
 
@@ -40,6 +42,7 @@ class DiceMonitorNode(Node):
     def __init__(self, node_name: str = MONITOR_NODE, **kwargs: Any) -> None:
         super().__init__(node_name, **kwargs)
         self._values = declare_specs(self, MONITOR_PARAMS)
+        warn_undeclared_overrides(self)
         values = self._values
         self.log = NodeLog(self)
         self.events = QosEvents(self.log)
@@ -64,6 +67,8 @@ class DiceMonitorNode(Node):
                 event_callbacks=self.events.subscription("estimated_dice_stamped"))
         self._mean_pub = self.create_publisher(Float32, "~/mean_dice", 10)
         self._dice_pub = self.create_publisher(Float32MultiArray, "~/dice", 10)
+        # Where each ~/save_report report lands, once every file of it is on disk.
+        self._written_pub = self.create_publisher(String, "~/report_written", 10)
         self._diag_pub = create_diagnostics_publisher(self)
         self._service = self.create_service(Trigger, "~/save_report", self._on_save_report)
         self.add_on_set_parameters_callback(
@@ -128,7 +133,8 @@ class DiceMonitorNode(Node):
             return response
         future.add_done_callback(lambda done: self._report_written(done, folder))
         response.success = True
-        response.message = f"writing the report of {self.core.scored} pairs to {folder}"
+        response.message = (f"writing the report of {self.core.scored} pairs to {folder}; "
+                            f"{self._written_pub.topic_name} says when it is on disk")
         return response
 
     def _report_written(self, future: Future, folder: Path) -> None:
@@ -138,6 +144,7 @@ class DiceMonitorNode(Node):
             self.log.exception("save_report", exc)
         else:
             self.get_logger().info(f"report written to {folder}")
+            self._written_pub.publish(String(data=str(folder)))
 
     def report_on_shutdown(self) -> None:
         """Write the report when the node stops, unless report_dir is empty."""

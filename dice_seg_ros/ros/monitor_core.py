@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import csv
 import io
-import json
 import math
 import tempfile
 import threading
@@ -559,8 +558,10 @@ def write_snapshot(snapshot: ReportSnapshot, out_dir: str | Path,
         paths.update(estimate_paths)
     data = report.summary(snapshot.tracker, names, unpaired=snapshot.unpaired, fps=snapshot.fps,
                           latency_ms=snapshot.latency_ms, extra=extra)
-    paths["report"].write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
+    report.write_json(paths["report"], data)
     _copy_rows(snapshot, paths["per_frame"])
-    report.plot_dice_over_time(paths["dice_over_time"], snapshot.tracker, names, classes.colors)
-    report.plot_confusion(paths["confusion_matrix"], snapshot.tracker.cumulative.matrix, names)
+    report.plot_dice_over_time(paths["dice_over_time"], snapshot.tracker, names, classes.colors,
+                               report.plot_title("Dice per frame", extra))
+    report.plot_confusion(paths["confusion_matrix"], snapshot.tracker.cumulative.matrix, names,
+                          report.plot_title("Confusion matrix", extra))
     return paths

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Any, Mapping, Sequence
 
 from dice_seg_ros.runtime.image_conversion import LABEL_FORMATS
+from dice_seg_ros.runtime.inference import BACKENDS, DEVICES
 from dice_seg_ros.runtime.outputs import camera_namespace
 
 SEGMENTATION_NODE = "segmentation_node"
@@ -68,6 +69,21 @@ def _type_name(value: Any) -> str:
 
 
 QOS_CHOICES = ("best_effort", "reliable")
+AUTO = "auto"
+
+
+def reliability_for(publishers: Sequence[str]) -> str | None:
+    """Return the subscription reliability that follows a topic's publishers, or None if none.
+
+    Reliable when every publisher is reliable: a best-effort subscription to a reliable camera
+    loses whole large frames whenever one fragment is lost. Best effort as soon as one
+    publisher is best effort, since a reliable subscription would get nothing from it.
+    """
+    if not publishers:
+        return None
+    return "reliable" if all(p == "reliable" for p in publishers) else "best_effort"
+
+
 # One camera on the relative, remappable ``image`` topic: the single-camera node.
 # Not an empty list, for the same reason as AUTO_PROVIDERS.
 DEFAULT_IMAGE_TOPICS = ("image",)
@@ -111,9 +127,9 @@ SEGMENTATION_PARAMS: tuple[ParamSpec, ...] = (
     ParamSpec("model_path", "",
               "ONNX (.onnx) or PyTorch (.pt) model file; empty = the shipped model"),
     ParamSpec("backend", "ort", "inference back end: ort (ONNX Runtime) or torch",
-              choices=("ort", "torch")),
+              choices=BACKENDS),
     ParamSpec("device", "auto", "where to run the network: cuda, cpu, or auto (GPU if present)",
-              choices=("cuda", "cpu", "auto")),
+              choices=DEVICES),
     ParamSpec("providers", AUTO_PROVIDERS,
               "ONNX Runtime execution providers in priority order, e.g. "
               "[CUDAExecutionProvider, CPUExecutionProvider]; [auto] = chosen from device"),
@@ -137,9 +153,10 @@ SEGMENTATION_PARAMS: tuple[ParamSpec, ...] = (
               "outputs ~/mask etc."),
     ParamSpec("use_compressed", False,
               "subscribe to image/compressed (CompressedImage) instead of image (Image)"),
-    ParamSpec("qos_reliability", "best_effort",
-              "reliability of the image subscription: best_effort (sensor data) or reliable",
-              choices=QOS_CHOICES),
+    ParamSpec("qos_reliability", AUTO,
+              "reliability of the image subscription: auto (reliable when the camera publishes "
+              "reliably, else best_effort), reliable, or best_effort",
+              choices=(AUTO, *QOS_CHOICES)),
     ParamSpec("qos_depth", 1, "queue depth of the image subscription, in messages",
               value_range=(1, 100)),
     ParamSpec("publish_color", True, "publish ~/mask_color (rgb8 class colours)",
@@ -273,6 +290,9 @@ def _image_topics_reason(value: Sequence[str]) -> str | None:
 
 def validate(spec: ParamSpec, value: Any) -> str | None:
     """Return the reason ``value`` is not allowed for ``spec``, or None if it is."""
+    if spec.type_name == "string_array" and not value:
+        # ROS cannot type an empty list: `-p image_topics:=[]` arrives as None.
+        return f"{spec.name} is empty; give at least one value, e.g. {list(spec.default)}"
     if not _type_matches(spec, value):
         return (f"{spec.name}={value!r} has type {type(value).__name__}; "
                 f"expected {spec.type_name}")

@@ -71,6 +71,23 @@ def declare_specs(node: Node, specs: Sequence[ParamSpec]) -> dict[str, Any]:
     return values
 
 
+def warn_undeclared_overrides(node: Node) -> list[str]:
+    """Warn about ``-p name:=value`` overrides that no parameter of the node declares.
+
+    A misspelt parameter is otherwise ignored without a word. Call it after every parameter
+    is declared; returns the names warned about.
+    """
+    # rclpy has no public accessor for the overrides it was started with (Jazzy).
+    given = getattr(node, "_parameter_overrides", {})
+    unknown = sorted(name for name in given if not node.has_parameter(name)
+                     and not name.startswith("qos_overrides."))
+    if unknown:
+        node.get_logger().warning(
+            f"ignoring parameter(s) this node does not have: {', '.join(unknown)} "
+            f"(see `ros2 param list {node.get_fully_qualified_name()}`)")
+    return unknown
+
+
 def parameter_callback(node_values: dict[str, Any], specs: Sequence[ParamSpec],
                        apply: Callable[[dict[str, Any]], None]):
     """Return an on-set-parameters callback that validates, stores and applies changes.
@@ -142,11 +159,19 @@ class NodeLog:
 
     def error(self, kind: str, message: str) -> None:
         """Log ``message`` as an error unless ``kind`` was logged less than the period ago."""
+        self._throttled(kind, message, self.node.get_logger().error)
+
+    def warn(self, kind: str, message: str) -> None:
+        """Log ``message`` as a warning, throttled per ``kind`` as errors are."""
+        self._throttled(kind, message, self.node.get_logger().warning)
+
+    def _throttled(self, kind: str, message: str, log: Callable[[str], Any]) -> None:
+        """Log through ``log`` unless ``kind`` was logged less than the period ago."""
         suppressed = self.throttle.admit(kind)
         if suppressed is None:
             return
         more = f" ({suppressed} more {kind} since the last report)" if suppressed else ""
-        self.node.get_logger().error(f"{message}{more}")
+        log(f"{message}{more}")
 
     def exception(self, where: str, exc: BaseException) -> None:
         """Log an exception, throttled per (``where``, exception type)."""
@@ -184,12 +209,16 @@ class QosEvents:
                         f"{info.last_policy_kind}); no messages flow between them")
 
     def _lost(self, topic: str, info: Any) -> None:
-        """Count and log messages the middleware lost before the node could take them."""
+        """Count and log messages the middleware lost before the node could take them.
+
+        A warning, not an error: a best-effort camera losing a frame is the contract of best
+        effort, and the node segments the newest frame anyway.
+        """
         self.counts["messages_lost"] += int(info.total_count_change)
         self.lost_by_topic[topic] += int(info.total_count_change)
-        self._log.error(f"message_lost/{topic}",
-                        f"{topic}: {info.total_count_change} message(s) lost in transport "
-                        f"({info.total_count} in all)")
+        self._log.warn(f"message_lost/{topic}",
+                       f"{topic}: {info.total_count_change} message(s) lost in transport "
+                       f"({info.total_count} in all)")
 
     def values(self, topic: str | None = None) -> dict[str, str]:
         """Return the counts as diagnostics key-values; lost messages of ``topic`` if given."""

@@ -40,19 +40,21 @@ from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from nav_msgs.msg import OccupancyGrid
 from rclpy.lifecycle import LifecycleNode, State, TransitionCallbackReturn
 from rclpy.node import Node
+from rclpy.qos import ReliabilityPolicy
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image
 from std_msgs.msg import Float32, Header, String
 
 from dice_seg_ros.classes import classes_for_model
 from dice_seg_ros.ros.diagnostics import LEVEL_WARN, diagnostic_array
-from dice_seg_ros.ros.grid_output import GridOutput, PoseLookup, occupancy_grid, quaternion_matrix
+from dice_seg_ros.ros.grid_output import (GridFusion, GridOutput, PoseLookup, occupancy_grid,
+                                          quaternion_matrix)
 from dice_seg_ros.ros.multi_camera import CameraTopics, MultiCameraWorker, camera_topics
-from dice_seg_ros.ros.node_params import (AUTO_PROVIDERS, SEGMENTATION_NODE, SEGMENTATION_PARAMS,
-                                          ParamSpec)
+from dice_seg_ros.ros.node_params import (AUTO, AUTO_PROVIDERS, SEGMENTATION_NODE,
+                                          SEGMENTATION_PARAMS, ParamSpec, reliability_for)
 from dice_seg_ros.ros.ros_plumbing import (NodeLog, QosEvents, create_diagnostics_publisher,
                                            declare_specs, descriptor, forward_library_logging,
                                            parameter_callback, publish_diagnostics, qos_profile,
-                                           run_node, status_name)
+                                           run_node, status_name, warn_undeclared_overrides)
 from dice_seg_ros.ros.segmentation_core import (EstimatedDiceTracker, FrameProcessor, FrameResult,
                                                 OutputFlags, SegmentationWorker, class_table_json,
                                                 engine_cache_dir, label_info, with_header)
@@ -61,7 +63,7 @@ from dice_seg_ros.runtime.estimated_dice import sidecar_path
 from dice_seg_ros.runtime.inference import Segmenter
 from dice_seg_ros.runtime import outputs
 from dice_seg_ros.runtime.pairing import header_stamp_ns
-from dice_seg_ros.runtime.traversability import CameraGrid, fuse, grid_settings
+from dice_seg_ros.runtime.traversability import CameraGrid, grid_settings
 
 try:
     from vision_msgs.msg import LabelInfo, VisionClass
@@ -217,6 +219,8 @@ class SegmentationWiring:
         self.cameras: dict[str, CameraOutputs] = {}
         self._pubs: dict[str, Any] = {}
         self._subs: list[Any] = []
+        self._image_subs: dict[str, tuple[Any, str]] = {}  # camera -> (subscription, reliability)
+        self._follow_timer: Any = None
         self._timer = None
         self._undo_logging = forward_library_logging(node)
 
@@ -224,11 +228,12 @@ class SegmentationWiring:
         """Load the model and create the publishers, diagnostics timer and class tables."""
         node, values = self.node, self.values
         segmenter = make_segmenter(values, node.get_fully_qualified_name())
-        classes = classes_for_model(segmenter.meta.class_names, values["classes_file"] or None)
+        classes = classes_for_model(segmenter.meta.class_names, values["classes_file"] or None,
+                                    segmenter.class_costs)
         self.processor = FrameProcessor(segmenter, classes, Image, values["overlay_alpha"])
         topics = camera_topics(values["image_topics"], node.get_name(),
                                compressed=values["use_compressed"])
-        self.cameras = {t.camera: CameraOutputs(t, self._publisher, node.destroy_publisher)
+        self.cameras = {t.camera: CameraOutputs(t, self._publisher, self._destroy_publisher)
                         for t in topics}
         self._pubs["diagnostics"] = create_diagnostics_publisher(node)
         for camera in self.cameras.values():
@@ -270,11 +275,10 @@ class SegmentationWiring:
         if len(self.cameras) > 1:
             fused = self._publisher(OccupancyGrid, f"~/{outputs.TRAVERSABILITY}")
             self._pubs["traversability"] = fused
-            latest: dict[str, Any] = {}
+            fusion = GridFusion()
 
             def on_grid(key: str, header: Any, grid: Any) -> None:
-                latest[key] = grid
-                fused.publish(occupancy_grid(fuse(list(latest.values())), spec, header, frame,
+                fused.publish(occupancy_grid(fusion.add(key, header, grid), spec, header, frame,
                                              OccupancyGrid))
             for key, camera in self.cameras.items():
                 camera.on_grid = lambda header, grid, key=key: on_grid(key, header, grid)
@@ -291,12 +295,17 @@ class SegmentationWiring:
         target = self.values["traversability.frame"]
 
         def lookup(source: str, stamp: Any) -> Any:
-            try:
-                t = buffer.lookup_transform(target, source, stamp).transform
-            except tf2_ros.TransformException:
-                return None
-            return quaternion_matrix((t.translation.x, t.translation.y, t.translation.z),
-                                     (t.rotation.x, t.rotation.y, t.rotation.z, t.rotation.w))
+            # At the frame's stamp; else the newest transform (a zero stamp), since a moving
+            # joint's TF often arrives after the image, and a parameter pose would be wrong.
+            for when in (stamp, type(stamp)()):
+                try:
+                    t = buffer.lookup_transform(target, source, when).transform
+                except tf2_ros.TransformException:
+                    continue
+                return quaternion_matrix((t.translation.x, t.translation.y, t.translation.z),
+                                         (t.rotation.x, t.rotation.y, t.rotation.z,
+                                          t.rotation.w))
+            return None
         return lookup
 
     def _make_worker(self) -> SegmentationWorker | MultiCameraWorker:
@@ -304,20 +313,36 @@ class SegmentationWiring:
         if len(self.cameras) == 1:
             (camera,) = self.cameras.values()
             return SegmentationWorker(self.processor, camera.publish, flags=camera.wanted,
-                                      on_error=lambda exc: self.log.exception("frame", exc))
+                                      on_error=lambda exc: self._frame_error("frame", exc))
         return MultiCameraWorker(
             self.processor, list(self.cameras),
             publish=lambda name, result: self.cameras[name].publish(result),
             flags=lambda name: self.cameras[name].wanted(),
-            on_error=lambda name, exc: self.log.exception(f"frame {name or 'batch'}", exc))
+            on_error=lambda name, exc: self._frame_error(f"frame {name or 'batch'}", exc))
+
+    def _frame_error(self, where: str, exc: BaseException) -> None:
+        """Log a frame's error, unless shutdown has begun.
+
+        Ctrl-C invalidates the context while the worker may be publishing its last frame; the
+        publish then fails with "publisher's context is invalid", which is no error of the run.
+        """
+        if self.node.context.ok():
+            self.log.exception(where, exc)
 
     def _publisher(self, msg_type: type, topic: str, transient_local: bool = False) -> Any:
         """Create an output publisher with the output QoS parameters and QoS event logging."""
         qos = qos_profile(self.values["output_qos_reliability"],
                           1 if transient_local else self.values["output_qos_depth"],
                           transient_local=transient_local)
-        return self.node.create_publisher(msg_type, topic, qos,
-                                          event_callbacks=self.events.publisher(topic))
+        # A managed node's outputs are lifecycle publishers: silent unless it is active. The
+        # class table is published once at configure, so it stays a plain publisher.
+        create = (self.node.create_publisher if transient_local else
+                  getattr(self.node, "create_lifecycle_publisher", self.node.create_publisher))
+        return create(msg_type, topic, qos, event_callbacks=self.events.publisher(topic))
+
+    def _destroy_publisher(self, publisher: Any) -> None:
+        """Destroy a publisher (a lifecycle one also leaves the node's managed entities)."""
+        getattr(self.node, "destroy_lifecycle_publisher", self.node.destroy_publisher)(publisher)
 
     def _publish_class_table(self, topics: CameraTopics) -> None:
         """Publish a camera's class table once; transient-local keeps it for late subscribers."""
@@ -336,25 +361,58 @@ class SegmentationWiring:
     def activate(self) -> None:
         """Start the worker and subscribe to each camera's image and camera_info."""
         node, values = self.node, self.values
-        msg_type = CompressedImage if values["use_compressed"] else Image
         self.worker.start()
-        qos = qos_profile(values["qos_reliability"], values["qos_depth"])
-        images = []
         for name, camera in self.cameras.items():
-            topics = camera.topics
-            images.append(topics.image)
-            self._subs += [
-                node.create_subscription(msg_type, topics.image, self._on_image(name), qos,
-                                         event_callbacks=self.events.subscription(topics.image)),
-                node.create_subscription(
-                    CameraInfo, topics.camera_info, camera.on_camera_info, qos,
-                    event_callbacks=self.events.subscription(topics.camera_info))]
+            topic = camera.topics.camera_info
+            self._subs.append(node.create_subscription(
+                CameraInfo, topic, camera.on_camera_info,
+                qos_profile("reliable" if values["qos_reliability"] == "reliable"
+                            else "best_effort", values["qos_depth"]),
+                event_callbacks=self.events.subscription(topic)))
+            self._subscribe_image(name, self._image_reliability(camera.topics.image))
+        if values["qos_reliability"] == AUTO:
+            self._follow_timer = node.create_timer(1.0, self._follow_publishers)
         segmenter = self.processor.segmenter
+        images = [node.resolve_topic_name(c.topics.image) for c in self.cameras.values()]
         node.get_logger().info(
-            f"segmenting {', '.join(node.resolve_topic_name(t) for t in images)} "
-            f"({msg_type.__name__}, "
+            f"segmenting {', '.join(images)} "
+            f"({'CompressedImage' if values['use_compressed'] else 'Image'}, "
             f"{values['qos_reliability']}) with {segmenter.backend} on {segmenter.device}, "
             f"model {segmenter.source}, classes {list(self.processor.classes.names)}")
+
+    def _image_reliability(self, topic: str) -> str:
+        """Return the reliability to subscribe ``topic`` with (auto: follow its publishers)."""
+        if self.values["qos_reliability"] != AUTO:
+            return self.values["qos_reliability"]
+        infos = self.node.get_publishers_info_by_topic(self.node.resolve_topic_name(topic))
+        found = reliability_for([
+            "reliable" if i.qos_profile.reliability == ReliabilityPolicy.RELIABLE
+            else "best_effort" for i in infos])
+        # No publisher yet: best effort hears any publisher until one shows up.
+        return found or "best_effort"
+
+    def _subscribe_image(self, name: str, reliability: str) -> None:
+        """(Re)subscribe camera ``name``'s image topic with ``reliability``."""
+        old = self._image_subs.pop(name, None)
+        if old is not None:
+            self.node.destroy_subscription(old[0])
+        topic = self.cameras[name].topics.image
+        msg_type = CompressedImage if self.values["use_compressed"] else Image
+        sub = self.node.create_subscription(
+            msg_type, topic, self._on_image(name),
+            qos_profile(reliability, self.values["qos_depth"]),
+            event_callbacks=self.events.subscription(topic))
+        self._image_subs[name] = (sub, reliability)
+
+    def _follow_publishers(self) -> None:
+        """qos_reliability auto: match each camera's subscription to its publishers' QoS."""
+        for name, camera in self.cameras.items():
+            wanted = self._image_reliability(camera.topics.image)
+            if name in self._image_subs and self._image_subs[name][1] != wanted:
+                self.node.get_logger().info(
+                    f"{camera.topics.image}: the camera publishes {wanted}; subscribing "
+                    f"{wanted}")
+                self._subscribe_image(name, wanted)
 
     def _on_image(self, name: str) -> Callable[[Any], None]:
         """Return the image callback of camera ``name``: count stamp gaps, offer the frame."""
@@ -372,9 +430,12 @@ class SegmentationWiring:
 
     def deactivate(self) -> None:
         """Unsubscribe and stop the worker after the frame in progress."""
-        for sub in self._subs:
+        for sub in [*self._subs, *(s for s, _ in self._image_subs.values())]:
             self.node.destroy_subscription(sub)
-        self._subs = []
+        self._subs, self._image_subs = [], {}
+        if self._follow_timer is not None:
+            self.node.destroy_timer(self._follow_timer)
+            self._follow_timer = None
         if self.worker is not None:
             self.worker.stop()
 
@@ -384,7 +445,7 @@ class SegmentationWiring:
         for camera in self.cameras.values():
             camera.destroy()
         for pub in self._pubs.values():
-            self.node.destroy_publisher(pub)
+            self._destroy_publisher(pub)
         self._pubs, self.cameras = {}, {}
         if self._timer is not None:
             self.node.destroy_timer(self._timer)
@@ -446,6 +507,7 @@ class SegmentationNode(Node):
     def __init__(self, node_name: str = outputs.NODE_NAME, **kwargs: Any) -> None:
         super().__init__(node_name, **kwargs)
         self._values = declare_specs(self, SEGMENTATION_PARAMS)
+        warn_undeclared_overrides(self)
         self.wiring = SegmentationWiring(self, self._values)
         try:
             self.wiring.configure()
@@ -470,6 +532,7 @@ class SegmentationLifecycleNode(LifecycleNode):
         self._values = declare_specs(self, SEGMENTATION_PARAMS)
         autostart = self.declare_parameter(AUTOSTART.name, AUTOSTART.default,
                                            descriptor(AUTOSTART)).value
+        warn_undeclared_overrides(self)
         self.wiring = SegmentationWiring(self, self._values)
         self.add_on_set_parameters_callback(
             parameter_callback(self._values, SEGMENTATION_PARAMS, self.wiring.apply))
@@ -488,14 +551,15 @@ class SegmentationLifecycleNode(LifecycleNode):
         return TransitionCallbackReturn.SUCCESS
 
     def on_activate(self, state: State) -> TransitionCallbackReturn:
-        """Subscribe to the camera and start segmenting."""
+        """Subscribe to the camera and start segmenting (its publishers go live first)."""
+        super().on_activate(state)
         self.wiring.activate()
         return TransitionCallbackReturn.SUCCESS
 
     def on_deactivate(self, state: State) -> TransitionCallbackReturn:
-        """Unsubscribe from the camera."""
+        """Unsubscribe from the camera and silence the publishers."""
         self.wiring.deactivate()
-        return TransitionCallbackReturn.SUCCESS
+        return super().on_deactivate(state)
 
     def on_cleanup(self, state: State) -> TransitionCallbackReturn:
         """Unload the model and destroy the publishers."""

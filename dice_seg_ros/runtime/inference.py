@@ -20,6 +20,7 @@ nearest-neighbour resize out.
 
 from __future__ import annotations
 
+import argparse
 import logging
 import time
 from dataclasses import dataclass, field, replace
@@ -78,10 +79,8 @@ class Segmentation:
         estimated_dice: the frame's mean Dice estimated without labels
             (:mod:`dice_seg_ros.runtime.estimated_dice`), or None when the model has no
             calibration or gives no confidence.
-        network_class_ids: ``(h, w)`` uint8 class ids at the network's input
-            resolution (what the estimate is computed from).
-        network_confidence: ``(h, w)`` float32 max softmax probability at the
-            network's input resolution, or None when the confidence was not computed.
+        network_planes: ``(class ids, confidence or None)`` at the network's resolution, what
+            the estimate is computed from (and what ``dice-seg calibrate`` fits it on).
 
     """
 
@@ -89,8 +88,7 @@ class Segmentation:
     confidence: np.ndarray | None = None
     timings_ms: dict[str, float] = field(default_factory=dict)
     estimated_dice: float | None = None
-    network_class_ids: np.ndarray | None = None
-    network_confidence: np.ndarray | None = None
+    network_planes: tuple[np.ndarray, np.ndarray | None] | None = None
 
 
 def check_rgb(image: Any) -> np.ndarray:
@@ -214,14 +212,6 @@ def softmax_max(logits: np.ndarray, best: np.ndarray) -> np.ndarray:
     return np.reciprocal(total, out=total)
 
 
-def to_camera_size(plane: np.ndarray, height: int, width: int, interpolation: int
-                   ) -> np.ndarray:
-    """Return an ``(h, w)`` network-resolution plane resized to ``height`` x ``width`` pixels."""
-    if plane.shape == (height, width):
-        return plane
-    return cv2.resize(plane, (width, height), interpolation=interpolation)
-
-
 def ids_to_camera_size(ids: np.ndarray, height: int, width: int) -> np.ndarray:
     """Return ``(h, w)`` uint8 class ids resized nearest-neighbour to ``height`` x ``width`` px.
 
@@ -234,8 +224,35 @@ def ids_to_camera_size(ids: np.ndarray, height: int, width: int) -> np.ndarray:
         return ids
     if height % rows:
         return cv2.resize(ids, (width, height), interpolation=cv2.INTER_NEAREST_EXACT)
-    wide = to_camera_size(ids, rows, width, cv2.INTER_NEAREST_EXACT)
+    wide = ids if ids.shape[1] == width else cv2.resize(
+        ids, (width, rows), interpolation=cv2.INTER_NEAREST_EXACT)
     return np.repeat(wide, height // rows, axis=0)
+
+
+def to_camera_sizes(ids: np.ndarray, confidence: np.ndarray | None,
+                    sizes: Sequence[tuple[int, int]]
+                    ) -> list[tuple[np.ndarray, np.ndarray | None]]:
+    """Resize ``(N, h, w)`` class ids (and confidence) back to each image's size.
+
+    Args:
+        ids: uint8 class ids at network resolution.
+        confidence: float32 max probability at network resolution, or None.
+        sizes: ``(height, width)`` in pixels of each original image.
+
+    """
+    out = []
+    for k, (height, width) in enumerate(sizes):
+        # Argmax at network resolution, then nearest-neighbour upsampling of uint8
+        # ids: far cheaper than resizing C float logit planes, and ids never blend.
+        frame_ids = ids_to_camera_size(ids[k], height, width)
+        frame_conf = None
+        if confidence is not None:
+            frame_conf = confidence[k]
+            if frame_conf.shape != (height, width):
+                frame_conf = cv2.resize(frame_conf, (width, height),
+                                        interpolation=cv2.INTER_LINEAR)
+        out.append((frame_ids, frame_conf))
+    return out
 
 
 def check_finite_confidence(confidence: np.ndarray, source: str) -> None:
@@ -517,6 +534,23 @@ class _TorchBackend:
         return logits.float().cpu().numpy(), None
 
 
+def add_model_arguments(parser: argparse.ArgumentParser, threads: int | None = None) -> None:
+    """Add ``--model``, ``--backend``, ``--device`` and ``--threads``: the same for every command.
+
+    The node's ``model_path``, ``backend`` and ``device`` parameters take the same values.
+    """
+    parser.add_argument("--model", default=None,
+                        help=".onnx or .pt model, or an ONNX model from elsewhere with a "
+                             "sidecar YAML (default: the shipped model)")
+    parser.add_argument("--backend", choices=BACKENDS, default="ort",
+                        help="ort (ONNX Runtime) or torch")
+    parser.add_argument("--device", choices=DEVICES, default="auto",
+                        help="auto (a GPU when there is one), cuda, or cpu")
+    parser.add_argument("--threads", type=int, default=threads,
+                        help="CPU threads for inference" + (f" (default {threads})"
+                                                            if threads else ""))
+
+
 def resolve_model_path(model_path: str | Path | None, backend: str) -> Path:
     """Return the model file for ``backend``: the shipped one by default.
 
@@ -535,8 +569,18 @@ def resolve_model_path(model_path: str | Path | None, backend: str) -> Path:
                              f"{sibling} does not exist; pass a .pt file or use --backend ort")
         path = sibling
     if not path.is_file():
-        raise ModelError(f"model file not found: {path}")
+        raise ModelError(f"model file not found: {path} (the shipped models are "
+                         f"{', '.join(shipped_models())})")
     return path
+
+
+def shipped_models() -> list[str]:
+    """Return the paths of the models shipped with the package (.onnx and .pt)."""
+    try:
+        folder = resource_path(DEFAULT_MODEL).parent
+    except FileNotFoundError:
+        return ["none installed"]
+    return [str(p) for p in sorted(folder.glob("*.onnx")) + sorted(folder.glob("*.pt"))]
 
 
 def _remap_lut(sidecar: Sidecar | None, node_names: tuple[str, ...], source: str
@@ -631,6 +675,17 @@ class Segmenter:
         self._normalised: np.ndarray | None = None
         self.calibration = self._calibration() if estimate_dice else None
 
+    @property
+    def class_costs(self) -> tuple[int | None, ...]:
+        """Traversability cost per class id from the sidecar (None where it gives none).
+
+        Empty for a model with metadata, and for a sidecar that remaps onto the node's classes
+        (whose classes file gives the costs).
+        """
+        if self.sidecar is None or self._lut is not None:
+            return ()
+        return self.sidecar.class_costs
+
     def _calibration(self) -> Calibration | None:
         """Return the model's estimated-Dice calibration; None (warned) if it is not usable."""
         try:
@@ -672,39 +727,28 @@ class Segmenter:
         need_confidence = with_confidence or self.calibration is not None
         output, confidence = self._backend.run(batch, need_confidence)
         infer_done = time.perf_counter()
-        ids, confidence = self._class_ids(output, confidence, need_confidence)
-        results = [self._frame(ids[k], None if confidence is None else confidence[k],
-                               image.shape[:2], with_confidence)
-                   for k, image in enumerate(images)]
+        ids, confidence = self._network_ids(output, confidence, need_confidence)
+        # The estimate reads the network-size planes: resizing the confidence plane to the
+        # camera costs more than the features themselves, and only a caller that asked for
+        # the confidence needs it at camera size.
+        estimates = [self._estimate(ids[k], None if confidence is None else confidence[k])
+                     for k in range(len(images))]
+        results = to_camera_sizes(ids, confidence if with_confidence else None,
+                                  [i.shape[:2] for i in images])
         end = time.perf_counter()
         per_image = 1000.0 / len(images)
         timings = {"pre": (pre_done - start) * per_image,
                    "infer": (infer_done - pre_done) * per_image,
                    "post": (end - infer_done) * per_image}
-        for result in results:
-            result.timings_ms = dict(timings)
-        return results
+        return [Segmentation(frame_ids, frame_conf, dict(timings), estimate,
+                             (ids[k], None if confidence is None else confidence[k]))
+                for k, ((frame_ids, frame_conf), estimate) in enumerate(zip(results, estimates))]
 
-    def _frame(self, ids: np.ndarray, confidence: np.ndarray | None, size: tuple[int, int],
-               with_confidence: bool) -> Segmentation:
-        """Return one frame's Segmentation from its network-resolution ids and confidence.
-
-        The estimate is computed at the network's resolution, where its
-        calibration was fitted; only the ids, and the confidence when asked for,
-        are resized to the camera's ``size`` (height, width in pixels).
-        """
-        height, width = size
-        estimate = None
-        if self.calibration is not None and confidence is not None:
-            estimate = self.calibration.estimate(ids, confidence)
-        # Argmax at network resolution, then nearest-neighbour upsampling of uint8
-        # ids: far cheaper than resizing C float logit planes, and ids never blend.
-        camera_ids = ids_to_camera_size(ids, height, width)
-        camera_confidence = None
-        if with_confidence and confidence is not None:
-            camera_confidence = to_camera_size(confidence, height, width, cv2.INTER_LINEAR)
-        return Segmentation(camera_ids, camera_confidence, estimated_dice=estimate,
-                            network_class_ids=ids, network_confidence=confidence)
+    def _estimate(self, class_ids: np.ndarray, confidence: np.ndarray | None) -> float | None:
+        """Return the frame's estimated mean Dice, or None without calibration or confidence."""
+        if self.calibration is None or confidence is None:
+            return None
+        return self.calibration.estimate(class_ids, confidence)
 
     def _network_input(self, images: Sequence[np.ndarray], size: tuple[int, int]
                        ) -> np.ndarray:
@@ -715,9 +759,9 @@ class Segmenter:
         self._normalised = normalise(self._pixels, self.meta, out=self._normalised)
         return self._normalised
 
-    def _class_ids(self, output: np.ndarray, confidence: np.ndarray | None,
-                   with_confidence: bool) -> tuple[np.ndarray, np.ndarray | None]:
-        """Turn the network's output into ``(N, h, w)`` class ids (and confidence) at its size."""
+    def _network_ids(self, output: np.ndarray, confidence: np.ndarray | None,
+                     with_confidence: bool) -> tuple[np.ndarray, np.ndarray | None]:
+        """Turn the network output into ``(N, h, w)`` class ids (and confidence), network size."""
         if self.io.ids_output:
             ids = ids_from_graph(output, self._backend.meta.num_classes, self.source)
             if confidence is not None:

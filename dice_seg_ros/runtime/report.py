@@ -11,6 +11,7 @@ from __future__ import annotations
 import csv
 import json
 import math
+import os
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -99,8 +100,16 @@ def write_per_frame_csv(path: Path, tracker: DiceTracker, class_names: Sequence[
             writer.writerow(per_frame_row(index, frame))
 
 
+def plot_title(what: str, extra: dict[str, Any] | None) -> str:
+    """Return a plot title naming the recording and the model the figures are of, if known."""
+    names = [Path(str(extra[key])).name for key in ("bag", "model")
+             if extra and extra.get(key)]
+    return f"{what}: {', '.join(names)}" if names else what
+
+
 def plot_dice_over_time(path: Path, tracker: DiceTracker, class_names: Sequence[str],
-                        colors: np.ndarray | None = None) -> None:
+                        colors: np.ndarray | None = None, title: str = "Dice per frame"
+                        ) -> None:
     """Plot per-class Dice per frame (gaps where a class is absent) and the mean."""
     from matplotlib.figure import Figure
     from matplotlib.ticker import MaxNLocator
@@ -121,7 +130,7 @@ def plot_dice_over_time(path: Path, tracker: DiceTracker, class_names: Sequence[
     else:
         axes.text(0.5, 0.5, "no frames evaluated", ha="center", va="center",
                   transform=axes.transAxes)
-    axes.set(xlabel="frame", ylabel="Dice", ylim=(-0.02, 1.02), title="Dice per frame")
+    axes.set(xlabel="frame", ylabel="Dice", ylim=(-0.02, 1.02), title=title)
     axes.xaxis.set_major_locator(MaxNLocator(integer=True))
     axes.grid(alpha=0.3)
     if frames:
@@ -129,28 +138,36 @@ def plot_dice_over_time(path: Path, tracker: DiceTracker, class_names: Sequence[
     figure.savefig(path, dpi=110)
 
 
-def plot_confusion(path: Path, matrix: np.ndarray, class_names: Sequence[str]) -> None:
-    """Plot the row-normalised confusion matrix (rows = label), annotated in percent."""
+def plot_confusion(path: Path, matrix: np.ndarray, class_names: Sequence[str],
+                   title: str = "Confusion matrix") -> None:
+    """Plot the row-normalised confusion matrix (rows = label) in percent of label pixels."""
     from matplotlib.figure import Figure
 
     totals = matrix.sum(axis=1, keepdims=True)
     with np.errstate(invalid="ignore", divide="ignore"):
-        normalised = np.where(totals > 0, matrix / np.maximum(totals, 1), np.nan)
+        percent = np.where(totals > 0, 100 * matrix / np.maximum(totals, 1), np.nan)
     size = 1.0 + 0.8 * len(class_names)
     figure = Figure(figsize=(size + 1.5, size + 0.5))
     figure.subplots_adjust(left=0.2, right=0.95, bottom=0.22, top=0.92)
     axes = figure.add_subplot()
-    image = axes.imshow(normalised, cmap="Blues", vmin=0.0, vmax=1.0)
-    figure.colorbar(image, ax=axes, label="fraction of label pixels")
+    image = axes.imshow(percent, cmap="Blues", vmin=0.0, vmax=100.0)
+    figure.colorbar(image, ax=axes, label="% of the label's pixels")
     ticks = np.arange(len(class_names))
     axes.set_xticks(ticks, labels=class_names, rotation=45, ha="right")
     axes.set_yticks(ticks, labels=class_names)
-    axes.set(xlabel="predicted", ylabel="label", title="Confusion matrix (row-normalised)")
-    for (row, col), value in np.ndenumerate(normalised):
-        text = "-" if np.isnan(value) else f"{100 * value:.1f}"
+    axes.set(xlabel="predicted", ylabel="label", title=title)
+    for (row, col), value in np.ndenumerate(percent):
+        text = "-" if np.isnan(value) else f"{value:.1f}"
         axes.text(col, row, text, ha="center", va="center", fontsize=8,
-                  color="white" if value > 0.6 else "black")
+                  color="white" if value > 60 else "black")
     figure.savefig(path, dpi=110)
+
+
+def write_json(path: Path, data: Any) -> None:
+    """Write ``data`` as JSON atomically: a reader sees the old file or the whole new one."""
+    partial = path.with_name(f".{path.name}.partial")
+    partial.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
+    os.replace(partial, path)
 
 
 def write_report(out_dir: str | Path, tracker: DiceTracker, class_names: Sequence[str], *,
@@ -179,10 +196,12 @@ def write_report(out_dir: str | Path, tracker: DiceTracker, class_names: Sequenc
              "dice_over_time": out / DICE_PLOT, "confusion_matrix": out / CONFUSION_PLOT}
     data = summary(tracker, class_names, unpaired=unpaired, fps=fps, latency_ms=latency_ms,
                    extra=extra)
-    paths["report"].write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
+    write_json(paths["report"], data)
     write_per_frame_csv(paths["per_frame"], tracker, class_names)
-    plot_dice_over_time(paths["dice_over_time"], tracker, class_names, colors)
-    plot_confusion(paths["confusion_matrix"], tracker.cumulative.matrix, class_names)
+    plot_dice_over_time(paths["dice_over_time"], tracker, class_names, colors,
+                        plot_title("Dice per frame", extra))
+    plot_confusion(paths["confusion_matrix"], tracker.cumulative.matrix, class_names,
+                   plot_title("Confusion matrix", extra))
     return paths
 
 

@@ -7,7 +7,7 @@ import pytest
 from conftest import SMALL_H, SMALL_W, image_msg
 
 from dice_seg_ros.bags.bag_io import BagReader, BagWriter
-from dice_seg_ros.bags.evaluate import evaluate_bag, output_topics
+from dice_seg_ros.bags.evaluate import EvalOptions, evaluate_bag, output_topics
 from dice_seg_ros.bags.synthetic_bag import (COMPRESSED_TOPIC, IMAGE_TOPIC, INFO_TOPIC,
                                              LABEL_TOPIC, START_NS, write_synthetic_bag)
 from dice_seg_ros.classes import load_classes
@@ -20,10 +20,9 @@ from dice_seg_ros.runtime.pairing import header_stamp_ns
 MS = 1_000_000
 
 
-def _eval(bag, out, segmenter, **kwargs):
-    kwargs.setdefault("progress", False)
-    return evaluate_bag(bag, kwargs.pop("image_topic", IMAGE_TOPIC),
-                        kwargs.pop("label_topic", LABEL_TOPIC), out, segmenter, **kwargs)
+def _eval(bag, out, segmenter, image_topic=IMAGE_TOPIC, label_topic=LABEL_TOPIC, **options):
+    options.setdefault("progress", False)
+    return evaluate_bag(bag, image_topic, label_topic, out, segmenter, EvalOptions(**options))
 
 
 def _scenes(n=4, seed=3):
@@ -309,3 +308,17 @@ def test_make_bag_cli_writes_a_real_looking_recording(tmp_path, capsys):
 def test_make_bag_rejects_bad_sizes(tmp_path):
     with pytest.raises(ValueError, match="frames=0"):
         write_synthetic_bag(tmp_path / "x", frames=0)
+
+
+def test_segmenting_an_empty_topic_is_an_error_and_leaves_no_output_bag(
+        tmp_path, tiny_onnx_model, capsys):
+    bag = tmp_path / "empty"
+    with BagWriter(bag) as writer:
+        writer.add_topic(IMAGE_TOPIC, "sensor_msgs/msg/Image")
+    out = tmp_path / "out"
+    argv = ["eval", "--bag", str(bag), "--image-topic", IMAGE_TOPIC, "--model",
+            str(tiny_onnx_model), "--out", str(out), "--no-progress"]
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert f"no image on {IMAGE_TOPIC}" in err and len(err.splitlines()) == 1
+    assert not (out / "output_bag").exists()

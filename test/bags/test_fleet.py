@@ -9,7 +9,7 @@ import pytest
 from conftest import SMALL_H, SMALL_W
 
 from dice_seg_ros.bags import fleet
-from dice_seg_ros.bags.evaluate import evaluate_bag
+from dice_seg_ros.bags.evaluate import EvalOptions, evaluate_bag
 from dice_seg_ros.bags.fleet import FleetOptions, evaluate_fleet, find_bags, mean_dice_present
 from dice_seg_ros.bags.synthetic_bag import IMAGE_TOPIC, LABEL_TOPIC, write_synthetic_bag
 from dice_seg_ros.cli import main
@@ -41,7 +41,7 @@ def _fleet(bag_paths, options, out, **kwargs):
 def test_summed_matrices_equal_one_run_over_all_frames(bags, options, tiny_segmenter, tmp_path):
     run = _fleet(find_bags(bags / "drives"), options, tmp_path / "fleet")
     one = evaluate_bag(bags / "all", IMAGE_TOPIC, LABEL_TOPIC, tmp_path / "one", tiny_segmenter,
-                       output_bag=False, progress=False).report
+                       options=EvalOptions(output_bag=False, progress=False)).report
     assert run.summary["confusion_matrix"] == one["confusion_matrix"]
     assert run.summary["dice"] == one["dice"]
     assert run.summary["mean_dice"] == one["mean_dice"]
@@ -100,7 +100,8 @@ def test_rerun_skips_bags_by_content_unless_forced(bags, options, tmp_path):
     assert again.summary["reused"] == 2
     assert again.summary["confusion_matrix"] == first.summary["confusion_matrix"]
     assert _fleet(find_bags(drives), options, out, force=True).summary["reused"] == 0
-    other = FleetOptions(IMAGE_TOPIC, LABEL_TOPIC, model=options.model, max_offset_ms=5.0)
+    other = FleetOptions(IMAGE_TOPIC, LABEL_TOPIC, model=options.model,
+                         evaluation=EvalOptions(max_offset_ms=5.0))
     assert _fleet(find_bags(drives), other, out).summary["reused"] == 0
 
 

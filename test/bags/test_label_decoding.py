@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from conftest import image_msg
 
-from dice_seg_ros.bags.evaluate import evaluate_bag
+from dice_seg_ros.bags.evaluate import EvalOptions, evaluate_bag
 from dice_seg_ros.bags.label_decoding import LabelDecoder, load_colormap
 from dice_seg_ros.bags.synthetic_bag import IMAGE_TOPIC, LABEL_TOPIC, write_synthetic_bag
 from dice_seg_ros.classes import load_classes
@@ -59,12 +59,12 @@ def test_colormap_errors_name_file_and_line(tmp_path):
 def test_eval_with_remap_matches_native_ids(tmp_path, tiny_segmenter):
     bag = write_synthetic_bag(tmp_path / "bag", 2, 32, 24, progress=False)
     native = evaluate_bag(bag, IMAGE_TOPIC, LABEL_TOPIC, tmp_path / "a", tiny_segmenter,
-                          output_bag=False, progress=False).report
+                          options=EvalOptions(output_bag=False, progress=False)).report
     # An identity remap must give the same scores as no remap at all.
     remap = tmp_path / "identity.yaml"
     remap.write_text("".join(f"{i}: {i}\n" for i in range(CLASSES.num_classes)))
     mapped = evaluate_bag(bag, IMAGE_TOPIC, LABEL_TOPIC, tmp_path / "b", tiny_segmenter,
-                          output_bag=False, progress=False, remap=remap).report
+                          EvalOptions(output_bag=False, progress=False, remap=remap)).report
     assert mapped["dice"] == native["dice"] and mapped["remap"] == str(remap)
 
 

@@ -13,7 +13,7 @@ import pytest
 from conftest import image_msg
 
 from dice_seg_ros.bags.bag_io import BadMessage, BagReader, BagWriter, StorageFault
-from dice_seg_ros.bags.evaluate import evaluate_bag
+from dice_seg_ros.bags.evaluate import EvalOptions, evaluate_bag
 from dice_seg_ros.bags.synthetic_bag import IMAGE_TOPIC, LABEL_TOPIC, write_synthetic_bag
 from dice_seg_ros.cli import main
 from dice_seg_ros.errors import BagError
@@ -114,7 +114,8 @@ def test_dashing_type_names_are_accepted(tmp_path, tiny_segmenter):
         db.execute("UPDATE topics SET type = 'sensor_msgs/Image'")
     assert "sensor_msgs/Image" in meta.read_text()
     result = evaluate_bag(tmp_path / "bag", IMAGE_TOPIC, LABEL_TOPIC, tmp_path / "out",
-                          tiny_segmenter, output_bag=False, progress=False)
+                          tiny_segmenter,
+                          options=EvalOptions(output_bag=False, progress=False))
     assert result.error is None and result.report["frames"] == 3
 
 
@@ -147,7 +148,8 @@ def test_cut_mcap_eval_scores_every_frame_before_the_cut(tmp_path, tiny_segmente
     cut = data.index(written[7][1])  # inside frame 7's label
     path.write_bytes(data[:cut])
     result = evaluate_bag(tmp_path / "bag", IMAGE_TOPIC, LABEL_TOPIC, tmp_path / "out",
-                          tiny_segmenter, output_bag=False, progress=False)
+                          tiny_segmenter,
+                          options=EvalOptions(output_bag=False, progress=False))
     report = result.report
     assert isinstance(result.error, StorageFault)
     assert report["frames"] == 7 and report["last_good_stamp_ns"] == written[6][0]
@@ -168,11 +170,11 @@ def test_quick_fault_injection_has_no_traceback(tmp_path, tiny_onnx_model):
 def test_segment_only_without_labels_writes_only_the_output_bag(tmp_path, tiny_segmenter):
     bag = write_synthetic_bag(tmp_path / "bag", 3, 32, 24, progress=False)
     result = evaluate_bag(bag, IMAGE_TOPIC, None, tmp_path / "out", tiny_segmenter,
-                          progress=False)
+                          options=EvalOptions(progress=False))
     assert result.report["frames"] == 3 and result.paths == {}
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["output_bag"]
     with BagReader(tmp_path / "out" / "output_bag") as out:
         assert out.message_count("/camera/dice_seg/mask") == 3
     with pytest.raises(ValueError, match="no-output-bag"):
         evaluate_bag(bag, IMAGE_TOPIC, None, tmp_path / "x", tiny_segmenter,
-                     output_bag=False, progress=False)
+                     options=EvalOptions(output_bag=False, progress=False))

@@ -14,7 +14,7 @@ from diagnostic_msgs.msg import DiagnosticArray  # noqa: E402
 from rclpy.parameter import Parameter  # noqa: E402
 from rclpy.qos import QoSProfile, ReliabilityPolicy  # noqa: E402
 from sensor_msgs.msg import Image  # noqa: E402
-from std_msgs.msg import Float32, Float32MultiArray, Header  # noqa: E402
+from std_msgs.msg import Float32, Float32MultiArray, Header, String  # noqa: E402
 from std_srvs.srv import Trigger  # noqa: E402
 
 from dice_seg_ros.classes import load_classes  # noqa: E402
@@ -145,12 +145,16 @@ def test_monitor_scores_pairs_like_dice_tracker(ros, tmp_path):
                                   for d in diagnostics for s in d.status for kv in s.values))
 
     client = helper.create_client(Trigger, "/dice_monitor_node/save_report")
+    written = collector(helper, String, "/dice_monitor_node/report_written")
     assert client.wait_for_service(timeout_sec=5.0)
     future = client.call_async(Trigger.Request())
     assert spin_until(future.done)
     assert future.result().success, future.result().message
-    # Written on the report thread: the executor went on meanwhile.
-    assert spin_until(lambda: (tmp_path / "report" / "confusion_matrix.png").is_file())
+    # Written on the report thread: the executor went on meanwhile, and the node says when
+    # every file is on disk.
+    assert spin_until(lambda: written)
+    assert written[0].data == str((tmp_path / "report").resolve())
+    assert (tmp_path / "report" / "confusion_matrix.png").is_file()
     report = json.loads((tmp_path / "report" / "report.json").read_text())
     assert report["frames"] == pairs and report["unpaired"] == 1
     for class_id, name in enumerate(CLASSES.names):
@@ -171,7 +175,7 @@ def bag_messages(bag, topics):
 def test_nodes_on_a_bag_score_like_dice_seg_eval(ros, tmp_path):
     """Bag -> segmentation_node -> dice_monitor_node gives the report of dice-seg eval."""
     shipped_model_or_skip()
-    from dice_seg_ros.bags.evaluate import evaluate_bag
+    from dice_seg_ros.bags.evaluate import EvalOptions, evaluate_bag
     from dice_seg_ros.bags.synthetic_bag import IMAGE_TOPIC, LABEL_TOPIC, write_synthetic_bag
     from dice_seg_ros.ros.dice_monitor_node import DiceMonitorNode
     from dice_seg_ros.ros.segmentation_node import SegmentationNode
@@ -181,7 +185,7 @@ def test_nodes_on_a_bag_score_like_dice_seg_eval(ros, tmp_path):
     bag = write_synthetic_bag(tmp_path / "bag", frames, width=96, height=72, progress=False)
     evaluated = evaluate_bag(bag, IMAGE_TOPIC, LABEL_TOPIC, tmp_path / "eval",
                              segmenter=Segmenter(device="cpu"),
-                             output_bag=False, progress=False)
+                             options=EvalOptions(output_bag=False, progress=False))
     assert evaluated.report["frames"] == frames
 
     context, add, spin_until = ros
@@ -377,6 +381,9 @@ def test_lifecycle_node_loads_model_in_configure_and_autostarts(ros):
     assert spin_until(lambda: camera.get_subscription_count() >= 1)
     camera.publish(numpy_to_image(np.zeros((30, 40, 3), np.uint8), "rgb8", stamped(3), Image))
     assert spin_until(lambda: masks) and auto.wiring.worker.stats.frames == 1
+    from rclpy.lifecycle import LifecyclePublisher
+    assert all(isinstance(pub, LifecyclePublisher)
+               for camera in auto.wiring.cameras.values() for pub in camera.pubs.values())
 
 
 def test_lifecycle_configure_fails_cleanly_on_a_bad_model(ros, tmp_path):
@@ -522,3 +529,43 @@ def test_monitor_reports_estimated_beside_true_dice(ros, tmp_path, calibrated_ti
     assert figures["mae"] == pytest.approx(mean_abs_error(estimated, true), abs=1e-6)
     assert figures["spearman"] == pytest.approx(spearman(np.array(estimated), np.array(true)))
     assert (folder / "estimated_vs_true_dice.png").stat().st_size > 0
+
+
+@pytest.mark.parametrize("camera_reliability, expected", [
+    (ReliabilityPolicy.RELIABLE, ReliabilityPolicy.RELIABLE),
+    (ReliabilityPolicy.BEST_EFFORT, ReliabilityPolicy.BEST_EFFORT),
+])
+def test_auto_reliability_follows_the_camera(ros, tiny_onnx_model, camera_reliability,
+                                             expected):
+    from dice_seg_ros.ros.segmentation_node import SegmentationNode
+
+    context, add, spin_until = ros
+    node = add(SegmentationNode(context=context, parameter_overrides=[
+        Parameter("device", value="cpu"), Parameter("model_path", value=str(tiny_onnx_model))]))
+    assert node.get_parameter("qos_reliability").value == "auto"
+    helper = add(rclpy.create_node("auto_qos_helper", context=context))
+    helper.create_publisher(Image, "image", QoSProfile(depth=1, reliability=camera_reliability))
+
+    def subscribed_with():
+        infos = helper.get_subscriptions_info_by_topic("/image")
+        return infos[0].qos_profile.reliability if len(infos) == 1 else None
+    assert spin_until(lambda: subscribed_with() == expected, timeout=10.0)
+
+
+def test_reliability_for_publishers():
+    from dice_seg_ros.ros.node_params import reliability_for
+
+    assert reliability_for([]) is None
+    assert reliability_for(["reliable", "reliable"]) == "reliable"
+    assert reliability_for(["reliable", "best_effort"]) == "best_effort"
+
+
+def test_a_misspelt_parameter_is_named_in_a_warning(ros, tiny_onnx_model):
+    from dice_seg_ros.ros.ros_plumbing import warn_undeclared_overrides
+    from dice_seg_ros.ros.segmentation_node import SegmentationNode
+
+    context, add, _ = ros
+    node = add(SegmentationNode(context=context, parameter_overrides=[
+        Parameter("device", value="cpu"), Parameter("model_path", value=str(tiny_onnx_model)),
+        Parameter("overlay_alpah", value=0.3)]))
+    assert warn_undeclared_overrides(node) == ["overlay_alpah"]

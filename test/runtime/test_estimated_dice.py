@@ -255,21 +255,30 @@ def test_frame_table_records_true_dice_of_the_masks(tiny_segmenter):
     assert table.features_at(1.0).shape == (1, len(feature_names(classes.names)))
 
 
-def test_calibrate_command_writes_a_calibration_for_the_model_away_from_it(
-        small_bag, tiny_onnx_model, tmp_path, capsys, monkeypatch):
-    monkeypatch.chdir(tmp_path)
+def test_calibrate_command_writes_a_sidecar_for_the_model(small_bag, tiny_onnx_model, tmp_path,
+                                                          capsys):
+    out = tmp_path / "cal.json"
     code = main(["calibrate", "--bag", str(small_bag), "--image-topic", IMAGE_TOPIC,
-                 "--label-topic", LABEL_TOPIC, "--generated", "32", "--model",
-                 str(tiny_onnx_model), "--threads", "1", "--no-progress"])
+                 "--label-topic", LABEL_TOPIC, "--generated", "32", "--generated-augment",
+                 "camera", "--model", str(tiny_onnx_model), "--threads", "1", "--out", str(out),
+                 "--no-progress"])
     assert code == 0
     assert "calibrated on 36 frames" in capsys.readouterr().out
-    out = tmp_path / "calibration" / "tiny.quality.json"
-    assert not sidecar_path(tiny_onnx_model).exists()
     calibration = load_calibration(out, tiny_onnx_model)
     assert calibration.model_file == tiny_onnx_model.name
     assert calibration.num_classes == load_classes().num_classes
     assert calibration.fit["frames"] == 36 and str(small_bag) in calibration.fit["data"]
+    assert any("augmented (camera)" in source for source in calibration.fit["data"])
     assert main(["calibrate", "--model", str(tiny_onnx_model)]) == 2
+
+
+def test_augmented_generated_frames_differ_from_the_plain_scenes():
+    plain = list(generated_frames(2, seed=21, width=SMALL_W, height=SMALL_H))
+    looks = list(generated_frames(2, seed=21, width=SMALL_W, height=SMALL_H, augment="domain"))
+    again = list(generated_frames(2, seed=21, width=SMALL_W, height=SMALL_H, augment="domain"))
+    for (rgb, ids), (aug_rgb, aug_ids), (rgb2, _) in zip(plain, looks, again):
+        assert aug_rgb.shape == rgb.shape and aug_ids.shape == ids.shape
+        assert not np.array_equal(aug_rgb, rgb) and np.array_equal(aug_rgb, rgb2)
 
 
 def test_argmax_max_matches_numpy_with_ties():
@@ -285,22 +294,25 @@ def test_eval_reports_estimated_beside_true_dice(small_bag, tiny_onnx_model, tmp
     import csv
     import shutil
 
-    from dice_seg_ros.bags.evaluate import evaluate_bag
+    from dice_seg_ros.bags.evaluate import EvalOptions, evaluate_bag
     from dice_seg_ros.runtime.inference import Segmenter
 
     model = shutil.copy(tiny_onnx_model, tmp_path / "tiny.onnx")
     segmenter = Segmenter(model, device="cpu", threads=1)
     with pytest.raises(ModelError, match="dice-seg calibrate"):
         evaluate_bag(small_bag, IMAGE_TOPIC, LABEL_TOPIC, tmp_path / "none", segmenter,
-                     output_bag=False, progress=False, estimated_dice=True)
+                     options=EvalOptions(output_bag=False, progress=False, estimated_dice=True))
     names = feature_names(load_classes().names)
     calibration = fit_calibration(np.random.default_rng(7).random((40, len(names))),
                                   np.random.default_rng(8).random(40), 1.5, names)
     calibration.model_file, calibration.model_sha256 = "tiny.onnx", file_sha256(model)
     calibration.save(sidecar_path(model))
-    segmenter = Segmenter(model, device="cpu", threads=1)
+    # The estimate reads the network-size planes; at the camera's own size they are the ones
+    # segment() returns, so the estimate can be recomputed from them here.
+    segmenter = Segmenter(model, device="cpu", threads=1, input_size=(SMALL_W, SMALL_H))
     result = evaluate_bag(small_bag, IMAGE_TOPIC, LABEL_TOPIC, tmp_path / "eval", segmenter,
-                          output_bag=False, progress=False, estimated_dice=True, batch_size=3)
+                          EvalOptions(output_bag=False, progress=False, estimated_dice=True,
+                                      batch_size=3))
     with open(result.paths["estimated_dice"], newline="") as stream:
         rows = list(csv.DictReader(stream))
     with open(result.paths["per_frame"], newline="") as stream:
@@ -310,8 +322,7 @@ def test_eval_reports_estimated_beside_true_dice(small_bag, tiny_onnx_model, tmp
     for row, truth, (rgb, _) in zip(rows, per_frame, frames):
         assert float(row["true_mean_dice"]) == pytest.approx(float(truth["mean_dice"]))
         segmented = segmenter.segment(rgb)
-        expected = calibration.estimate(segmented.network_class_ids,
-                                        segmented.network_confidence)
+        expected = calibration.estimate(*segmented.network_planes)
         assert segmenter.segment(rgb).estimated_dice == pytest.approx(expected)
         assert float(row["estimated_mean_dice"]) == pytest.approx(expected, abs=1e-6)
     agreement = result.report["estimated_dice"]
@@ -332,3 +343,18 @@ def test_segmenter_ignores_a_calibration_for_another_model(tiny_onnx_model, tmp_
     assert segmenter.calibration is None and "re-run 'dice-seg calibrate'" in caplog.text
     rgb = next(generated_frames(1, seed=13, width=SMALL_W, height=SMALL_H))[0]
     assert segmenter.segment(rgb).estimated_dice is None
+
+
+def test_calibrating_a_shipped_model_leaves_its_shipped_calibration_alone(
+        tmp_path, monkeypatch):
+    from conftest import shipped_model_or_skip
+
+    from dice_seg_ros.bags.calibrate import default_output
+
+    shipped = shipped_model_or_skip()
+    monkeypatch.chdir(tmp_path)
+    assert str(default_output(shipped)) == sidecar_path(shipped).name
+    assert default_output(shipped).resolve().parent == tmp_path.resolve()
+    own = tmp_path / "mine.onnx"
+    own.write_bytes(b"")
+    assert default_output(own) == sidecar_path(own)

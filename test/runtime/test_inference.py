@@ -8,7 +8,7 @@ from conftest import shipped_model_or_skip, tiny_conv_weights, write_tiny_onnx
 from dice_seg_ros.errors import ModelError
 from dice_seg_ros.runtime.inference import (Segmenter, argmax_channels, logits_to_ids, preprocess,
                                             ids_to_camera_size, resize_image, softmax_max,
-                                            to_camera_size)
+                                            to_camera_sizes)
 from dice_seg_ros.runtime.model_meta import ModelMeta
 
 RNG = np.random.default_rng(7)
@@ -73,20 +73,11 @@ def test_argmax_and_confidence_match_numpy():
 def test_postprocess_resizes_back_nearest():
     logits = np.zeros((1, 2, 2, 2), np.float32)
     logits[0, 1, 0, 1] = 1.0  # top-right pixel is class 1
-    net_ids, net_conf = logits_to_ids(logits, True, "m")
-    ids = to_camera_size(net_ids[0], 4, 6, cv2.INTER_NEAREST_EXACT)
-    conf = to_camera_size(net_conf[0], 4, 6, cv2.INTER_LINEAR)
+    ((ids, conf),) = to_camera_sizes(*logits_to_ids(logits, True, "m"), [(4, 6)])
     assert ids.shape == conf.shape == (4, 6) and ids.dtype == np.uint8
     np.testing.assert_array_equal(ids[:2, 3:], 1)
     assert ids.sum() == 6
     assert conf.dtype == np.float32 and np.all((conf >= 0.5) & (conf <= 1.0))
-
-
-@pytest.mark.parametrize("size", [(480, 640), (720, 1280), (240, 320), (300, 500), (120, 160)])
-def test_ids_upscale_like_opencv_nearest_exact(size):
-    ids = RNG.integers(0, 6, size=(240, 320), dtype=np.uint8)
-    expected = cv2.resize(ids, size[::-1], interpolation=cv2.INTER_NEAREST_EXACT)
-    np.testing.assert_array_equal(ids_to_camera_size(ids, *size), expected)
 
 
 def test_nan_logits_raise_model_error(tmp_path):
@@ -274,6 +265,13 @@ def test_reused_buffers_never_leak_into_earlier_results(tiny):
     np.testing.assert_array_equal(tiny.segment(first_image).class_ids, kept[0])
 
 
+@pytest.mark.parametrize("size", [(480, 640), (720, 1280), (240, 320), (300, 500), (120, 160)])
+def test_ids_upscale_like_opencv_nearest_exact(size):
+    ids = RNG.integers(0, 6, size=(240, 320), dtype=np.uint8)
+    expected = cv2.resize(ids, size[::-1], interpolation=cv2.INTER_NEAREST_EXACT)
+    np.testing.assert_array_equal(ids_to_camera_size(ids, *size), expected)
+
+
 def test_estimate_is_computed_at_network_resolution(tmp_path):
     from dice_seg_ros.classes import load_classes
     from dice_seg_ros.runtime.estimated_dice import (feature_names, file_sha256,
@@ -288,10 +286,10 @@ def test_estimate_is_computed_at_network_resolution(tmp_path):
     segmenter = Segmenter(model, device="cpu", threads=1)
     image = RNG.integers(0, 256, size=(120, 160, 3), dtype=np.uint8)
     plain = segmenter.segment(image)
+    ids, confidence = plain.network_planes
     assert plain.confidence is None and plain.class_ids.shape == (120, 160)
-    assert plain.network_class_ids.shape == plain.network_confidence.shape == (30, 40)
-    assert plain.estimated_dice == pytest.approx(
-        calibration.estimate(plain.network_class_ids, plain.network_confidence))
+    assert ids.shape == confidence.shape == (30, 40)
+    assert plain.estimated_dice == pytest.approx(calibration.estimate(ids, confidence))
     published = segmenter.segment(image, with_confidence=True)
     assert published.confidence.shape == (120, 160)
     assert published.estimated_dice == pytest.approx(plain.estimated_dice)
