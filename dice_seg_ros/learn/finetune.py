@@ -215,8 +215,7 @@ def report_markdown(names: Sequence[str], before: ConfusionMatrix | None,
     lines += ["Files: `model.onnx` (for the node's `model_path:=` and `dice-seg eval --model`), "
               "`model.pt` (for a later `--init`), `curves.png`, `log.csv`.",
               "The label-free estimated Dice is not calibrated for this model; run "
-              "`dice-seg calibrate --model model.onnx --out model.quality.json` on labeled "
-              "frames to enable it.", ""]
+              "`dice-seg calibrate --model model.onnx` on labeled frames to enable it.", ""]
     return "\n".join(lines)
 
 
