@@ -112,3 +112,12 @@ def test_model_without_calibration_is_refused(bags, tmp_path, tiny_onnx_model, c
             "--model", str(tiny_onnx_model), "--no-progress"]
     assert main(argv) == 2
     assert "no estimated-Dice calibration" in capsys.readouterr().err
+
+
+def test_missing_bag_is_one_line_naming_it(tmp_path, calibrated_tiny_model, capsys):
+    missing = tmp_path / "no_such_drive.mcap"
+    argv = ["mine", "--bags", str(missing), "--count", "1", "--out", str(tmp_path / "o"),
+            "--model", str(calibrated_tiny_model), "--no-progress"]
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert str(missing) in err and len(err.splitlines()) == 1

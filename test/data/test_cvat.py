@@ -114,3 +114,10 @@ def test_remap_to_an_unknown_class_is_refused(tmp_path):
     remap.write_text("rock: boulder\n")
     with pytest.raises(CvatError, match="'boulder' is not a class"):
         open_dataset(root, "cvat", CLASSES, remap)
+
+
+def test_label_without_its_image_is_named(tmp_path):
+    root = write_export(tmp_path / "export", [layout(), layout()])
+    next((root / "JPEGImages").glob("frame_000001.*")).unlink()
+    with pytest.raises(CvatError, match=r"no image frame_000001\.\*.*frame_000001\.png"):
+        open_dataset(root, "cvat", CLASSES)
