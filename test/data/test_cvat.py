@@ -7,6 +7,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
+from PIL import Image
 
 from dice_seg_ros.classes import load_classes
 from dice_seg_ros.data.cvat import CvatError
@@ -121,3 +122,16 @@ def test_label_without_its_image_is_named(tmp_path):
     next((root / "JPEGImages").glob("frame_000001.*")).unlink()
     with pytest.raises(CvatError, match=r"no image frame_000001\.\*.*frame_000001\.png"):
         open_dataset(root, "cvat", CLASSES)
+
+
+def test_palette_label_pngs_read_like_rgb_ones(tmp_path):
+    """Some tools save the masks as indexed (palette) PNGs; their colours are what counts."""
+    root = write_export(tmp_path / "export", [layout()])
+    label = root / "SegmentationClass" / "frame_000000.png"
+    _, rgb_ids = open_dataset(root, "cvat", CLASSES)[0]
+    palette = [c for rgb in LABELMAP.values() for c in rgb]
+    indexed = Image.fromarray(layout().astype(np.uint8), mode="P")
+    indexed.putpalette(palette)
+    indexed.save(label)
+    _, ids = open_dataset(root, "cvat", CLASSES)[0]
+    assert (ids == rgb_ids).all()
