@@ -135,3 +135,18 @@ def test_palette_label_pngs_read_like_rgb_ones(tmp_path):
     indexed.save(label)
     _, ids = open_dataset(root, "cvat", CLASSES)[0]
     assert (ids == rgb_ids).all()
+
+
+def test_one_channel_masks_hold_labelmap_indices(tmp_path):
+    """A mask of one channel (CVAT allows 1 or 3) holds labelmap indices as grey values."""
+    root = write_export(tmp_path / "export", [layout()])
+    label = root / "SegmentationClass" / "frame_000000.png"
+    _, rgb_ids = open_dataset(root, "cvat", CLASSES)[0]
+    Image.fromarray(layout().astype(np.uint8), mode="L").save(label)
+    _, ids = open_dataset(root, "cvat", CLASSES)[0]
+    assert (ids == rgb_ids).all()
+    beyond = layout().astype(np.uint8)
+    beyond[0, :2] = len(LABELMAP) + 2
+    Image.fromarray(beyond, mode="L").save(label)
+    with pytest.raises(ValueError, match=r"frame_000000.png.*no colour map index.*\[7\]"):
+        open_dataset(root, "cvat", CLASSES)[0]
