@@ -123,7 +123,11 @@ def thumbnail(rgb: np.ndarray) -> np.ndarray:
 
 
 def bag_frames(bag: str, topic: str, stride: int = 1) -> Iterator[tuple[int, np.ndarray]]:
-    """Yield ``(stamp_ns, rgb)`` of every ``stride``-th decodable image of ``topic``."""
+    """Yield ``(stamp_ns, rgb)`` of every ``stride``-th decodable image of ``topic``.
+
+    The stamp is the header's, or the bag's log time where a camera driver left it unset (0),
+    so that the time window still spreads the picks.
+    """
     with BagReader(bag) as reader:
         reader.check_topic(topic, IMAGE_TYPES)
         count = 0
@@ -132,7 +136,8 @@ def bag_frames(bag: str, topic: str, stride: int = 1) -> Iterator[tuple[int, np.
                 continue
             count += 1
             if (count - 1) % stride == 0:
-                yield header_stamp_ns(message.msg.header), msg_to_rgb(message.msg)
+                yield (header_stamp_ns(message.msg.header) or message.log_time_ns,
+                       msg_to_rgb(message.msg))
 
 
 def folder_images(folder: str | Path) -> list[Path]:
@@ -211,14 +216,17 @@ def frame_name(cand: Candidate) -> str:
 
 def picked_images(picks: Sequence[tuple[Candidate, int, str]], options: MineOptions
                   ) -> Iterator[tuple[Candidate, np.ndarray]]:
-    """Read the picked frames again, source by source, in recording order."""
+    """Read the picked frames again, source by source, in recording order.
+
+    Frames are found by position, not stamp: a bag may hold several frames of one stamp.
+    """
     by_source: dict[str, dict[int, Candidate]] = {}
     for cand, _, _ in picks:
-        by_source.setdefault(cand.source, {})[cand.stamp_ns] = cand
+        by_source.setdefault(cand.source, {})[cand.index] = cand
     for source, wanted in by_source.items():
-        for stamp, rgb in source_frames(source, options):
-            if stamp in wanted:
-                yield wanted.pop(stamp), rgb
+        for index, (_, rgb) in enumerate(source_frames(source, options)):
+            if index in wanted:
+                yield wanted.pop(index), rgb
                 if not wanted:
                     break
 
