@@ -8,10 +8,10 @@ grey thumbnails under ``--min-distance``, on a 0..1 scale: a slow robot's neighb
 are near copies). Bags run in parallel on the fleet's machinery (``--workers``, ``--ray``); each
 bag's scores are kept in ``OUT/scores/``, so a rerun skips bags already scanned.
 
-``OUT`` gets ``manifest.csv`` (image, bag, stamp_ns, estimated_dice, rank, reason), the picked
-frames as ``images/NAME.png``, the model's masks as class-id ``prelabels/NAME.png``, the same
-masks as a CVAT "Segmentation mask 1.1" annotation set (``cvat_prelabels.zip``, to upload onto
-a CVAT task of the images and correct), and ``contact_sheet.png``.
+``OUT`` gets ``manifest.csv`` (image, bag, stamp_ns, bag_time_s, estimated_dice, rank, reason),
+the picked frames as ``images/NAME.png``, the model's masks as class-id ``prelabels/NAME.png``,
+the same masks as a CVAT "Segmentation mask 1.1" annotation set (``cvat_prelabels.zip``, to
+upload onto a CVAT task of the images and correct), and ``contact_sheet.png``.
 """
 
 from __future__ import annotations
@@ -264,8 +264,11 @@ def contact_sheet(path: Path, tiles: Sequence[tuple[np.ndarray, str]]) -> None:
 
 
 def write_picks(out: Path, picks: Sequence[tuple[Candidate, int, str]],
-                options: MineOptions) -> dict[str, Path]:
-    """Write the picked images, pre-labels, CVAT set, manifest and contact sheet."""
+                options: MineOptions, starts: dict[str, int]) -> dict[str, Path]:
+    """Write the picked images, pre-labels, CVAT set, manifest and contact sheet.
+
+    ``starts`` holds each source's first stamp (ns): picks are also located in seconds from it.
+    """
     segmenter = segmenter_for(options)
     classes = classes_for_model(segmenter.meta.class_names)
     for sub in ("images", "prelabels"):
@@ -280,12 +283,14 @@ def write_picks(out: Path, picks: Sequence[tuple[Candidate, int, str]],
         cv2.imwrite(str(out / "prelabels" / f"{name}.png"), ids)
         masks[name] = ids
         rank, reason = info[id(cand)]
+        seconds = (cand.stamp_ns - starts[cand.source]) / 1e9
         rows.append({"image": f"images/{name}.png", "prelabel": f"prelabels/{name}.png",
                      "bag": cand.source, "stamp_ns": cand.stamp_ns,
+                     "bag_time_s": f"{seconds:.3f}",
                      "estimated_dice": f"{cand.estimate:.4f}", "rank": rank, "reason": reason})
         tiles.append((overlay(rgb, colorize(ids, classes.palette()), 0.4),
                       f"est. {cand.estimate:.2f}  {Path(cand.source).name[:14]} "
-                      f"{cand.stamp_ns / 1e9:.1f}s"))
+                      f"{seconds:.1f}s"))
     order = sorted(range(len(rows)), key=lambda i: rows[i]["rank"])
     with open(out / MANIFEST, "w", newline="", encoding="utf-8") as stream:
         writer = csv.DictWriter(stream, fieldnames=list(rows[0]) if rows else ["image"])
@@ -350,7 +355,10 @@ def mine(sources: Sequence[str], options: MineOptions, out_dir: str | Path, coun
                         f"{options.image_topic} in {len(sources)} source(s)")
     per_bag = per_bag or max(1, 2 * math.ceil(count / len(sources)))
     picks = select(candidates, count, per_bag, window_s, min_distance)
-    paths = write_picks(out, picks, options)
+    starts: dict[str, int] = {}
+    for cand in candidates:
+        starts[cand.source] = min(starts.get(cand.source, cand.stamp_ns), cand.stamp_ns)
+    paths = write_picks(out, picks, options, starts)
     summary = {"frames": len(candidates), "sources": len(sources), "picked": len(picks),
                "asked": count, "seconds": time.perf_counter() - started,
                "paths": {k: str(v) for k, v in paths.items()}}

@@ -11,7 +11,7 @@ from conftest import SMALL_H, SMALL_W, image_msg
 
 from dice_seg_ros.bags import mine as mine_mod
 from dice_seg_ros.bags.bag_io import BagWriter
-from dice_seg_ros.bags.synthetic_bag import write_synthetic_bag
+from dice_seg_ros.bags.synthetic_bag import START_NS, write_synthetic_bag
 from dice_seg_ros.classes import load_classes
 from dice_seg_ros.cli import main
 from dice_seg_ros.data.datasets import open_dataset
@@ -44,6 +44,8 @@ def test_mining_writes_the_least_sure_frames_with_prelabels_and_sheet(
     picked = rows(out)
     assert len(picked) == 4
     assert {"image", "bag", "stamp_ns", "estimated_dice", "reason"} <= set(picked[0])
+    assert all(float(r["bag_time_s"]) == pytest.approx((int(r["stamp_ns"]) - START_NS) / 1e9)
+               for r in picked)
     estimates = [float(r["estimated_dice"]) for r in picked]
     assert estimates == sorted(estimates)
     every = [c.estimate for f in sorted((out / "scores").glob("*.npz"))
