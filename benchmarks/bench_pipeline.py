@@ -4,18 +4,24 @@
    through ONNX Runtime on CPU at 640x480 and 1280x720, and the overhead ratio
    (decode + pre + post) / infer -- the goal is < 0.20: the code around the
    network should cost a fifth of the network or less. Decode is an rgb8
-   ``sensor_msgs/Image`` (and, for reference, a JPEG CompressedImage). The same
+   ``sensor_msgs/Image`` (and, for reference, a JPEG CompressedImage). The
+   Segmenter's own host share, (pre + post) / infer, has its own goals: < 0.15
+   at 640x480 and < 0.20 at 1280x720. The same
    weights exported the older way (float input, float logits out; host
    normalisation and argmax) run beside it as the baseline, with the mask
-   agreement between the two (goal >= 99.9 %). ``--model`` replaces the
-   shipped ONNX file (the baseline then needs ``--checkpoint``).
+   agreement between the two (goal >= 99.9 %). The shipped model runs as the
+   node runs it by default: with its label-free Dice estimate (its calibration
+   sidecar), without the published confidence image; the float-logits file has
+   no calibration, so it estimates nothing. ``--model`` replaces the shipped
+   ONNX file (the baseline then needs ``--checkpoint``).
 2. Replay throughput of ``dice-seg eval`` (frames per second over a generated
    640x480 bag, without the output bag and with it) at batch 1, 4 and 8, as a
    ratio against batch 1 measured in the same run.
 
 Imports bench_metrics.py's timing helper, so run it as a file from any directory.
 
-Run: ``python benchmarks/bench_pipeline.py [--model M] [--threads 2] [--frames 24]``
+Run: ``python benchmarks/bench_pipeline.py [--model M] [--threads 2] [--frames 24]
+[--latency-only]``
 """
 
 from __future__ import annotations
@@ -37,6 +43,8 @@ from dice_seg_ros.runtime.image_conversion import msg_to_rgb, numpy_to_compresse
 from dice_seg_ros.runtime.inference import Segmenter
 
 SIZES = ((640, 480), (1280, 720))
+# Goal for the Segmenter's (pre + post) / infer at each camera size (width, height).
+HOST_GOALS = {(640, 480): 0.15, (1280, 720): 0.20}
 
 
 def stage_latency(segmenters: dict[str, Segmenter], width: int, height: int,
@@ -58,7 +66,9 @@ def stage_latency(segmenters: dict[str, Segmenter], width: int, height: int,
         print(f"{width}x{height} {name:>12}: decode {decode:.2f} (jpeg {decode_jpeg:.2f})  "
               f"pre {stage['pre']:.2f}  infer {stage['infer']:.2f}  post {stage['post']:.2f}"
               f"  total {overhead + stage['infer']:.2f} ms  -> (decode+pre+post)/infer = "
-              f"{overhead / stage['infer']:.3f} (goal < 0.20)")
+              f"{overhead / stage['infer']:.3f} (goal < 0.20); (pre+post)/infer = "
+              f"{(stage['pre'] + stage['post']) / stage['infer']:.3f} "
+              f"(goal < {HOST_GOALS.get((width, height), 0.20):.2f})")
     if len(masks) == 2:
         first, second = masks.values()
         print(f"{width}x{height} mask agreement in-graph vs baseline: "
@@ -99,14 +109,15 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2, help="ONNX Runtime threads")
     parser.add_argument("--repeats", type=int, default=20)
     parser.add_argument("--frames", type=int, default=24, help="frames in the replay bag")
+    parser.add_argument("--latency-only", action="store_true",
+                        help="per-stage latency only, no bag replay")
     args = parser.parse_args()
-    # No label-free Dice estimate: it needs the confidence output, which the
-    # float-logits baseline (another file, so without a calibration) would not pay for.
-    segmenter = Segmenter(args.model, device="cpu", threads=args.threads, estimate_dice=False)
+    segmenter = Segmenter(args.model, device="cpu", threads=args.threads)
     print(f"model {segmenter.source}: input {segmenter.input_size[0]}x"
           f"{segmenter.input_size[1]}, {segmenter.device}, {args.threads} threads, "
           f"{'uint8 pixels in' if segmenter.io.raw_input else 'float input'}, "
-          f"{'class ids out' if segmenter.io.ids_output else 'logits out'}")
+          f"{'class ids out' if segmenter.io.ids_output else 'logits out'}, estimated Dice "
+          f"{'on' if segmenter.calibration is not None else 'off (no calibration)'}")
     checkpoint = args.checkpoint or (resource_path(DEFAULT_TORCH_MODEL) if args.model is None
                                      else None)
     with tempfile.TemporaryDirectory() as tmp:
@@ -116,6 +127,8 @@ def main() -> None:
                                                    device="cpu", threads=args.threads)
         for width, height in SIZES:
             stage_latency(segmenters, width, height, args.repeats)
+    if args.latency_only:
+        return
     with tempfile.TemporaryDirectory() as tmp:
         bag = write_synthetic_bag(Path(tmp) / "bag", args.frames, 640, 480, progress=False)
         throughput(segmenter, bag, args.frames)

@@ -6,9 +6,9 @@ colouring agree on what each class id means.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 import numpy as np
 import yaml
@@ -44,6 +44,16 @@ class ClassSet:
         if self.costs is not None:
             return np.asarray(self.costs, np.int16)
         return np.where(np.asarray(self.drivable, bool), 0, 100).astype(np.int16)
+
+    def with_costs(self, costs: Sequence[int | None]) -> ClassSet:
+        """Return a copy whose class ``i`` costs ``costs[i]`` where that is not None."""
+        if not any(cost is not None for cost in costs):
+            return self
+        if len(costs) != self.num_classes:
+            raise ValueError(f"{len(costs)} costs for {self.num_classes} classes")
+        own = self.cost_table()
+        return replace(self, costs=tuple(int(own[i]) if cost is None else int(cost)
+                                         for i, cost in enumerate(costs)))
 
     @property
     def num_classes(self) -> int:
@@ -174,13 +184,16 @@ def generated_colors(count: int) -> np.ndarray:
 
 
 def classes_for_model(model_names: tuple[str, ...] | list[str],
-                      classes_file: str | Path | None = None) -> ClassSet:
+                      classes_file: str | Path | None = None,
+                      costs: Sequence[int | None] = ()) -> ClassSet:
     """Return the ClassSet of a model: its own class names, with colours from a classes file.
 
     The model's class list (its metadata) is the one source of truth. A given
     ``classes_file`` supplies the colours and must list the same names in the
     same order. Without one, the shipped ``config/classes.yaml`` is used when
-    its names match, else colours are generated for the model's names.
+    its names match, else colours are generated for the model's names. ``costs`` (a
+    sidecar's, ``Segmenter.class_costs``) replace the traversability cost of each class where
+    not None; a class of unknown name without one costs -1 (unknown).
 
     Raises:
         ModelError: ``classes_file`` lists other classes than the model (naming both).
@@ -197,10 +210,10 @@ def classes_for_model(model_names: tuple[str, ...] | list[str],
                 f"classes file {classes_file} lists {list(classes.names)} but the model has "
                 f"{len(names)} classes {list(names)}; give a file with the model's classes "
                 f"or none")
-        return classes
+        return classes.with_costs(costs)
     shipped = load_classes()
     if shipped.names == names:
-        return shipped
+        return shipped.with_costs(costs)
     # Classes this project does not know have no known cost: a planner sees unknown ground.
     return ClassSet(names, generated_colors(len(names)), (False,) * len(names),
-                    DEFAULT_IGNORE_INDEX, (-1,) * len(names))
+                    DEFAULT_IGNORE_INDEX, (-1,) * len(names)).with_costs(costs)

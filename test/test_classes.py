@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from dice_seg_ros.classes import load_classes, load_remap, remap_lut
+from dice_seg_ros.classes import classes_for_model, load_classes, load_remap, remap_lut
 from dice_seg_ros.resources import DEFAULT_CLASSES, resource_path
 
 
@@ -75,3 +75,16 @@ def test_resource_path_finds_shipped_file_and_lists_search_on_miss():
     assert resource_path(DEFAULT_CLASSES).is_file()
     with pytest.raises(FileNotFoundError, match="searched"):
         resource_path("config/does_not_exist.yaml")
+
+
+def test_model_costs_replace_the_classes_costs_where_given():
+    shipped = load_classes()
+    costs = [None] * shipped.num_classes
+    costs[shipped.index("grass")] = 60
+    table = classes_for_model(shipped.names, costs=costs).cost_table()
+    expected = shipped.cost_table().copy()
+    expected[shipped.index("grass")] = 60
+    np.testing.assert_array_equal(table, expected)
+    assert classes_for_model(shipped.names).cost_table().tolist() == shipped.cost_table().tolist()
+    with pytest.raises(ValueError, match="2 costs"):
+        classes_for_model(shipped.names, costs=[1, 2])

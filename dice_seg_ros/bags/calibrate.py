@@ -23,12 +23,13 @@ from tqdm import tqdm
 from dice_seg_ros.bags.bag_io import IMAGE_TYPES, BadMessage, BagReader
 from dice_seg_ros.bags.evaluate import bag_pairs
 from dice_seg_ros.classes import ClassSet, classes_for_model
+from dice_seg_ros.data.augment import AUGMENT_PRESETS
 from dice_seg_ros.data.datasets import FORMATS, open_dataset, split_by_sequence
 from dice_seg_ros.errors import BagError, ModelError
 from dice_seg_ros.runtime.estimated_dice import (TEMPERATURES, Calibration, feature_names,
                                                  file_sha256, fit_calibration, fit_temperature,
-                                                 frame_features, mean_abs_error, sidecar_path,
-                                                 spearman, temperature_nll)
+                                                 frame_features, layout_for, mean_abs_error,
+                                                 sidecar_path, spearman, temperature_nll)
 from dice_seg_ros.runtime.image_conversion import LABEL_FORMATS, labels_to_ids, msg_to_rgb
 from dice_seg_ros.runtime.inference import Segmenter, add_model_arguments, shipped_models
 from dice_seg_ros.runtime.metrics import DiceTracker
@@ -66,13 +67,22 @@ def dataset_frames(root: str | Path, fmt: str, classes: ClassSet, remap: Path | 
         yield data[index]
 
 
-def generated_frames(count: int, seed: int, width: int = 640,
-                     height: int = 480) -> Iterator[Frame]:
-    """Yield ``count`` generated scenes ``(rgb, class_ids)``, seeds ``seed``, ``seed + 1``, ..."""
+def generated_frames(count: int, seed: int, width: int = 640, height: int = 480,
+                     augment: str | None = None) -> Iterator[Frame]:
+    """Yield ``count`` generated scenes ``(rgb, class_ids)``, seeds ``seed``, ``seed + 1``, ...
+
+    ``augment`` names a preset of :data:`~dice_seg_ros.data.augment.AUGMENT_PRESETS`
+    that each scene passes through (drawn from ``seed``): looks the network did
+    not train on, so that the calibration sees its confidence fail.
+    """
+    from dice_seg_ros.data.augment import augment as augmented
     from dice_seg_ros.data.synthetic import generate_scene
 
+    rng = np.random.default_rng(seed)
     for k in range(count):
-        yield generate_scene(seed + k, width, height)
+        rgb, ids = generate_scene(seed + k, width, height)
+        yield augmented(rng, rgb, ids, width, height, AUGMENT_PRESETS[augment]) if augment \
+            else (rgb, ids)
 
 
 class FrameTable:
@@ -98,8 +108,10 @@ class FrameTable:
         # The true Dice is the camera-size one eval reports; the features and the temperature
         # come from the network-size planes the runtime estimates from.
         self.dice.append(tracker.update(result.class_ids, labels).mean_dice)
+        layout = layout_for(self.classes.names)
         self.features.append(np.stack([
-            frame_features(ids, confidence, num_classes, temperature=t) for t in TEMPERATURES]))
+            frame_features(ids, confidence, num_classes, temperature=t, layout=layout)
+            for t in TEMPERATURES]))
         small = cv2.resize(labels, (ids.shape[1], ids.shape[0]),
                            interpolation=cv2.INTER_NEAREST_EXACT)
         self.nll += temperature_nll(ids, confidence, small, num_classes,
@@ -162,6 +174,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "'dice-seg train --val-fraction FRACTION' kept out of training")
     parser.add_argument("--generated", type=int, default=0,
                         help="also calibrate on N generated 640x480 scenes")
+    parser.add_argument("--generated-augment", choices=AUGMENT_PRESETS, default=None,
+                        help="pass the generated scenes through this augmentation preset "
+                             "(other camera looks: the estimate then ranks frames of unseen "
+                             "cameras better)")
     parser.add_argument("--seed", type=int, default=1_000_000,
                         help="first generated scene seed (default 1000000, away from "
                              "training seeds)")
@@ -181,7 +197,7 @@ def _frames(args: argparse.Namespace, classes: ClassSet) -> Iterator[Frame]:
     if args.dataset is not None:
         yield from dataset_frames(args.dataset, args.format, classes, args.remap, args.split,
                                   args.held_out, args.images)
-    yield from generated_frames(args.generated, args.seed)
+    yield from generated_frames(args.generated, args.seed, augment=args.generated_augment)
 
 
 def default_output(model: Path) -> Path:
@@ -213,7 +229,9 @@ def run(args: argparse.Namespace) -> int:
                        + (f", last {args.held_out:g} of every sequence" if args.held_out else "")
                        + ")")
     if args.generated > 0:
-        sources.append(f"{args.generated} generated scenes from seed {args.seed}")
+        sources.append(f"{args.generated} generated scenes from seed {args.seed}"
+                       + (f", augmented ({args.generated_augment})"
+                          if args.generated_augment else ""))
     calibration.fit = dict(fit_figures(calibration, table), data=sources,
                            note="figures on the fitting frames themselves")
     out = calibration.save(args.out or default_output(segmenter.model_path))

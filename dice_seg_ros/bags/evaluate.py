@@ -33,8 +33,8 @@ import threading
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass
-from pathlib import Path
 from functools import partial
+from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator
 
 import numpy as np
@@ -42,6 +42,7 @@ from tqdm import tqdm
 
 from dice_seg_ros.bags.bag_io import (IMAGE_TYPE, IMAGE_TYPES, BadMessage, BagReader, BagWriter,
                                       StorageFault, msg_class, remove_old_bag)
+from dice_seg_ros.bags.grid_eval import GridEval, summary_line
 from dice_seg_ros.bags.label_decoding import LabelDecoder
 from dice_seg_ros.classes import ClassSet, classes_for_model
 from dice_seg_ros.errors import BagError, DiceSegError, ModelError
@@ -136,7 +137,8 @@ class Replay:
 
     def __init__(self, segmenter: Segmenter, classes: ClassSet, decoder: LabelDecoder | None,
                  image_topic: str, label_topic: str | None, output: _OutputBag | None,
-                 batch_size: int, strict: bool = False, progress: tqdm | None = None) -> None:
+                 batch_size: int, strict: bool = False, progress: tqdm | None = None,
+                 grid: GridEval | None = None) -> None:
         self.segmenter = segmenter
         self.classes = classes
         self.decoder = decoder
@@ -146,6 +148,7 @@ class Replay:
         self.batch_size = batch_size
         self.strict = strict
         self.progress = progress
+        self.grid = grid
         self.tracker = DiceTracker(classes.num_classes, ignore_index=classes.ignore_index)
         self.errors = FrameErrors()
         self.clock = StageLatency(STAGES)
@@ -220,6 +223,9 @@ class Replay:
                 start = time.perf_counter()
                 self.output.write(frame, result.class_ids)
                 self.clock.add("write", (time.perf_counter() - start) * 1000.0)
+            if self.grid is not None:
+                self.grid.add(frame.image_msg.header, frame.log_time_ns, result.class_ids,
+                              frame.labels)
             self.clock.end_frame(result.timings_ms)
             self._show_progress()
 
@@ -323,32 +329,6 @@ def _check_options(image_topic: str, label_topic: str | None, batch_size: int,
                          "drop --no-output-bag")
 
 
-def _ignore_further_sigint() -> None:
-    """After a first Ctrl-C, ignore the next ones while the frames done are reported.
-
-    A second Ctrl-C would otherwise cut the report short (a traceback from inside
-    matplotlib, no plots). ``_sigint_restored`` gives Ctrl-C back afterwards.
-    Main thread only (signals cannot be set elsewhere); elsewhere a no-op.
-    """
-    if threading.current_thread() is threading.main_thread():
-        signal.signal(signal.SIGINT, signal.SIG_IGN)
-        tqdm.write("Ctrl-C: stopped reading; writing the report of the frames done "
-                   "(Ctrl-C is ignored until it is written)", file=sys.stderr)
-
-
-@contextmanager
-def _sigint_restored() -> Iterator[None]:
-    """Restore the Ctrl-C handler on exit (``_ignore_further_sigint`` may have changed it)."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    previous = signal.getsignal(signal.SIGINT)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGINT, previous)
-
-
 def _run(reader: BagReader, replay: Replay,
          pairer: StampPairer | None) -> tuple[str | None, BaseException | None, int]:
     """Stream the bag into ``replay``; return (stopped_by, error, frames not evaluated)."""
@@ -356,8 +336,8 @@ def _run(reader: BagReader, replay: Replay,
     try:
         _stream(reader, replay, pairer)
     except KeyboardInterrupt:
-        _ignore_further_sigint()
         stopped_by = "interrupted (Ctrl-C)"
+        _hold_sigint()
     except StorageFault as exc:
         stopped_by, error = (f"storage error: {exc}; last good frame stamp "
                              f"{replay.last_stamp_ns} ns"), exc
@@ -365,6 +345,29 @@ def _run(reader: BagReader, replay: Replay,
         stopped_by, error = f"{type(exc).__name__}: {exc}", exc
     not_evaluated = _salvage(replay, pairer) if stopped_by is not None else 0
     return stopped_by, error, not_evaluated
+
+
+@contextmanager
+def _sigint_restored() -> Iterator[None]:
+    """Give Ctrl-C back its handler on the way out, whatever :func:`_hold_sigint` did."""
+    previous = signal.getsignal(signal.SIGINT)
+    try:
+        yield
+    finally:
+        if threading.current_thread() is threading.main_thread():
+            signal.signal(signal.SIGINT, previous)
+
+
+def _hold_sigint() -> None:
+    """Ignore further Ctrl-C until the report is written.
+
+    The first Ctrl-C asked for the report of the frames done; a second one would otherwise
+    land in the middle of writing it (often inside matplotlib's import) with a traceback.
+    """
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        tqdm.write("Ctrl-C: stopped reading; writing the report of the frames done "
+                   "(Ctrl-C is ignored until it is written)", file=sys.stderr)
 
 
 def _no_frames_error(replay: Replay, pairer: StampPairer, max_offset_ms: float) -> ValueError:
@@ -393,6 +396,8 @@ class EvalOptions:
         colormap: CSV of the label colours (with ``label_format`` "color").
         classes_file: classes YAML with colours for the model's classes.
         estimated_dice: also estimate each scored frame's Dice without its label.
+        traversability: node parameters file: also project masks and labels onto a ground grid
+            (:mod:`~dice_seg_ros.bags.grid_eval`).
 
     """
 
@@ -406,6 +411,7 @@ class EvalOptions:
     colormap: str | Path | None = None
     classes_file: str | Path | None = None
     estimated_dice: bool = False
+    traversability: str | Path | None = None
 
 
 def evaluate_bag(bag: str | Path, image_topic: str, label_topic: str | None,
@@ -430,15 +436,18 @@ def evaluate_bag(bag: str | Path, image_topic: str, label_topic: str | None,
 
     """
     with _sigint_restored():
-        return _evaluate(bag, image_topic, label_topic, Path(out_dir), segmenter, options)
+        return _evaluate(bag, image_topic, label_topic, out_dir, segmenter, options)
 
 
-def _evaluate(bag: str | Path, image_topic: str, label_topic: str | None, out: Path,
-              segmenter: Segmenter | None, options: EvalOptions) -> ReplayResult:
-    """Do what ``evaluate_bag`` says."""
+def _evaluate(bag: str | Path, image_topic: str, label_topic: str | None,
+              out_dir: str | Path, segmenter: Segmenter | None,
+              options: EvalOptions) -> ReplayResult:
+    """Evaluate a bag: :func:`evaluate_bag` without the Ctrl-C handling around it."""
+    out = Path(out_dir)
     _check_options(image_topic, label_topic, options.batch_size, options.output_bag)
     segmenter = segmenter or Segmenter()
-    classes = classes_for_model(segmenter.meta.class_names, options.classes_file)
+    classes = classes_for_model(segmenter.meta.class_names, options.classes_file,
+                                segmenter.class_costs)
     decoder = (LabelDecoder.build(classes, options.label_format, options.remap, options.colormap)
                if label_topic is not None else None)
     if options.estimated_dice and segmenter.calibration is None:
@@ -459,8 +468,10 @@ def _evaluate(bag: str | Path, image_topic: str, label_topic: str | None, out: P
                   if options.output_bag else None)
         bar = tqdm(total=reader.message_count(image_topic), desc="eval", unit="frame",
                    disable=not options.progress)
+        grid = (GridEval(options.traversability, bag, image_topic, classes,
+                         output.bag if output else None) if options.traversability else None)
         replay = Replay(segmenter, classes, decoder, image_topic, label_topic, output,
-                        options.batch_size, options.strict, bar)
+                        options.batch_size, options.strict, bar, grid)
         pairer = StampPairer(options.max_offset_ms) if label_topic is not None else None
         start = time.perf_counter()
         try:
@@ -496,6 +507,7 @@ def _evaluate(bag: str | Path, image_topic: str, label_topic: str | None, out: P
         "batch_size": options.batch_size,
         "output_bag": str(output.path) if output else None,
         "output_topics": dict(output.topics, image=image_topic) if output else None,
+        "traversability": grid.report() if grid else None,
     }
     fps = replay.segmented / elapsed if elapsed > 0 else 0.0
     if pairer is None and not replay.segmented and error is None and stopped_by is None:
@@ -553,6 +565,7 @@ def format_summary(result: ReplayResult) -> str:
                  "latency ms/frame: " + ", ".join(f"{stage} {ms:.1f}"
                                                   for stage, ms in report["latency_ms"].items())]
     lines += _error_lines(report)
+    lines += [line for line in [summary_line(report)] if line]
     if report.get("salvage"):
         lines.append(f"salvaged: {report['salvage']} ({report['messages_read']} messages read)")
     if report.get("estimated_dice"):
@@ -595,6 +608,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--estimated-dice", action="store_true",
                         help="also estimate each frame's Dice without its label (the model's "
                              ".quality.json) and compare it with the true Dice")
+    parser.add_argument("--traversability", default=None, metavar="PARAMS_YAML",
+                        help="node parameters file (config/segmentation.yaml) whose "
+                             "traversability.* values project each mask onto a ground grid: "
+                             "written to the output bag and scored against the labels' grid")
 
 
 def add_label_arguments(parser: argparse.ArgumentParser) -> None:
@@ -628,7 +645,8 @@ def run(args: argparse.Namespace) -> int:
                           threads=args.threads)
     options = eval_options(args, output_bag=not args.no_output_bag,
                            progress=not args.no_progress, strict=args.strict,
-                           estimated_dice=args.estimated_dice)
+                           estimated_dice=args.estimated_dice,
+                           traversability=args.traversability)
     result = evaluate_bag(args.bag, args.image_topic, args.label_topic, args.out, segmenter,
                           options)
     return print_result(result)

@@ -8,10 +8,10 @@ grey thumbnails under ``--min-distance``, on a 0..1 scale: a slow robot's neighb
 are near copies). Bags run in parallel on the fleet's machinery (``--workers``, ``--ray``); each
 bag's scores are kept in ``OUT/scores/``, so a rerun skips bags already scanned.
 
-``OUT`` gets ``manifest.csv`` (image, bag, stamp_ns, estimated_dice, rank, reason), the picked
-frames as ``images/NAME.png``, the model's masks as class-id ``prelabels/NAME.png``, the same
-masks as a CVAT "Segmentation mask 1.1" annotation set (``cvat_prelabels.zip``, to upload onto
-a CVAT task of the images and correct), and ``contact_sheet.png``.
+``OUT`` gets ``manifest.csv`` (image, bag, stamp_ns, bag_time_s, estimated_dice, rank, reason),
+the picked frames as ``images/NAME.png``, the model's masks as class-id ``prelabels/NAME.png``,
+the same masks as a CVAT "Segmentation mask 1.1" annotation set (``cvat_prelabels.zip``, to
+upload onto a CVAT task of the images and correct), and ``contact_sheet.png``.
 """
 
 from __future__ import annotations
@@ -123,7 +123,11 @@ def thumbnail(rgb: np.ndarray) -> np.ndarray:
 
 
 def bag_frames(bag: str, topic: str, stride: int = 1) -> Iterator[tuple[int, np.ndarray]]:
-    """Yield ``(stamp_ns, rgb)`` of every ``stride``-th decodable image of ``topic``."""
+    """Yield ``(stamp_ns, rgb)`` of every ``stride``-th decodable image of ``topic``.
+
+    The stamp is the header's, or the bag's log time where a camera driver left it unset (0),
+    so that the time window still spreads the picks.
+    """
     with BagReader(bag) as reader:
         reader.check_topic(topic, IMAGE_TYPES)
         count = 0
@@ -132,7 +136,8 @@ def bag_frames(bag: str, topic: str, stride: int = 1) -> Iterator[tuple[int, np.
                 continue
             count += 1
             if (count - 1) % stride == 0:
-                yield header_stamp_ns(message.msg.header), msg_to_rgb(message.msg)
+                yield (header_stamp_ns(message.msg.header) or message.log_time_ns,
+                       msg_to_rgb(message.msg))
 
 
 def folder_images(folder: str | Path) -> list[Path]:
@@ -211,14 +216,17 @@ def frame_name(cand: Candidate) -> str:
 
 def picked_images(picks: Sequence[tuple[Candidate, int, str]], options: MineOptions
                   ) -> Iterator[tuple[Candidate, np.ndarray]]:
-    """Read the picked frames again, source by source, in recording order."""
+    """Read the picked frames again, source by source, in recording order.
+
+    Frames are found by position, not stamp: a bag may hold several frames of one stamp.
+    """
     by_source: dict[str, dict[int, Candidate]] = {}
     for cand, _, _ in picks:
-        by_source.setdefault(cand.source, {})[cand.stamp_ns] = cand
+        by_source.setdefault(cand.source, {})[cand.index] = cand
     for source, wanted in by_source.items():
-        for stamp, rgb in source_frames(source, options):
-            if stamp in wanted:
-                yield wanted.pop(stamp), rgb
+        for index, (_, rgb) in enumerate(source_frames(source, options)):
+            if index in wanted:
+                yield wanted.pop(index), rgb
                 if not wanted:
                     break
 
@@ -256,8 +264,11 @@ def contact_sheet(path: Path, tiles: Sequence[tuple[np.ndarray, str]]) -> None:
 
 
 def write_picks(out: Path, picks: Sequence[tuple[Candidate, int, str]],
-                options: MineOptions) -> dict[str, Path]:
-    """Write the picked images, pre-labels, CVAT set, manifest and contact sheet."""
+                options: MineOptions, starts: dict[str, int]) -> dict[str, Path]:
+    """Write the picked images, pre-labels, CVAT set, manifest and contact sheet.
+
+    ``starts`` holds each source's first stamp (ns): picks are also located in seconds from it.
+    """
     segmenter = segmenter_for(options)
     classes = classes_for_model(segmenter.meta.class_names)
     for sub in ("images", "prelabels"):
@@ -272,12 +283,14 @@ def write_picks(out: Path, picks: Sequence[tuple[Candidate, int, str]],
         cv2.imwrite(str(out / "prelabels" / f"{name}.png"), ids)
         masks[name] = ids
         rank, reason = info[id(cand)]
+        seconds = (cand.stamp_ns - starts[cand.source]) / 1e9
         rows.append({"image": f"images/{name}.png", "prelabel": f"prelabels/{name}.png",
                      "bag": cand.source, "stamp_ns": cand.stamp_ns,
+                     "bag_time_s": f"{seconds:.3f}",
                      "estimated_dice": f"{cand.estimate:.4f}", "rank": rank, "reason": reason})
         tiles.append((overlay(rgb, colorize(ids, classes.palette()), 0.4),
                       f"est. {cand.estimate:.2f}  {Path(cand.source).name[:14]} "
-                      f"{cand.stamp_ns / 1e9:.1f}s"))
+                      f"{seconds:.1f}s"))
     order = sorted(range(len(rows)), key=lambda i: rows[i]["rank"])
     with open(out / MANIFEST, "w", newline="", encoding="utf-8") as stream:
         writer = csv.DictWriter(stream, fieldnames=list(rows[0]) if rows else ["image"])
@@ -342,7 +355,10 @@ def mine(sources: Sequence[str], options: MineOptions, out_dir: str | Path, coun
                         f"{options.image_topic} in {len(sources)} source(s)")
     per_bag = per_bag or max(1, 2 * math.ceil(count / len(sources)))
     picks = select(candidates, count, per_bag, window_s, min_distance)
-    paths = write_picks(out, picks, options)
+    starts: dict[str, int] = {}
+    for cand in candidates:
+        starts[cand.source] = min(starts.get(cand.source, cand.stamp_ns), cand.stamp_ns)
+    paths = write_picks(out, picks, options, starts)
     summary = {"frames": len(candidates), "sources": len(sources), "picked": len(picks),
                "asked": count, "seconds": time.perf_counter() - started,
                "paths": {k: str(v) for k, v in paths.items()}}

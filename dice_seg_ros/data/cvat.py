@@ -1,7 +1,8 @@
 """CVAT's "Segmentation mask 1.1" export (Pascal VOC style) as labeled images.
 
 An export holds ``labelmap.txt`` (``name:r,g,b::`` per label, ``#`` comments),
-``SegmentationClass/NAME.png`` (one colour per label), ``ImageSets/Segmentation/default.txt``
+``SegmentationClass/NAME.png`` (one colour per label; a mask saved as one grey channel holds
+the label's labelmap index instead), ``ImageSets/Segmentation/default.txt``
 (the frame names) and, when images were saved with it, ``JPEGImages/NAME.jpg``; otherwise the
 images come from another folder (``--images``). Label names map onto the project's classes by
 name (case does not matter) or through a remap YAML ``{label name or labelmap index: class name

@@ -79,6 +79,8 @@ class LabeledImages:
         remap: raw label value -> project id (or ``classes.ignore_index``).
         colors: for colour-coded labels, (K, 3) RGB where row k is raw id k;
             None for id labels.
+        grey_is_index: colour-coded labels saved as one grey channel hold the raw id
+            itself (CVAT's masks may have 1 or 3 channels).
 
     Raises:
         ValueError: if ``pairs`` is empty or the remap targets a value that is
@@ -88,7 +90,7 @@ class LabeledImages:
 
     def __init__(self, pairs: Sequence[LabeledImage], classes: ClassSet,
                  remap: dict[int, int], colors: np.ndarray | None = None,
-                 source: str = "dataset") -> None:
+                 source: str = "dataset", grey_is_index: bool = False) -> None:
         if not pairs:
             raise ValueError(f"{source}: no labeled images found")
         bad = sorted(v for v in set(remap.values())
@@ -99,6 +101,7 @@ class LabeledImages:
         self.pairs = list(pairs)
         self.classes = classes
         self.colors = colors
+        self.grey_is_index = grey_is_index
         self.lut = remap_lut(remap, classes.ignore_index)
         self.known = np.zeros(256, bool)
         self.known[list(remap)] = True
@@ -114,27 +117,36 @@ class LabeledImages:
         """Return ``(rgb, class_ids)`` of pair ``index``; errors name the file."""
         pair = self.pairs[index]
         rgb = read_rgb(pair.image)
-        raw = self._raw_ids(pair.label)
+        raw, from_colours = self._raw_ids(pair.label)
         if raw.shape != rgb.shape[:2]:
             raise ValueError(
                 f"{pair.label}: label is {raw.shape[1]}x{raw.shape[0]} pixels but image "
                 f"{pair.image} is {rgb.shape[1]}x{rgb.shape[0]}")
         unknown = np.unique(raw[~self.known[raw]])
-        if unknown.size and self.colors is not None:
+        if unknown.size and from_colours:
             raise ValueError(f"{pair.label}: label has colours not in the colour map: "
                              f"{unknown_colours(read_rgb(pair.label), raw == UNKNOWN_COLOR)}")
         if unknown.size:
-            what = "colours not in the colour map" if self.colors is not None else (
-                f"values not in the remap / class list (0..{self.classes.num_classes - 1}"
-                f", ignore {self.classes.ignore_index})")
+            what = (f"values not in the remap / class list (0..{self.classes.num_classes - 1}"
+                    f", ignore {self.classes.ignore_index})" if self.colors is None else
+                    f"grey values that are no colour map index (0..{len(self.colors) - 1})")
             raise ValueError(f"{pair.label}: label has {what}: {unknown.tolist()[:10]}")
         return rgb, self.lut[raw]
 
-    def _raw_ids(self, path: Path) -> np.ndarray:
-        """Read a label file as raw ids (H, W) uint8 (colours decoded first)."""
-        if self.colors is None:
-            return read_id_label(path)
-        return color_to_ids(read_rgb(path), self.colors, unknown=UNKNOWN_COLOR)
+    def _raw_ids(self, path: Path) -> tuple[np.ndarray, bool]:
+        """Read a label file as raw ids (H, W) uint8, and whether they were decoded colours."""
+        if self.colors is None or (self.grey_is_index and png_mode(path) == "L"):
+            return read_id_label(path), False
+        return color_to_ids(read_rgb(path), self.colors, unknown=UNKNOWN_COLOR), True
+
+
+def png_mode(path: Path) -> str | None:
+    """Return an image file's PIL mode ("L", "P", "RGB"...) from its header; None if unreadable."""
+    try:
+        with Image.open(path) as image:
+            return image.mode
+    except (OSError, ValueError):
+        return None
 
 
 def unknown_colours(label_rgb: np.ndarray, where: np.ndarray, shown: int = 5) -> str:
@@ -357,7 +369,8 @@ def cvat_dataset(root: str | Path, classes: ClassSet, remap_path: str | Path | N
                         f"{list(classes.names)}; give --remap {{label: class}}")
     pairs = [LabeledImage(image, label)
              for image, label in cvat_pairs(root, images, IMAGE_SUFFIXES)]
-    return LabeledImages(pairs, classes, remap, labelmap_colors(labels), source=str(root))
+    return LabeledImages(pairs, classes, remap, labelmap_colors(labels), source=str(root),
+                         grey_is_index=True)
 
 
 def evenly_spaced(indices: Sequence[int], count: int) -> list[int]:

@@ -14,10 +14,14 @@ from typing import Any, Callable
 import numpy as np
 
 from dice_seg_ros.errors import DiceSegError
-from dice_seg_ros.runtime.traversability import CameraGrid, GridSpec
+from dice_seg_ros.runtime.pairing import header_stamp_ns
+from dice_seg_ros.runtime.traversability import CameraGrid, GridSpec, fuse
 
 # (camera frame_id, header stamp) -> 4x4 optical-to-grid transform, or None when unknown.
 PoseLookup = Callable[[str, Any], "np.ndarray | None"]
+# A camera's grid older than this, against the newest grid of any camera, leaves the fused
+# grid: a camera that stopped must not keep its last view in the plan.
+FUSE_MAX_AGE_S = 1.0
 
 
 class GridOutput:
@@ -74,6 +78,27 @@ class GridOutput:
             values["traversability_known_cells"] = str(int(known.sum()))
             values["traversability_lethal_cells"] = str(int((self.last >= 100).sum()))
         return values
+
+
+class GridFusion:
+    """The fused grid of several cameras: each camera's newest grid, worst known cost per cell.
+
+    Args:
+        max_age_s: grids whose stamp is older than the newest grid's by more than this,
+            seconds, are left out.
+
+    """
+
+    def __init__(self, max_age_s: float = FUSE_MAX_AGE_S) -> None:
+        self.max_age_ns = int(max_age_s * 1e9)
+        self.latest: dict[str, tuple[int, np.ndarray]] = {}
+
+    def add(self, camera: str, header: Any, costs: np.ndarray) -> np.ndarray:
+        """Keep ``camera``'s grid of the frame stamped ``header``; return the fused grid."""
+        self.latest[camera] = header_stamp_ns(header), costs
+        newest = max(stamp for stamp, _ in self.latest.values())
+        return fuse([grid for stamp, grid in self.latest.values()
+                     if newest - stamp <= self.max_age_ns])
 
 
 def occupancy_grid(costs: np.ndarray, spec: GridSpec, header: Any, frame: str,

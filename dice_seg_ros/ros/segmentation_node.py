@@ -46,7 +46,8 @@ from std_msgs.msg import Float32, Header, String
 
 from dice_seg_ros.classes import classes_for_model
 from dice_seg_ros.ros.diagnostics import LEVEL_WARN, diagnostic_array
-from dice_seg_ros.ros.grid_output import GridOutput, PoseLookup, occupancy_grid, quaternion_matrix
+from dice_seg_ros.ros.grid_output import (GridFusion, GridOutput, PoseLookup, occupancy_grid,
+                                          quaternion_matrix)
 from dice_seg_ros.ros.multi_camera import CameraTopics, camera_topics
 from dice_seg_ros.ros.node_params import (AUTO, AUTO_PROVIDERS, SEGMENTATION_NODE,
                                           SEGMENTATION_PARAMS, ParamSpec, reliability_for)
@@ -62,7 +63,7 @@ from dice_seg_ros.runtime.estimated_dice import sidecar_path
 from dice_seg_ros.runtime.inference import Segmenter
 from dice_seg_ros.runtime import outputs
 from dice_seg_ros.runtime.pairing import header_stamp_ns
-from dice_seg_ros.runtime.traversability import CameraGrid, fuse, grid_settings
+from dice_seg_ros.runtime.traversability import CameraGrid, grid_settings
 
 try:
     from vision_msgs.msg import LabelInfo, VisionClass
@@ -233,7 +234,8 @@ class SegmentationWiring:
         """Load the model and create the publishers, diagnostics timer and class tables."""
         node, values = self.node, self.values
         segmenter = make_segmenter(values, node.get_fully_qualified_name())
-        classes = classes_for_model(segmenter.meta.class_names, values["classes_file"] or None)
+        classes = classes_for_model(segmenter.meta.class_names, values["classes_file"] or None,
+                                    segmenter.class_costs)
         self.processor = FrameProcessor(segmenter, classes, Image, values["overlay_alpha"])
         topics = camera_topics(values["image_topics"], node.get_name(),
                                compressed=values["use_compressed"])
@@ -281,11 +283,10 @@ class SegmentationWiring:
         if len(self.cameras) > 1:
             fused = self._publisher(OccupancyGrid, f"~/{outputs.TRAVERSABILITY}")
             self._pubs["traversability"] = fused
-            latest: dict[str, Any] = {}
+            fusion = GridFusion()
 
             def on_grid(key: str, header: Any, grid: Any) -> None:
-                latest[key] = grid
-                fused.publish(occupancy_grid(fuse(list(latest.values())), spec, header, frame,
+                fused.publish(occupancy_grid(fusion.add(key, header, grid), spec, header, frame,
                                              OccupancyGrid))
             for key, camera in self.cameras.items():
                 camera.on_grid = lambda header, grid, key=key: on_grid(key, header, grid)
@@ -302,12 +303,17 @@ class SegmentationWiring:
         target = self.values["traversability.frame"]
 
         def lookup(source: str, stamp: Any) -> Any:
-            try:
-                t = buffer.lookup_transform(target, source, stamp).transform
-            except tf2_ros.TransformException:
-                return None
-            return quaternion_matrix((t.translation.x, t.translation.y, t.translation.z),
-                                     (t.rotation.x, t.rotation.y, t.rotation.z, t.rotation.w))
+            # At the frame's stamp; else the newest transform (a zero stamp), since a moving
+            # joint's TF often arrives after the image, and a parameter pose would be wrong.
+            for when in (stamp, type(stamp)()):
+                try:
+                    t = buffer.lookup_transform(target, source, when).transform
+                except tf2_ros.TransformException:
+                    continue
+                return quaternion_matrix((t.translation.x, t.translation.y, t.translation.z),
+                                         (t.rotation.x, t.rotation.y, t.rotation.z,
+                                          t.rotation.w))
+            return None
         return lookup
 
     def _make_worker(self) -> SegmentationWorker:

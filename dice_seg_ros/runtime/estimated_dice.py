@@ -7,7 +7,12 @@ probability (what every model kind gives: in-graph argmax models output both,
 logits are reduced to them) into a few numbers: the expected soft Dice of the
 mask under the network's probabilities, the mean top-class probability, the
 normalised entropy, the share of uncertain pixels, how many classes are
-predicted only on a sliver, and each class's predicted area. The probability
+predicted only on a sliver, and each class's predicted area; and, from the
+mask's shape, features that do not depend on how a camera renders the scene:
+how fragmented the mask is (boundary density, isolated pixels), uncertainty
+inside regions rather than on their edges, and sky predicted below the ground
+(a class-layout prior). The Segmenter computes them at the network's input
+resolution, on a grid of about 80x60 points whatever the camera. The probability
 left over by the top class is taken as spread evenly over the other classes,
 which is all that the max probability tells; :func:`features_from_probabilities`
 reduces a full ``(C, H, W)`` or ``(H, W, C)`` probability array the same way.
@@ -30,6 +35,7 @@ import hashlib
 import json
 import math
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -38,7 +44,7 @@ import numpy as np
 from dice_seg_ros.errors import ModelError
 
 SIDECAR_SUFFIX = ".quality.json"
-FORMAT_VERSION = 2
+FORMAT_VERSION = 3
 # Features are image means: a grid of about 80x60 points (every 8th pixel of a
 # 640x480 frame) gives nearly the figures of every pixel at a fraction of the cost.
 FEATURE_PIXELS = 4800
@@ -46,8 +52,14 @@ FEATURE_PIXELS = 4800
 MIN_AREA = 0.01
 # Probabilities are clipped here before logarithms.
 TINY = 1e-12
+# Features of the probabilities, then of the mask's shape (shape_features).
+SHAPE_FEATURES = ("boundary_density", "isolated_fraction", "interior_low_conf",
+                  "sky_below_ground")
 BASE_FEATURES = ("soft_dice", "soft_dice_large", "min_class_soft_dice", "top_prob",
-                 "entropy", "low_conf_fraction", "sliver_classes")
+                 "entropy", "low_conf_fraction", "sliver_classes") + SHAPE_FEATURES
+# Class names whose place in a frame is known: the sky is above the ground classes.
+SKY = "sky"
+GROUND = ("grass", "trail", "water")
 TEMPERATURES = tuple(float(t) for t in np.geomspace(0.5, 8.0, 25))
 RIDGE = 1.0
 
@@ -81,9 +93,30 @@ def temper(top: np.ndarray, num_classes: int, temperature: float) -> np.ndarray:
     return np.reciprocal(gap, out=gap)
 
 
+@dataclass(frozen=True)
+class Layout:
+    """Class ids whose place in a frame is known (for the ``sky_below_ground`` feature).
+
+    Attributes:
+        sky: the sky's class id, or None when the model has no sky class.
+        ground: ids of classes that lie on the ground (never under the sky).
+
+    """
+
+    sky: int | None = None
+    ground: tuple[int, ...] = ()
+
+
+def layout_for(class_names: Sequence[str]) -> Layout:
+    """Return the :class:`Layout` of a class list, by the names SKY and GROUND."""
+    names = list(class_names)
+    return Layout(sky=names.index(SKY) if SKY in names else None,
+                  ground=tuple(k for k, name in enumerate(names) if name in GROUND))
+
+
 def _grid(class_ids: np.ndarray, confidence: np.ndarray, num_classes: int,
           stride: int | None) -> tuple[np.ndarray, np.ndarray]:
-    """Check a frame's ids and confidence; return both subsampled, flat (ids as intp)."""
+    """Check a frame's ids and confidence; return both subsampled ``(h, w)`` (ids as intp)."""
     class_ids, confidence = np.asarray(class_ids), np.asarray(confidence)
     if class_ids.ndim != 2 or class_ids.shape != confidence.shape or class_ids.size == 0:
         raise ValueError(f"expected (H, W) class ids and confidence of the same shape, got "
@@ -93,22 +126,68 @@ def _grid(class_ids: np.ndarray, confidence: np.ndarray, num_classes: int,
     if num_classes < 2:
         raise ValueError(f"need at least 2 classes, got {num_classes}")
     step = stride or grid_stride(class_ids.shape)
-    ids = class_ids[::step, ::step].astype(np.intp).ravel()
+    ids = class_ids[::step, ::step].astype(np.intp)
     if ids.max() >= num_classes:
         raise ValueError(f"class id {ids.max()} is not below the {num_classes} classes")
-    return ids, confidence[::step, ::step].astype(np.float32).ravel()
+    return ids, confidence[::step, ::step].astype(np.float32)
+
+
+def shape_features(ids: np.ndarray, top: np.ndarray, layout: Layout) -> list[float]:
+    """Return the mask-shape features of an ``(h, w)`` grid of ids and max probabilities.
+
+    boundary_density: share of horizontally or vertically neighbouring grid
+    points with different ids; isolated_fraction: share of points whose id none
+    of its 4 neighbours has (speckle); interior_low_conf: share of points inside
+    a region (all 4 neighbours agree) with max probability < 0.5 (doubt that
+    edges do not explain); sky_below_ground: share of points predicted sky with
+    a ground class above them in their column.
+    """
+    across = ids[:, 1:] != ids[:, :-1]
+    down = ids[1:] != ids[:-1]
+    pairs = across.size + down.size
+    boundary = (np.count_nonzero(across) + np.count_nonzero(down)) / pairs if pairs else 0.0
+    edge = _any_neighbour(across, down)
+    np.logical_not(across, out=across)
+    np.logical_not(down, out=down)
+    isolated = 1.0 - np.count_nonzero(_any_neighbour(across, down)) / ids.size
+    # Low confidence on a point no edge passes through: top < 0.5 and not edge.
+    doubt = np.count_nonzero((top < 0.5) > edge) / ids.size
+    sky_below = 0.0
+    if layout.sky is not None and layout.ground:
+        is_ground = np.zeros(max(int(ids.max()), *layout.ground) + 1, np.bool_)
+        is_ground[list(layout.ground)] = True
+        ground_above = np.logical_or.accumulate(is_ground[ids], axis=0)[:-1]
+        sky_below = np.count_nonzero(ground_above & (ids[1:] == layout.sky)) / ids.size
+    return [float(boundary), float(isolated), float(doubt), float(sky_below)]
+
+
+def _any_neighbour(across: np.ndarray, down: np.ndarray) -> np.ndarray:
+    """Return the ``(h, w)`` points where a neighbour pair flag holds on any of their 4 sides.
+
+    ``across`` flags the ``(h, w - 1)`` horizontal pairs, ``down`` the ``(h - 1, w)``
+    vertical ones.
+    """
+    out = np.zeros((down.shape[0] + 1, across.shape[1] + 1), np.bool_)
+    out[:, 1:] |= across
+    out[:, :-1] |= across
+    out[1:] |= down
+    out[:-1] |= down
+    return out
 
 
 def frame_features(class_ids: np.ndarray, confidence: np.ndarray, num_classes: int,
-                   temperature: float = 1.0, stride: int | None = None) -> np.ndarray:
-    """Return the ``(7 + C,)`` float64 features of one frame (see :func:`feature_names`).
+                   temperature: float = 1.0, stride: int | None = None,
+                   layout: Layout = Layout()) -> np.ndarray:
+    """Return the ``(11 + C,)`` float64 features of one frame (see :func:`feature_names`).
 
     Args:
-        class_ids: ``(H, W)`` predicted class ids (any resolution).
+        class_ids: ``(H, W)`` predicted class ids (best at the network's resolution).
         confidence: ``(H, W)`` max softmax probability of each pixel.
         num_classes: C.
         temperature: softmax temperature applied first (a calibration's).
         stride: pixel step of the grid; default :func:`grid_stride`.
+        layout: where the classes belong (:func:`layout_for`); without it
+            ``sky_below_ground`` is 0.
 
     Returns:
         soft_dice: mean over classes predicted anywhere or expected on >= 1 % of
@@ -119,11 +198,13 @@ def frame_features(class_ids: np.ndarray, confidence: np.ndarray, num_classes: i
         top_prob: mean max probability; entropy: mean entropy / log C;
         low_conf_fraction: share of pixels whose max probability is < 0.5;
         sliver_classes: classes predicted on under 1 % (each costs the true mean
-        Dice a near-zero term); area_<class>: predicted share of the frame.
+        Dice a near-zero term); then :func:`shape_features`; area_<class>:
+        predicted share of the frame.
 
     """
-    ids, top = _grid(class_ids, confidence, num_classes, stride)
-    top = temper(top, num_classes, temperature)
+    grid_ids, grid_top = _grid(class_ids, confidence, num_classes, stride)
+    grid_top = temper(grid_top, num_classes, temperature)
+    ids, top = grid_ids.ravel(), grid_top.ravel()
     pixels = ids.size
     area = np.bincount(ids, minlength=num_classes) / pixels
     hit = np.bincount(ids, weights=top, minlength=num_classes) / pixels
@@ -142,6 +223,7 @@ def frame_features(class_ids: np.ndarray, confidence: np.ndarray, num_classes: i
             soft[large].min() if large.any() else 0.0, mean_top,
             float(entropy) / math.log(num_classes), float((top < 0.5).mean()),
             float(((area > 0) & ~large).sum())]
+    base += shape_features(grid_ids, grid_top, layout)
     return np.concatenate([np.asarray(base, np.float64), area])
 
 
@@ -181,12 +263,13 @@ def argmax_max(probs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 
 def features_from_probabilities(probs: np.ndarray, channel_axis: int = 0,
-                                temperature: float = 1.0) -> np.ndarray:
+                                temperature: float = 1.0,
+                                layout: Layout = Layout()) -> np.ndarray:
     """Return :func:`frame_features` of a full ``(C, H, W)`` or ``(H, W, C)`` probability array."""
     probs = channels_first(probs, channel_axis)
     step = grid_stride(probs.shape[1:])
     ids, top = argmax_max(probs[:, ::step, ::step])
-    return frame_features(ids, top, probs.shape[0], temperature, stride=1)
+    return frame_features(ids, top, probs.shape[0], temperature, stride=1, layout=layout)
 
 
 def rankdata(values: np.ndarray) -> np.ndarray:
@@ -273,7 +356,8 @@ def temperature_nll(class_ids: np.ndarray, confidence: np.ndarray, labels: np.nd
         raise ValueError(f"labels {labels.shape} do not match class ids "
                          f"{np.shape(class_ids)}")
     step = stride or grid_stride(labels.shape)
-    ids, top = _grid(class_ids, confidence, num_classes, step)
+    grid_ids, grid_top = _grid(class_ids, confidence, num_classes, step)
+    ids, top = grid_ids.ravel(), grid_top.ravel()
     target = labels[::step, ::step].ravel()
     keep = target < num_classes if ignore_index is None else (
         (target != ignore_index) & (target < num_classes))
@@ -338,9 +422,20 @@ class Calibration:
         """Number of classes C the features describe."""
         return len(self.feature_names) - len(BASE_FEATURES)
 
+    @cached_property
+    def layout(self) -> Layout:
+        """Where the classes belong, from the class names of the ``area_<class>`` features."""
+        return layout_for([name.removeprefix("area_")
+                           for name in self.feature_names[len(BASE_FEATURES):]])
+
     def estimate(self, class_ids: np.ndarray, confidence: np.ndarray) -> float:
-        """Return the estimated mean Dice of one frame from its ids and max probability."""
-        features = frame_features(class_ids, confidence, self.num_classes, self.temperature)
+        """Return the estimated mean Dice of one frame from its ids and max probability.
+
+        Pass them at the network's input resolution, as the Segmenter does:
+        the features are fitted there (``dice-seg calibrate``).
+        """
+        features = frame_features(class_ids, confidence, self.num_classes, self.temperature,
+                                  layout=self.layout)
         return float(self.predict(features)[0])
 
     def to_dict(self) -> dict[str, Any]:
@@ -358,7 +453,7 @@ class Calibration:
         try:
             if data["format_version"] != FORMAT_VERSION:
                 raise ValueError(f"format_version {data['format_version']} is not "
-                                 f"{FORMAT_VERSION}")
+                                 f"{FORMAT_VERSION}; re-run 'dice-seg calibrate'")
             cal = cls(temperature=float(data["temperature"]),
                       feature_names=tuple(data["feature_names"]),
                       mean=np.asarray(data["mean"], np.float64),

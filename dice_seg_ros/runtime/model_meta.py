@@ -116,6 +116,9 @@ class Sidecar:
         class_colors: RGB colour per network class id.
         remap: network class name -> class name of the node's classes file, or
             empty when the network's classes are the node's classes.
+        class_costs: traversability cost per network class id (-1 unknown, 0 free .. 100
+            lethal), None where the sidecar gives none. Unused with a ``remap``: the node's
+            classes file then gives the costs.
 
     """
 
@@ -123,6 +126,7 @@ class Sidecar:
     output: str
     class_colors: tuple[tuple[int, int, int], ...]
     remap: dict[str, str] = field(default_factory=dict)
+    class_costs: tuple[int | None, ...] = ()
 
 
 def sidecar_path(model_path: str | Path) -> Path:
@@ -185,12 +189,23 @@ def _input_size(value: Any, graph_size: tuple[Any, Any], source: str) -> tuple[i
     return int(value[0]), int(value[1])
 
 
-def _classes(value: Any, source: str) -> tuple[tuple[str, ...], tuple[tuple[int, int, int], ...]]:
-    """Parse ``classes: [{name, color}, ...]`` (list index = network class id)."""
+def _cost(entry: dict, where: str, source: str) -> int | None:
+    """Parse a class's optional ``cost`` (-1 unknown, 0 free .. 100 lethal); None if absent."""
+    cost = entry.get("cost")
+    if cost is not None and (isinstance(cost, bool) or not isinstance(cost, int)
+                             or not -1 <= cost <= 100):
+        raise ModelError(f"{source}: sidecar {where}.cost {cost!r} is not an integer from -1 "
+                         f"(unknown) to 100 (lethal)")
+    return cost
+
+
+def _classes(value: Any, source: str) -> tuple[tuple[str, ...], tuple[tuple[int, int, int], ...],
+                                               tuple[int | None, ...]]:
+    """Parse ``classes: [{name, color, cost}, ...]`` (list index = network class id)."""
     if not isinstance(value, list) or not value:
         raise ModelError(f"{source}: sidecar field 'classes' must be a non-empty list of "
                          f"{{name, color}} in network class id order, got {value!r}")
-    names, colors = [], []
+    names, colors, costs = [], [], []
     for index, entry in enumerate(value):
         if not isinstance(entry, dict):
             raise ModelError(f"{source}: sidecar classes[{index}] must be a mapping with "
@@ -202,9 +217,10 @@ def _classes(value: Any, source: str) -> tuple[tuple[str, ...], tuple[tuple[int,
         if not all(0 <= c <= 255 for c in color):
             raise ModelError(f"{source}: sidecar {where}.color {list(color)} is not in 0..255")
         colors.append(color)
+        costs.append(_cost(entry, where, source))
     if len(set(names)) != len(names):
         raise ModelError(f"{source}: sidecar class names repeat: {names}")
-    return tuple(names), tuple(colors)
+    return tuple(names), tuple(colors), tuple(costs)
 
 
 def _remap(value: Any, names: tuple[str, ...], source: str) -> dict[str, str]:
@@ -233,7 +249,8 @@ def read_sidecar(path: str | Path, graph_size: tuple[Any, Any] = (None, None)) -
     graph fixes it), ``mean`` and ``std`` (per channel in the network's colour
     order, on pixels scaled to 0..1),
     ``color_order`` ("rgb" or "bgr", default "rgb"), ``classes`` (list of
-    ``{name, color}`` in network class id order), ``output`` ("logits" or
+    ``{name, color}`` in network class id order, each with an optional ``cost`` for the
+    traversability grid), ``output`` ("logits" or
     "class_ids") and optional ``remap`` ({network class: node class}).
 
     Args:
@@ -268,10 +285,10 @@ def read_sidecar(path: str | Path, graph_size: tuple[Any, Any] = (None, None)) -
     output = str(_field(doc, "output", source, f"one of {OUTPUT_KINDS}"))
     if output not in OUTPUT_KINDS:
         raise ModelError(f"{source}: sidecar output {output!r} is not one of {OUTPUT_KINDS}")
-    names, colors = _classes(_field(doc, "classes", source,
-                                    "list of {name, color} in network class id order"),
-                             source)
+    names, colors, costs = _classes(_field(doc, "classes", source,
+                                           "list of {name, color} in network class id order"),
+                                    source)
     meta = ModelMeta(input_width=width, input_height=height, mean=mean, std=std,
                      class_names=names, arch="external", color_order=color_order)
     return Sidecar(meta=meta, output=output, class_colors=colors,
-                   remap=_remap(doc.get("remap"), names, source))
+                   remap=_remap(doc.get("remap"), names, source), class_costs=costs)

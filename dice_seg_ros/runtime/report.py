@@ -102,14 +102,15 @@ def write_per_frame_csv(path: Path, tracker: DiceTracker, class_names: Sequence[
 
 
 def plot_title(what: str, extra: dict[str, Any] | None) -> str:
-    """Return a plot title: ``what``, then the bag and the model file it is about, when known."""
-    about = [f"{key}: {Path(str(extra[key])).name}" for key in ("bag", "model")
+    """Return a plot title naming the recording and the model the figures are of, if known."""
+    names = [Path(str(extra[key])).name for key in ("bag", "model")
              if extra and extra.get(key)]
-    return f"{what}\n{', '.join(about)}" if about else what
+    return f"{what}: {', '.join(names)}" if names else what
 
 
 def plot_dice_over_time(path: Path, tracker: DiceTracker, class_names: Sequence[str],
-                        colors: np.ndarray | None = None, title: str = "Dice per frame") -> Any:
+                        colors: np.ndarray | None = None, title: str = "Dice per frame"
+                        ) -> Any:
     """Plot per-class Dice per frame (gaps where a class is absent) and the mean.
 
     Returns the matplotlib Figure, saved to ``path``.
@@ -143,8 +144,8 @@ def plot_dice_over_time(path: Path, tracker: DiceTracker, class_names: Sequence[
 
 
 def plot_confusion(path: Path, matrix: np.ndarray, class_names: Sequence[str],
-                   title: str = "Confusion matrix (row-normalised)") -> Any:
-    """Plot the row-normalised confusion matrix (rows = label) in percent, as its colour bar.
+                   title: str = "Confusion matrix") -> Any:
+    """Plot the row-normalised confusion matrix (rows = label) in percent of label pixels.
 
     Returns the matplotlib Figure, saved to ``path``.
     """
@@ -152,13 +153,13 @@ def plot_confusion(path: Path, matrix: np.ndarray, class_names: Sequence[str],
 
     totals = matrix.sum(axis=1, keepdims=True)
     with np.errstate(invalid="ignore", divide="ignore"):
-        percent = np.where(totals > 0, 100.0 * matrix / np.maximum(totals, 1), np.nan)
+        percent = np.where(totals > 0, 100 * matrix / np.maximum(totals, 1), np.nan)
     size = 1.0 + 0.8 * len(class_names)
     figure = Figure(figsize=(size + 1.5, size + 0.5))
     figure.subplots_adjust(left=0.2, right=0.95, bottom=0.22, top=0.88)
     axes = figure.add_subplot()
     image = axes.imshow(percent, cmap="Blues", vmin=0.0, vmax=100.0)
-    figure.colorbar(image, ax=axes, label="% of label pixels")
+    figure.colorbar(image, ax=axes, label="% of the label's pixels")
     ticks = np.arange(len(class_names))
     axes.set_xticks(ticks, labels=class_names, rotation=45, ha="right")
     axes.set_yticks(ticks, labels=class_names)
@@ -166,7 +167,7 @@ def plot_confusion(path: Path, matrix: np.ndarray, class_names: Sequence[str],
     for (row, col), value in np.ndenumerate(percent):
         text = "-" if np.isnan(value) else f"{value:.1f}"
         axes.text(col, row, text, ha="center", va="center", fontsize=8,
-                  color="white" if value > 60.0 else "black")
+                  color="white" if value > 60 else "black")
     figure.savefig(path, dpi=110)
     return figure
 
@@ -221,9 +222,9 @@ def write_report(out_dir: str | Path, tracker: DiceTracker, class_names: Sequenc
     else:
         per_frame(paths["per_frame"])
     plot_dice_over_time(paths["dice_over_time"], tracker, class_names, colors,
-                        title=plot_title("Dice per frame", extra))
+                        plot_title("Dice per frame", extra))
     plot_confusion(paths["confusion_matrix"], tracker.cumulative.matrix, class_names,
-                   title=plot_title("Confusion matrix (row-normalised)", extra))
+                   plot_title("Confusion matrix", extra))
     return paths
 
 

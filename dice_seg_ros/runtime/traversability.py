@@ -193,7 +193,11 @@ class GroundProjection:
         self.pixels = pixels.astype(np.intp)
         # Frames are binned over the reached cells only (numbered 0..R-1), not the whole grid.
         self.reached, self.slot = np.unique(cells, return_inverse=True)
-        self._bins: tuple[bytes, np.ndarray, np.ndarray, np.ndarray] | None = None
+        self.slot = self.slot.astype(np.intp).ravel()
+        # Pixels a class needs in each reached cell to count there: the cell's sampled pixels
+        # do not change with the frame, so neither does the threshold.
+        self.need = grid.min_share * np.bincount(self.slot, minlength=self.reached.size)
+        self._bins: tuple[bytes, np.ndarray, np.ndarray] | None = None
 
     @property
     def empty(self) -> bool:
@@ -213,29 +217,29 @@ class GroundProjection:
             raise ValueError(f"mask of {class_ids.shape[1]}x{class_ids.shape[0]} px does not "
                              f"match the projection's {self.image_size[0]}x"
                              f"{self.image_size[1]}")
-        levels, slot, level_of_id = self._bins_for(np.asarray(class_costs, np.int16))
-        counts = np.bincount(slot + level_of_id[class_ids.ravel()[self.pixels]],
+        levels, first_bin = self._bins_for(np.asarray(class_costs, np.int16))
+        counts = np.bincount(first_bin[class_ids.ravel()[self.pixels]] + self.slot,
                              minlength=self.reached.size * len(levels))
-        counts = counts.reshape(self.reached.size, len(levels))
-        counting = counts >= self.grid.min_share * counts.sum(1, keepdims=True)
-        counting &= counts > 0
+        # One row per cost level: the cell rule reduces over rows, element by element.
+        counting = counts.reshape(len(levels), self.reached.size) >= self.need
         grid = np.full(self.grid.cells_x * self.grid.cells_y, UNKNOWN, np.int8)
-        grid[self.reached] = np.where(counting, levels, UNKNOWN).max(1)
+        grid[self.reached] = np.where(counting, levels[:, None], UNKNOWN).max(0)
         return grid.reshape(self.grid.cells_y, self.grid.cells_x)
 
-    def _bins_for(self, class_costs: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Return (cost levels, each pixel's first bin, class id -> level), cached per table.
+    def _bins_for(self, class_costs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Return (ascending cost levels, class id -> first bin of its level), cached per table.
 
         Only the distinct costs matter to the cell rule, so frames are binned by cost level,
-        not by class, and a pixel's bin is its cell's slot times the level count plus its level.
+        not by class: a pixel's bin is its level times the reached-cell count plus its cell's
+        slot.
         """
         key = class_costs.tobytes()
         if self._bins is None or self._bins[0] != key:
             lut = np.full(256, UNKNOWN, np.int16)
             lut[: len(class_costs)] = class_costs
             levels, level_of_id = np.unique(lut, return_inverse=True)
-            self._bins = key, levels, self.slot * len(levels), level_of_id.astype(np.intp)
-        return self._bins[1], self._bins[2], self._bins[3]
+            self._bins = key, levels, level_of_id.astype(np.intp).ravel() * self.reached.size
+        return self._bins[1], self._bins[2]
 
 
 def _sample_per_cell(pixels: np.ndarray, cells: np.ndarray, cap: int

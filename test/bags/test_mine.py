@@ -7,13 +7,15 @@ import csv
 import cv2
 import numpy as np
 import pytest
-from conftest import SMALL_H, SMALL_W
+from conftest import SMALL_H, SMALL_W, image_msg
 
 from dice_seg_ros.bags import mine as mine_mod
-from dice_seg_ros.bags.synthetic_bag import write_synthetic_bag
+from dice_seg_ros.bags.bag_io import BagWriter
+from dice_seg_ros.bags.synthetic_bag import START_NS, write_synthetic_bag
 from dice_seg_ros.classes import load_classes
 from dice_seg_ros.cli import main
 from dice_seg_ros.data.datasets import open_dataset
+from dice_seg_ros.data.synthetic import generate_scene
 
 
 @pytest.fixture(scope="module")
@@ -42,6 +44,8 @@ def test_mining_writes_the_least_sure_frames_with_prelabels_and_sheet(
     picked = rows(out)
     assert len(picked) == 4
     assert {"image", "bag", "stamp_ns", "estimated_dice", "reason"} <= set(picked[0])
+    assert all(float(r["bag_time_s"]) == pytest.approx((int(r["stamp_ns"]) - START_NS) / 1e9)
+               for r in picked)
     estimates = [float(r["estimated_dice"]) for r in picked]
     assert estimates == sorted(estimates)
     every = [c.estimate for f in sorted((out / "scores").glob("*.npz"))
@@ -112,3 +116,32 @@ def test_model_without_calibration_is_refused(bags, tmp_path, tiny_onnx_model, c
             "--model", str(tiny_onnx_model), "--no-progress"]
     assert main(argv) == 2
     assert "no estimated-Dice calibration" in capsys.readouterr().err
+
+
+def test_missing_bag_is_one_line_naming_it(tmp_path, calibrated_tiny_model, capsys):
+    missing = tmp_path / "no_such_drive.mcap"
+    argv = ["mine", "--bags", str(missing), "--count", "1", "--out", str(tmp_path / "o"),
+            "--model", str(calibrated_tiny_model), "--no-progress"]
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert str(missing) in err and len(err.splitlines()) == 1
+
+
+def test_unset_header_stamps_fall_back_to_log_times(tmp_path, calibrated_tiny_model):
+    """A driver that leaves stamps at 0: log times spread the picks and name the files."""
+    bag = tmp_path / "unstamped"
+    with BagWriter(bag) as writer:
+        for k in range(6):
+            rgb, _ = generate_scene(40 + k, SMALL_W, SMALL_H)
+            writer.write("/camera/image_raw", (k + 1) * 10**9, image_msg(rgb, 0))
+    out = tmp_path / "o"
+    argv = ["mine", "--bags", str(bag), "--count", "3", "--out", str(out), "--model",
+            str(calibrated_tiny_model), "--window-s", "1.5", "--min-distance", "0",
+            "--no-progress"]
+    assert main(argv) == 0
+    stamps = sorted(int(r["stamp_ns"]) for r in rows(out))
+    assert len(stamps) == 3 and min(b - a for a, b in zip(stamps, stamps[1:])) >= 2 * 10**9
+    for row in rows(out):
+        k = int(row["stamp_ns"]) // 10**9 - 1
+        rgb = cv2.imread(str(out / row["image"]))[..., ::-1]
+        assert (rgb == generate_scene(40 + k, SMALL_W, SMALL_H)[0]).all()

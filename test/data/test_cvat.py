@@ -7,6 +7,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
+from PIL import Image
 
 from dice_seg_ros.classes import load_classes
 from dice_seg_ros.data.cvat import CvatError
@@ -114,3 +115,38 @@ def test_remap_to_an_unknown_class_is_refused(tmp_path):
     remap.write_text("rock: boulder\n")
     with pytest.raises(CvatError, match="'boulder' is not a class"):
         open_dataset(root, "cvat", CLASSES, remap)
+
+
+def test_label_without_its_image_is_named(tmp_path):
+    root = write_export(tmp_path / "export", [layout(), layout()])
+    next((root / "JPEGImages").glob("frame_000001.*")).unlink()
+    with pytest.raises(CvatError, match=r"no image frame_000001\.\*.*frame_000001\.png"):
+        open_dataset(root, "cvat", CLASSES)
+
+
+def test_palette_label_pngs_read_like_rgb_ones(tmp_path):
+    """Some tools save the masks as indexed (palette) PNGs; their colours are what counts."""
+    root = write_export(tmp_path / "export", [layout()])
+    label = root / "SegmentationClass" / "frame_000000.png"
+    _, rgb_ids = open_dataset(root, "cvat", CLASSES)[0]
+    palette = [c for rgb in LABELMAP.values() for c in rgb]
+    indexed = Image.fromarray(layout().astype(np.uint8), mode="P")
+    indexed.putpalette(palette)
+    indexed.save(label)
+    _, ids = open_dataset(root, "cvat", CLASSES)[0]
+    assert (ids == rgb_ids).all()
+
+
+def test_one_channel_masks_hold_labelmap_indices(tmp_path):
+    """A mask of one channel (CVAT allows 1 or 3) holds labelmap indices as grey values."""
+    root = write_export(tmp_path / "export", [layout()])
+    label = root / "SegmentationClass" / "frame_000000.png"
+    _, rgb_ids = open_dataset(root, "cvat", CLASSES)[0]
+    Image.fromarray(layout().astype(np.uint8), mode="L").save(label)
+    _, ids = open_dataset(root, "cvat", CLASSES)[0]
+    assert (ids == rgb_ids).all()
+    beyond = layout().astype(np.uint8)
+    beyond[0, :2] = len(LABELMAP) + 2
+    Image.fromarray(beyond, mode="L").save(label)
+    with pytest.raises(ValueError, match=r"frame_000000.png.*no colour map index.*\[7\]"):
+        open_dataset(root, "cvat", CLASSES)[0]

@@ -140,7 +140,7 @@ def test_camera_topics_put_outputs_under_each_camera_namespace():
 
 
 @pytest.mark.parametrize("topics, reason", [
-    ([], "is empty; give at least one value"), (["/a/image", ""], "one non-empty topic"),
+    ([], "image_topics is empty"), (["/a/image", ""], "one non-empty topic"),
     (["/front/left", "/front/right"], "its own namespace"), (["/a/"], "non-empty")])
 def test_image_topics_are_validated(topics, reason):
     assert reason in validate(spec_map(SEGMENTATION_PARAMS)["image_topics"], topics)

@@ -155,3 +155,51 @@ def test_grid_parameter_out_of_range_stops_the_node_with_its_name(tmp_path):
     out, _ = proc.communicate(timeout=60)
     assert proc.returncode != 0
     assert "traversability.resolution" in out and "Traceback" not in out
+
+
+def test_two_cameras_fuse_into_the_nodes_grid(tmp_path):
+    proc = start_node(fixed_mask_model(tmp_path), "-p",
+                      "image_topics:=[/front/image, /rear/image]",
+                      "-p", "traversability.range:=6.0", "-p", "traversability.width:=4.0")
+    focal = {"front": F, "rear": 2 * F}   # the rear camera sees further: another footprint
+    try:
+        with rclpy_graph(domain_id=DOMAIN, timeout_s=40.0) as (context, add, spin_until):
+            node = add(rclpy.create_node("fuse_test", context=context))
+            images = {n: node.create_publisher(Image, f"/{n}/image", RELIABLE) for n in focal}
+            infos = {n: node.create_publisher(CameraInfo, f"/{n}/camera_info", RELIABLE)
+                     for n in focal}
+            grids = {n: [] for n in (*focal, "fused")}
+            for name in focal:
+                node.create_subscription(OccupancyGrid, f"/{name}/dice_seg/traversability",
+                                         grids[name].append, RELIABLE)
+            node.create_subscription(OccupancyGrid, "/cam/dice_seg/traversability",
+                                     grids["fused"].append, RELIABLE)
+            assert spin_until(lambda: all(p.get_subscription_count() for p in images.values())
+                              and all(p.get_subscription_count() for p in infos.values())), \
+                proc.stdout.read() if proc.poll() is not None else "node did not subscribe"
+            header = Header(frame_id="optical")
+            header.stamp.sec = 5
+            for name, publisher in infos.items():
+                info = camera_info(header)
+                info.k[0] = info.k[4] = focal[name]
+                publisher.publish(info)
+            spin_until(lambda: False, timeout=0.3)
+            for publisher in images.values():
+                publisher.publish(numpy_to_image(np.zeros((H, W, 3), np.uint8), "rgb8", header,
+                                                 Image))
+            assert spin_until(lambda: grids["front"] and grids["rear"]
+                              and len(grids["fused"]) >= 2)
+    finally:
+        proc.kill()
+        proc.wait()
+
+    def costs(grid: OccupancyGrid) -> np.ndarray:
+        return np.array(grid.data, np.int8).reshape(grid.info.height, grid.info.width)
+
+    front, rear, fused = (costs(grids[n][-1]) for n in ("front", "rear", "fused"))
+    assert not np.array_equal(front, rear)
+    np.testing.assert_array_equal(fused, np.maximum(front, rear))
+    # Each camera adds to the other: rear's obstacle lies on front's trail, front sees nearer.
+    assert (fused == 100).sum() > (front == 100).sum() and (fused >= 0).sum() > (rear >= 0).sum()
+    assert grids["fused"][-1].header.stamp.sec == 5
+    assert grids["fused"][-1].header.frame_id == "base_link"

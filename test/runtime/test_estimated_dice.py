@@ -15,8 +15,8 @@ from dice_seg_ros.runtime.estimated_dice import (BASE_FEATURES, calibration_for_
                                                  feature_names, features_from_probabilities,
                                                  file_sha256, fit_calibration, fit_temperature,
                                                  frame_features, grid_stride, isotonic_fit,
-                                                 load_calibration, rankdata, sidecar_path,
-                                                 spearman, temper, temperature_nll)
+                                                 layout_for, load_calibration, rankdata,
+                                                 sidecar_path, spearman, temper, temperature_nll)
 
 C = 4
 
@@ -80,6 +80,59 @@ def test_channel_last_equals_channel_first_and_bad_input_is_named():
         frame_features(ids, np.ones((4, 4), np.uint8), C)
     with pytest.raises(ValueError, match="class id 4"):
         frame_features(ids + 4, np.ones((4, 4), np.float32), C)
+
+
+def _scene(noise, rng, shape=(60, 80)):
+    """Return ids and max probabilities of a sky-over-trail frame with ``noise`` speckle.
+
+    A share ``noise`` of the pixels takes a random class, and every pixel's
+    probability falls from 0.95 as the noise grows: the look of a network on
+    a camera it does not know.
+    """
+    names = load_classes().names
+    ids = np.full(shape, names.index("trail"), np.uint8)
+    ids[:shape[0] // 3] = names.index("sky")
+    flip = rng.random(shape) < noise
+    ids[flip] = rng.integers(0, len(names), size=int(flip.sum()))
+    top = np.clip(rng.normal(0.95 - noise, 0.1, size=shape), 0.2, 1.0).astype(np.float32)
+    return ids, top
+
+
+def test_a_noisy_mask_is_more_fragmented_and_doubtful_than_a_consistent_one():
+    rng = np.random.default_rng(9)
+    names = load_classes().names
+    layout = layout_for(names)
+    clean = frame_features(*_scene(0.0, rng), len(names), stride=1, layout=layout)
+    noisy = frame_features(*_scene(0.4, rng), len(names), stride=1, layout=layout)
+    assert _feature(clean, "boundary_density") == pytest.approx(80 / (59 * 80 + 60 * 79))
+    assert _feature(clean, "isolated_fraction") == 0.0
+    assert _feature(clean, "sky_below_ground") == 0.0
+    for name in ("boundary_density", "isolated_fraction", "interior_low_conf",
+                 "sky_below_ground"):
+        assert _feature(noisy, name) > _feature(clean, name), name
+
+
+def test_sky_below_the_ground_is_counted_only_with_a_layout():
+    names = load_classes().names
+    ids = np.full((10, 4), names.index("sky"), np.uint8)
+    ids[:3] = names.index("grass")  # ground on top, sky under it: upside down
+    ones = np.ones(ids.shape, np.float32)
+    upside_down = frame_features(ids, ones, len(names), stride=1, layout=layout_for(names))
+    assert _feature(upside_down, "sky_below_ground") == pytest.approx(0.7)
+    assert _feature(frame_features(ids, ones, len(names), stride=1), "sky_below_ground") == 0
+    assert layout_for(("a", "b")).sky is None
+
+
+def test_calibrated_estimate_ranks_consistent_masks_above_noisy_ones():
+    rng = np.random.default_rng(10)
+    names = load_classes().names
+    layout = layout_for(names)
+    noise = rng.uniform(0.0, 0.5, size=60)
+    features = np.stack([frame_features(*_scene(n, rng), len(names), layout=layout)
+                         for n in noise])
+    calibration = fit_calibration(features, 1.0 - noise, 1.0, feature_names(names))
+    clean, noisy = _scene(0.05, rng), _scene(0.35, rng)
+    assert calibration.estimate(*clean) > calibration.estimate(*noisy) + 0.1
 
 
 def test_features_use_about_4800_grid_points():
@@ -156,7 +209,7 @@ def test_calibration_tracks_dice_and_round_trips(tmp_path):
     assert np.array_equal(loaded.predict(features), estimate)
     assert loaded.temperature == 1.3
     assert loaded.num_classes == 1
-    with pytest.raises(ValueError, match="expected 8 features"):
+    with pytest.raises(ValueError, match=f"expected {len(calibration.feature_names)} features"):
         calibration.predict(features[:, :2])
 
 
@@ -206,15 +259,26 @@ def test_calibrate_command_writes_a_sidecar_for_the_model(small_bag, tiny_onnx_m
                                                           capsys):
     out = tmp_path / "cal.json"
     code = main(["calibrate", "--bag", str(small_bag), "--image-topic", IMAGE_TOPIC,
-                 "--label-topic", LABEL_TOPIC, "--generated", "24", "--model",
-                 str(tiny_onnx_model), "--threads", "1", "--out", str(out), "--no-progress"])
+                 "--label-topic", LABEL_TOPIC, "--generated", "32", "--generated-augment",
+                 "camera", "--model", str(tiny_onnx_model), "--threads", "1", "--out", str(out),
+                 "--no-progress"])
     assert code == 0
-    assert "calibrated on 28 frames" in capsys.readouterr().out
+    assert "calibrated on 36 frames" in capsys.readouterr().out
     calibration = load_calibration(out, tiny_onnx_model)
     assert calibration.model_file == tiny_onnx_model.name
     assert calibration.num_classes == load_classes().num_classes
-    assert calibration.fit["frames"] == 28 and str(small_bag) in calibration.fit["data"]
+    assert calibration.fit["frames"] == 36 and str(small_bag) in calibration.fit["data"]
+    assert any("augmented (camera)" in source for source in calibration.fit["data"])
     assert main(["calibrate", "--model", str(tiny_onnx_model)]) == 2
+
+
+def test_augmented_generated_frames_differ_from_the_plain_scenes():
+    plain = list(generated_frames(2, seed=21, width=SMALL_W, height=SMALL_H))
+    looks = list(generated_frames(2, seed=21, width=SMALL_W, height=SMALL_H, augment="domain"))
+    again = list(generated_frames(2, seed=21, width=SMALL_W, height=SMALL_H, augment="domain"))
+    for (rgb, ids), (aug_rgb, aug_ids), (rgb2, _) in zip(plain, looks, again):
+        assert aug_rgb.shape == rgb.shape and aug_ids.shape == ids.shape
+        assert not np.array_equal(aug_rgb, rgb) and np.array_equal(aug_rgb, rgb2)
 
 
 def test_argmax_max_matches_numpy_with_ties():
@@ -257,8 +321,8 @@ def test_eval_reports_estimated_beside_true_dice(small_bag, tiny_onnx_model, tmp
     frames = list(generated_frames(4, seed=3, width=SMALL_W, height=SMALL_H))
     for row, truth, (rgb, _) in zip(rows, per_frame, frames):
         assert float(row["true_mean_dice"]) == pytest.approx(float(truth["mean_dice"]))
-        segmented = segmenter.segment(rgb, with_confidence=True)
-        expected = calibration.estimate(segmented.class_ids, segmented.confidence)
+        segmented = segmenter.segment(rgb)
+        expected = calibration.estimate(*segmented.network_planes)
         assert segmenter.segment(rgb).estimated_dice == pytest.approx(expected)
         assert float(row["estimated_mean_dice"]) == pytest.approx(expected, abs=1e-6)
     agreement = result.report["estimated_dice"]

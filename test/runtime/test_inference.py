@@ -1,12 +1,14 @@
 from __future__ import annotations
 
+import cv2
 import numpy as np
 import pytest
 from conftest import shipped_model_or_skip, tiny_conv_weights, write_tiny_onnx
 
 from dice_seg_ros.errors import ModelError
 from dice_seg_ros.runtime.inference import (Segmenter, argmax_channels, logits_to_ids, preprocess,
-                                            resize_image, softmax_max, to_camera_sizes)
+                                            ids_to_camera_size, resize_image, softmax_max,
+                                            to_camera_sizes)
 from dice_seg_ros.runtime.model_meta import ModelMeta
 
 RNG = np.random.default_rng(7)
@@ -275,3 +277,33 @@ def test_reused_buffers_never_leak_into_earlier_results(tiny):
     np.testing.assert_array_equal(first.class_ids, kept[0])
     np.testing.assert_array_equal(first.confidence, kept[1])
     np.testing.assert_array_equal(tiny.segment(first_image).class_ids, kept[0])
+
+
+@pytest.mark.parametrize("size", [(480, 640), (720, 1280), (240, 320), (300, 500), (120, 160)])
+def test_ids_upscale_like_opencv_nearest_exact(size):
+    ids = RNG.integers(0, 6, size=(240, 320), dtype=np.uint8)
+    expected = cv2.resize(ids, size[::-1], interpolation=cv2.INTER_NEAREST_EXACT)
+    np.testing.assert_array_equal(ids_to_camera_size(ids, *size), expected)
+
+
+def test_estimate_is_computed_at_network_resolution(tmp_path):
+    from dice_seg_ros.classes import load_classes
+    from dice_seg_ros.runtime.estimated_dice import (feature_names, file_sha256,
+                                                     fit_calibration, sidecar_path)
+
+    model = write_tiny_onnx(tmp_path / "net.onnx", size=(40, 30))
+    names = feature_names(load_classes().names)
+    features = RNG.random((40, len(names)))
+    calibration = fit_calibration(features, features[:, names.index("top_prob")], 1.2, names)
+    calibration.model_file, calibration.model_sha256 = model.name, file_sha256(model)
+    calibration.save(sidecar_path(model))
+    segmenter = Segmenter(model, device="cpu", threads=1)
+    image = RNG.integers(0, 256, size=(120, 160, 3), dtype=np.uint8)
+    plain = segmenter.segment(image)
+    ids, confidence = plain.network_planes
+    assert plain.confidence is None and plain.class_ids.shape == (120, 160)
+    assert ids.shape == confidence.shape == (30, 40)
+    assert plain.estimated_dice == pytest.approx(calibration.estimate(ids, confidence))
+    published = segmenter.segment(image, with_confidence=True)
+    assert published.confidence.shape == (120, 160)
+    assert published.estimated_dice == pytest.approx(plain.estimated_dice)

@@ -90,7 +90,7 @@ def test_plots_name_the_bag_and_model_and_the_colour_bar_is_in_percent(tmp_path)
 
     tracker = _tracker()
     title = plot_title("Confusion matrix", {"bag": "/data/drive_03", "model": "/m/seg.onnx"})
-    assert title == "Confusion matrix\nbag: drive_03, model: seg.onnx"
+    assert title == "Confusion matrix: drive_03, seg.onnx"
     assert plot_title("Dice per frame", {"bag": None}) == "Dice per frame"
     figure = plot_confusion(tmp_path / "c.png", tracker.cumulative.matrix, NAMES, title=title)
     image_axes, bar_axes = figure.axes

@@ -12,7 +12,7 @@ torch = pytest.importorskip("torch")
 pytest.importorskip("onnxruntime")
 
 from dice_seg_ros.bags.synthetic_bag import IMAGE_TOPIC, LABEL_TOPIC  # noqa: E402
-from dice_seg_ros.classes import load_classes  # noqa: E402
+from dice_seg_ros.classes import classes_for_model, load_classes  # noqa: E402
 from dice_seg_ros.cli import main  # noqa: E402
 from dice_seg_ros.errors import ModelError  # noqa: E402
 from dice_seg_ros.runtime.inference import Segmenter  # noqa: E402
@@ -154,6 +154,24 @@ def test_class_id_output_remapped_onto_the_node_classes(tmp_path):
         Segmenter(model, device="cpu")
     _sidecar(model, output="class_ids", classes=theirs, remap={**remap, "road": "asphalt"})
     with pytest.raises(ModelError, match="'asphalt'.*node's classes"):
+        Segmenter(model, device="cpu")
+
+
+def test_sidecar_costs_reach_the_class_set_unless_remapped(tmp_path):
+    model = _export(_conv(3), tmp_path / "own.onnx")
+    theirs = [{"name": "road", "color": [0, 0, 0], "cost": 10},
+              {"name": "rock", "color": [1, 1, 1], "cost": 100},
+              {"name": "fog", "color": [2, 2, 2]}]
+    _sidecar(model, classes=theirs)
+    segmenter = Segmenter(model, device="cpu", threads=1)
+    assert segmenter.class_costs == (10, 100, None)
+    classes = classes_for_model(segmenter.meta.class_names, costs=segmenter.class_costs)
+    assert classes.cost_table().tolist() == [10, 100, -1]
+    # Remapped onto the node's classes, the node's classes file gives the costs.
+    _sidecar(model, classes=theirs, remap={"road": "trail", "rock": "obstacle", "fog": "sky"})
+    assert Segmenter(model, device="cpu", threads=1).class_costs == ()
+    _sidecar(model, classes=[dict(theirs[0], cost=101)] + theirs[1:])
+    with pytest.raises(ModelError, match=r"classes\[0\]\.cost 101"):
         Segmenter(model, device="cpu")
 
 
