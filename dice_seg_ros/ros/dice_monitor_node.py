@@ -3,9 +3,10 @@
 Only ROS wiring lives here: two subscriptions, publishers, the save_report
 service. Stamp pairing, scoring, thresholds, the streamed per-frame CSV and
 the report are ``monitor_core``, built on the same pairer and DiceTracker as
-``dice-seg eval``. ``~/save_report`` answers once the report is on disk; it runs
-in its own callback group on a multi-threaded executor, so pairs keep being
-scored while it writes. The report on shutdown is written after spinning stops.
+``dice-seg eval``. ``~/save_report`` takes a snapshot and answers at once; the
+report is written from it on the core's report thread, so pairs keep being scored,
+and ``~/report_written`` names the folder once every file is on disk (report.json
+is replaced atomically). The report on shutdown is written after spinning stops.
 With ``estimate_dice``, a third subscription, ``estimated_dice_stamped`` (the segmentation node's
 ``~/estimated_dice_stamped``), gives each frame's label-free estimate, which the
 core joins with the frame's true Dice by stamp for the report.
@@ -15,11 +16,10 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
+from concurrent.futures import Future
 from typing import Any, Sequence
 
 from diagnostic_msgs.msg import DiagnosticArray
-from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
-from rclpy.executors import MultiThreadedExecutor
 from rclpy.logging import get_logger
 from rclpy.node import Node
 from sensor_msgs.msg import Image
@@ -71,9 +71,7 @@ class DiceMonitorNode(Node):
         # Where each ~/save_report report lands, once every file of it is on disk.
         self._written_pub = self.create_publisher(String, "~/report_written", 10)
         self._diag_pub = create_diagnostics_publisher(self)
-        # Its own group: while a report is written, the default group keeps scoring pairs.
-        self._service = self.create_service(Trigger, "~/save_report", self._on_save_report,
-                                            callback_group=MutuallyExclusiveCallbackGroup())
+        self._service = self.create_service(Trigger, "~/save_report", self._on_save_report)
         self.add_on_set_parameters_callback(
             parameter_callback(self._values, MONITOR_PARAMS, self._apply))
         self._timer = self.create_timer(values["diagnostics_period_s"], self._diagnostics)
@@ -127,19 +125,32 @@ class DiceMonitorNode(Node):
 
     def _on_save_report(self, request: Trigger.Request,
                         response: Trigger.Response) -> Trigger.Response:
-        """Handle ~/save_report: snapshot now, write the report, answer once it is on disk."""
+        """Handle ~/save_report: snapshot now, write on the report thread, answer at once.
+
+        Writing takes 0.4-1 s (plots); on the node's one executor thread it would stop
+        scoring meanwhile, and a second executor thread races the node's shutdown.
+        """
         try:
             folder = self._report_dir()
-            paths = self.core.write_report(folder)
+            future = self.core.write_report_async(folder)
         except (ValueError, OSError) as exc:
             self.log.exception("save_report", exc)
             response.success, response.message = False, str(exc)
             return response
+        future.add_done_callback(lambda done: self._report_written(done, folder))
         response.success = True
-        response.message = f"report written to {paths['report']}"
-        self.get_logger().info(response.message)
-        self._written_pub.publish(String(data=str(folder)))
+        response.message = (f"writing the report of {self.core.scored} pairs to {folder}; "
+                            f"{self._written_pub.topic_name} says when it is on disk")
         return response
+
+    def _report_written(self, future: Future, folder: Path) -> None:
+        """Log the outcome of a background report; announce it once it is on disk."""
+        exc = future.exception()
+        if exc is not None:
+            self.log.exception("save_report", exc)
+        elif self.context.ok():
+            self.get_logger().info(f"report written to {folder}")
+            self._written_pub.publish(String(data=str(folder)))
 
     def report_on_shutdown(self) -> None:
         """Write the report when the node stops, unless report_dir is empty."""
@@ -160,8 +171,7 @@ class DiceMonitorNode(Node):
 def main(args: Sequence[str] | None = None) -> int:
     """Run the monitor until shutdown, then write its report; return the exit code."""
     return run_node(DiceMonitorNode, MONITOR_NODE, args,
-                    on_exit=DiceMonitorNode.report_on_shutdown,
-                    executor=lambda: MultiThreadedExecutor(num_threads=2))
+                    on_exit=DiceMonitorNode.report_on_shutdown)
 
 
 if __name__ == "__main__":

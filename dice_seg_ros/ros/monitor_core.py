@@ -24,6 +24,7 @@ import io
 import math
 import tempfile
 import threading
+from concurrent.futures import Future, ThreadPoolExecutor
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -284,6 +285,7 @@ class MonitorCore:
         self._latency = StageLatency(("monitor",))
         # Scoring (executor thread) and snapshots (report thread) take turns.
         self._lock = threading.RLock()
+        self._report_thread: ThreadPoolExecutor | None = None
 
     def count(self, topic: str) -> None:
         """Count one message received on ``topic`` ("mask" or "labels")."""
@@ -487,8 +489,26 @@ class MonitorCore:
         """
         return write_snapshot(self.snapshot(), out_dir, self.classes)
 
+    def write_report_async(self, out_dir: str | Path) -> Future:
+        """Take a snapshot now and write it on the report thread; return its Future.
+
+        The Future's result is what ``write_report`` returns, or its exception.
+
+        Raises:
+            ValueError: if no pair has been scored yet (raised at once, not in the Future).
+
+        """
+        snapshot = self.snapshot()
+        if self._report_thread is None:
+            self._report_thread = ThreadPoolExecutor(max_workers=1,
+                                                     thread_name_prefix="dice_report")
+        return self._report_thread.submit(write_snapshot, snapshot, out_dir, self.classes)
+
     def close(self) -> None:
-        """Close the row streams."""
+        """Finish a report in progress and close the row streams."""
+        if self._report_thread is not None:
+            self._report_thread.shutdown(wait=True)
+            self._report_thread = None
         self.rows.close()
         if self.estimates is not None:
             self.estimates.rows.close()

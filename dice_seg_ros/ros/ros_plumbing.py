@@ -21,7 +21,7 @@ from rcl_interfaces.msg import (FloatingPointRange, IntegerRange, ParameterDescr
                                 SetParametersResult)
 from rclpy.event_handler import PublisherEventCallbacks, SubscriptionEventCallbacks
 from rclpy.exceptions import ParameterException
-from rclpy.executors import Executor, ExternalShutdownException
+from rclpy.executors import ExternalShutdownException
 from rclpy.impl.implementation_singleton import rclpy_implementation
 from rclpy.node import Node
 from rclpy.parameter import Parameter
@@ -295,8 +295,7 @@ def ignore_further_sigint() -> None:
 
 
 def run_node(make_node: Callable[[], Node], name: str, args: Sequence[str] | None = None,
-             on_exit: Callable[[Node], None] | None = None,
-             executor: Callable[[], Executor] | None = None) -> int:
+             on_exit: Callable[[Node], None] | None = None) -> int:
     """Start rclpy, build a node, spin it until shutdown, clean up; return the exit code.
 
     A bad parameter, model or classes file ends the process with one line on
@@ -304,7 +303,6 @@ def run_node(make_node: Callable[[], Node], name: str, args: Sequence[str] | Non
     ``ros2 launch`` sends) end spinning; ``on_exit(node)`` then runs before the
     node is destroyed. Further SIGINTs are ignored from then on (see
     ignore_further_sigint); SIGTERM still ends a node whose cleanup hangs.
-    ``executor()`` makes the executor to spin on (default: rclpy's single-threaded one).
     """
     rclpy.init(args=args)
     try:
@@ -314,7 +312,7 @@ def run_node(make_node: Callable[[], Node], name: str, args: Sequence[str] | Non
         rclpy.try_shutdown()
         return 1
     try:
-        rclpy.spin(node, executor() if executor is not None else None)
+        rclpy.spin(node)
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
     except rclpy_implementation.RCLError:

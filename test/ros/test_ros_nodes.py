@@ -150,11 +150,11 @@ def test_monitor_scores_pairs_like_dice_tracker(ros, tmp_path):
     future = client.call_async(Trigger.Request())
     assert spin_until(future.done)
     assert future.result().success, future.result().message
-    # The answer comes once the report is on disk: a caller may read it at once.
-    assert (tmp_path / "report" / "confusion_matrix.png").is_file()
-    assert str(tmp_path / "report" / "report.json") in future.result().message
+    assert "report_written" in future.result().message
+    # Written on the report thread while the executor went on; announced once on disk.
     assert spin_until(lambda: written)
     assert written[0].data == str((tmp_path / "report").resolve())
+    assert (tmp_path / "report" / "confusion_matrix.png").is_file()
     report = json.loads((tmp_path / "report" / "report.json").read_text())
     assert report["frames"] == pairs and report["unpaired"] == 1
     for class_id, name in enumerate(CLASSES.names):
