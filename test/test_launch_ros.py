@@ -56,7 +56,7 @@ def ament_prefix(prefix):
     for module in ("segmentation_node", "dice_monitor_node"):
         path = lib / module
         path.write_text(f"#!{sys.executable}\nimport sys\nsys.path.insert(0, {str(ROOT)!r})\n"
-                        f"from dice_seg_ros.{module} import main\nsys.exit(main())\n")
+                        f"from dice_seg_ros.ros.{module} import main\nsys.exit(main())\n")
         path.chmod(path.stat().st_mode | stat.S_IXUSR)
     return prefix
 
