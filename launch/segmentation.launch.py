@@ -13,15 +13,16 @@ two_cameras.launch.py). Parameters come from ``params_file`` (default: the
 shipped config/segmentation.yaml, keyed ``/**`` so any name and namespace
 get them); ``model_path``, ``backend``, ``device``, ``use_compressed``,
 ``qos_reliability`` and ``qos_depth`` override it only when given. ``use_rviz:=true``
-starts RViz where rviz2 is installed and says so where it is not (it is optional).
+starts RViz where rviz2 is installed; where it is not, the launch logs a warning
+and goes on without RViz (it is optional).
 """
 
 import os
 
-from ament_index_python.packages import get_package_share_directory
+from ament_index_python.packages import PackageNotFoundError, get_package_share_directory
+import launch.logging
 from launch import LaunchDescription
-from ament_index_python.packages import PackageNotFoundError
-from launch.actions import DeclareLaunchArgument, LogInfo, OpaqueFunction
+from launch.actions import DeclareLaunchArgument, OpaqueFunction
 from launch.substitutions import LaunchConfiguration
 from launch_ros.actions import Node
 
@@ -71,14 +72,16 @@ def _segmentation_node(context):
 
 
 def _rviz(context):
-    """Start RViz if asked and installed; without rviz2, say so and go on without it."""
+    """Start RViz if asked and installed; without rviz2, warn and go on without it."""
     if LaunchConfiguration("use_rviz").perform(context).lower() not in ("true", "1"):
         return []
     try:
         get_package_share_directory("rviz2")
     except PackageNotFoundError:
-        return [LogInfo(msg="use_rviz:=true but rviz2 is not installed: starting without RViz "
-                            "(install ros-$ROS_DISTRO-rviz2 for it)")]
+        launch.logging.get_logger("launch.user").warning(
+            "use_rviz:=true but rviz2 is not installed: starting without RViz "
+            "(install ros-$ROS_DISTRO-rviz2 for it)")
+        return []
     return [Node(package="rviz2", executable="rviz2", name="rviz2",
                  arguments=["-d", os.path.join(SHARE, "rviz", "dice_seg.rviz")])]
 

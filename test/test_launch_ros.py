@@ -8,6 +8,7 @@ and a ``lib/dice_seg_ros/segmentation_node`` launcher.
 import asyncio
 import csv
 import json
+import logging
 import os
 import stat
 import sys
@@ -56,7 +57,7 @@ def ament_prefix(prefix):
     for module in ("segmentation_node", "dice_monitor_node"):
         path = lib / module
         path.write_text(f"#!{sys.executable}\nimport sys\nsys.path.insert(0, {str(ROOT)!r})\n"
-                        f"from dice_seg_ros.{module} import main\nsys.exit(main())\n")
+                        f"from dice_seg_ros.ros.{module} import main\nsys.exit(main())\n")
         path.chmod(path.stat().st_mode | stat.S_IXUSR)
     return prefix
 
@@ -159,6 +160,42 @@ def test_launch_file_publishes_masks(case, tmp_path, monkeypatch):
         mask = result["masks"][mask_topic][0]
         assert mask.header.stamp.sec == 7 and mask.header.frame_id == frame_id(image_topic)
         assert (mask.width, mask.height, mask.encoding) == (64, 48, "mono8")
+
+
+def test_use_rviz_without_rviz2_warns_and_starts_no_rviz(tmp_path, monkeypatch):
+    """use_rviz:=true where rviz2 is not installed gives a warning, not a failed launch."""
+    from importlib.util import module_from_spec, spec_from_file_location
+
+    from ament_index_python.packages import PackageNotFoundError, get_package_share_directory
+
+    prefix = ament_prefix(tmp_path / "install")
+    monkeypatch.setenv("AMENT_PREFIX_PATH",
+                       f"{prefix}{os.pathsep}{os.environ.get('AMENT_PREFIX_PATH', '')}")
+    try:
+        get_package_share_directory("rviz2")
+    except PackageNotFoundError:
+        pass
+    else:
+        pytest.skip("rviz2 is installed: use_rviz:=true would start it")
+    spec = spec_from_file_location("segmentation_launch",
+                                   ROOT / "launch" / "segmentation.launch.py")
+    segmentation_launch = module_from_spec(spec)
+    spec.loader.exec_module(segmentation_launch)
+    context = launch.LaunchContext()
+    context.launch_configurations["use_rviz"] = "true"
+    # launch's loggers do not propagate to the root logger, so caplog cannot see them.
+    records = []
+    handler = logging.Handler(logging.WARNING)
+    handler.emit = records.append
+    logger = launch.logging.get_logger("launch.user")
+    logger.addHandler(handler)
+    try:
+        actions = segmentation_launch._rviz(context)
+    finally:
+        logger.removeHandler(handler)
+
+    assert actions == []
+    assert any("rviz2 is not installed" in r.getMessage() for r in records), records
 
 
 def per_frame_rows(path):
