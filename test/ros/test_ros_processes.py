@@ -150,8 +150,18 @@ def test_node_soak_benchmark_quick_run():
     shipped_model_or_skip()
     bench = Path(__file__).resolve().parents[2] / "benchmarks" / "bench_node_soak.py"
     env = dict(os.environ, ROS_DOMAIN_ID=str(DOMAIN))
-    done = subprocess.run([sys.executable, str(bench), "--frames", "200", "--every", "100"],
-                          env=env, capture_output=True, text=True, timeout=120)
+    # Its own session: a timeout kills the benchmark and the node processes it started,
+    # which would otherwise outlive the test and load the machine.
+    proc = subprocess.Popen([sys.executable, str(bench), "--frames", "200", "--every", "100"],
+                            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            start_new_session=True)
+    try:
+        stdout, stderr = proc.communicate(timeout=180)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.communicate()
+        raise
+    done = subprocess.CompletedProcess(proc.args, proc.returncode, stdout, stderr)
     assert done.returncode == 0, done.stderr[-2000:]
     rows = [line for line in done.stdout.splitlines() if line.startswith("| 1") or
             line.startswith("| 2")]
