@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import time
+from pathlib import Path
 
 from tqdm import tqdm
 
@@ -34,6 +35,14 @@ def real_confusion(segmenter: Segmenter, files: LabeledImages, quiet: bool = Fal
         seconds += time.perf_counter() - start
         cm.update(pred, ids)
     return cm, 1000.0 * seconds / len(files)
+
+
+def save_study_report(fig, table: str, report: str | Path) -> None:
+    """Print a study's Markdown table, save it (REPORT.table.md) and its figure (REPORT.png)."""
+    print(table)
+    fig.tight_layout()
+    fig.savefig(Path(report).with_suffix(".png"), dpi=100)
+    Path(report).with_suffix(".table.md").write_text(table + "\n")
 
 
 def markdown_table(cm: ConfusionMatrix, names: tuple[str, ...]) -> str:

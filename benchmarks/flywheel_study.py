@@ -34,7 +34,7 @@ from dice_seg_ros.resources import resource_path
 from dice_seg_ros.runtime.inference import Segmenter
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from eval_real import real_confusion  # noqa: E402
+from eval_real import real_confusion, save_study_report  # noqa: E402
 
 SYNTHETIC_PT = resource_path("models/terrain_seg_synthetic.pt")
 SYNTHETIC_ONNX = resource_path("models/terrain_seg_synthetic.onnx")
@@ -173,7 +173,6 @@ def report(args: argparse.Namespace) -> None:
                      f"**{r['mean_dice_present']:.3f}** | "
                      + " | ".join(f"{d:.3f}" for d in r["dice"]) + " |")
     table = "\n".join(lines)
-    print(table)
     fig, ax = plt.subplots(figsize=(6, 4))
     for method in ("train", "finetune"):
         points = sorted((r["k"], r["mean_dice_present"]) for r in done.values()
@@ -191,9 +190,7 @@ def report(args: argparse.Namespace) -> None:
     ax.set_xticks([0, *CURVE_K], [str(k) for k in (0, *CURVE_K)])
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(Path(args.report).with_suffix(".png"), dpi=100)
-    Path(args.report).with_suffix(".table.md").write_text(table + "\n")
+    save_study_report(fig, table, args.report)
 
 
 def main() -> None:

@@ -29,7 +29,7 @@ from dice_seg_ros.runtime.inference import Segmenter
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_metrics import interleaved_ms  # noqa: E402
-from eval_real import real_confusion  # noqa: E402
+from eval_real import real_confusion, save_study_report  # noqa: E402
 
 # Fine-tuning must start from weights that never saw YCOR: the shipped default
 # model learned YCOR train, the synthetic-only one did not.
@@ -116,7 +116,6 @@ def report(args: argparse.Namespace) -> None:
                      f"**{r['mean_dice_present']:.3f}** | "
                      + " | ".join(f"{d:.3f}" for d in r["dice"]) + " |")
     table = "\n".join(lines)
-    print(table)
     fig, ax = plt.subplots(figsize=(9, 4))
     width = 0.8 / max(len(results), 1)
     for i, r in enumerate(results):
@@ -124,9 +123,7 @@ def report(args: argparse.Namespace) -> None:
     ax.set_xticks(np.arange(len(names)) + 0.4 - width / 2, names)
     ax.set(ylabel="Dice on YCOR valid", ylim=(0, 1))
     ax.legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(Path(args.report).with_suffix(".png"), dpi=100)
-    Path(args.report).with_suffix(".table.md").write_text(table + "\n")
+    save_study_report(fig, table, args.report)
 
 
 def main() -> None:
